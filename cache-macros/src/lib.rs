@@ -1,0 +1,1 @@
+//! The `#[cached_action]` attribute macro of action-cache (work in progress).

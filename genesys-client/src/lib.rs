@@ -1,0 +1,1 @@
+//! A Genesys Cloud Platform API client (work in progress).
