@@ -1,1 +1,74 @@
-//! cache-core (work in progress)
+//! The engine behind action-cache: stale-while-revalidate caching of expensive async calls over
+//! Redis (or memory), with miss coalescing, jitter, tags and fail-open.
+//!
+//! ```
+//! use action_cache_core::{Cache, CacheKey, Policy};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // `Cache::from_env()` uses Redis when REDIS_URL is set; this one is in memory.
+//! let cache = Cache::in_memory();
+//! let policy = Policy::builder()
+//!     .fresh(Duration::from_secs(300))
+//!     .stale(Duration::from_secs(900))
+//!     .build()?;
+//!
+//! let mut key = CacheKey::builder("crm.account");
+//! key.arg("account_id", "42")?.tag("account:42");
+//! let key = key.build();
+//!
+//! let name: String = cache
+//!     .get_or_load(&key, &policy, || async {
+//!         // The expensive backend call goes here.
+//!         Ok::<_, String>("Ada Lovelace".to_string())
+//!     })
+//!     .await?;
+//! assert_eq!(name, "Ada Lovelace");
+//!
+//! // The CRM says account 42 changed: purge everything tagged with it.
+//! assert_eq!(cache.invalidate_tag("account:42").await?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Semantics
+//!
+//! An entry stores the value, when it was cached, and the fresh and stale windows it was written
+//! with (each stretched by jitter). With age = now − cached_at: age < fresh is a **fresh hit**;
+//! fresh ≤ age < stale is a **stale hit**, returned at once while one background refresh runs;
+//! otherwise a **miss**. The store expires entries at their stale window.
+//!
+//! Every store operation has a timeout; when the store is down, slow or holds garbage, calls go
+//! to the loader and still return correct values, and a circuit breaker stops paying the timeout
+//! after repeated failures.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+mod breaker;
+mod builder;
+mod cache;
+mod clock;
+mod entry;
+mod error;
+mod flight;
+mod global;
+mod key;
+mod policy;
+mod refresh;
+mod stats;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use builder::CacheBuilder;
+pub use cache::{Cache, RefreshFuture};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
+pub use global::{global, global_or_warn, set_global};
+pub use key::{CacheKey, KeyBuilder};
+pub use policy::{Policy, PolicyBuilder, RefreshMode};
+pub use stats::Stats;

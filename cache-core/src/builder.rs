@@ -1,0 +1,268 @@
+//! Configuring a [`Cache`].
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::breaker::Breaker;
+use crate::cache::{Cache, Shared};
+use crate::clock::{Clock, SystemClock};
+use crate::error::CacheError;
+use crate::flight::Flights;
+use crate::policy::Policy;
+use crate::stats::Counters;
+use crate::store::{MemoryStore, RedisStore, Store};
+
+/// Builds a [`Cache`]. Every setting has a documented default; [`CacheBuilder::build`] checks
+/// them.
+///
+/// ```
+/// use action_cache_core::Cache;
+/// use std::time::Duration;
+///
+/// let cache = Cache::builder()
+///     .redis_url("redis://127.0.0.1:6379/0") // connected on first use
+///     .prefix("orders")
+///     .op_timeout(Duration::from_millis(50))
+///     .build()?;
+/// assert_eq!(cache.prefix(), "orders");
+/// # Ok::<(), action_cache_core::CacheError>(())
+/// ```
+#[derive(Debug)]
+pub struct CacheBuilder {
+    backend: Backend,
+    prefix: String,
+    default_policy: Policy,
+    op_timeout: Duration,
+    lock_ttl: Duration,
+    lock_wait: Option<Duration>,
+    refresh_capacity: usize,
+    refresh_timeout: Duration,
+    max_entry_bytes: usize,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
+    clock: Arc<dyn Clock>,
+    rng_seed: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Memory { capacity: usize },
+    RedisUrl(String),
+    Store(Arc<dyn Store>),
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder::new()
+    }
+}
+
+impl CacheBuilder {
+    /// Defaults: in-memory store of 10,000 keys, prefix `ac`, policy fresh 300 s / stale 900 s,
+    /// operation timeout 50 ms, lock TTL 5 s, coalescing wait = lock TTL, 64 refreshes in
+    /// flight, refresh timeout 30 s, entries up to 8 MiB, circuit breaker after 5 consecutive
+    /// store failures for 1 s, system clock.
+    pub fn new() -> CacheBuilder {
+        CacheBuilder {
+            backend: Backend::Memory {
+                capacity: MemoryStore::DEFAULT_CAPACITY,
+            },
+            prefix: "ac".into(),
+            default_policy: Policy::default(),
+            op_timeout: Duration::from_millis(50),
+            lock_ttl: Duration::from_secs(5),
+            lock_wait: None,
+            refresh_capacity: 64,
+            refresh_timeout: Duration::from_secs(30),
+            max_entry_bytes: 8 << 20,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            clock: Arc::new(SystemClock),
+            rng_seed: None,
+        }
+    }
+
+    /// Reads `REDIS_URL` (Redis when set, in-memory otherwise) and `ACTION_CACHE_PREFIX`.
+    pub fn from_env() -> CacheBuilder {
+        let mut b = CacheBuilder::new();
+        if let Some(url) = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            b = b.redis_url(url.trim());
+        }
+        if let Some(prefix) = std::env::var("ACTION_CACHE_PREFIX")
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            b = b.prefix(prefix);
+        }
+        b
+    }
+
+    /// Uses Redis at `url` (one multiplexed connection, made on first use, reconnecting).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.backend = Backend::RedisUrl(url.into());
+        self
+    }
+
+    /// Uses the bounded in-memory store (the default).
+    pub fn in_memory(mut self) -> Self {
+        self.backend = Backend::Memory {
+            capacity: MemoryStore::DEFAULT_CAPACITY,
+        };
+        self
+    }
+
+    /// Uses the in-memory store with room for `capacity` keys.
+    pub fn memory_capacity(mut self, capacity: usize) -> Self {
+        self.backend = Backend::Memory { capacity };
+        self
+    }
+
+    /// Uses a store of your own.
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.backend = Backend::Store(store);
+        self
+    }
+
+    /// The key prefix (default `ac`); keys are `{prefix}:{name}:{digest}`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The policy returned by [`Cache::default_policy`].
+    pub fn default_policy(mut self, policy: Policy) -> Self {
+        self.default_policy = policy;
+        self
+    }
+
+    /// How long one store operation may take before the call fails open (default 50 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// How long the cross-process load/refresh lock lives if never released (default 5 s).
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
+        self
+    }
+
+    /// How long a miss waits for another caller's load before loading itself (default: the lock
+    /// TTL).
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = Some(wait);
+        self
+    }
+
+    /// How many background refreshes may run at once; more are dropped and counted (default 64).
+    pub fn refresh_capacity(mut self, capacity: usize) -> Self {
+        self.refresh_capacity = capacity;
+        self
+    }
+
+    /// How long a background refresh may take (default 30 s).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
+        self
+    }
+
+    /// The largest encoded entry that is stored; larger values are returned but not cached
+    /// (default 8 MiB).
+    pub fn max_entry_bytes(mut self, max: usize) -> Self {
+        self.max_entry_bytes = max;
+        self
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive store failures, for `cooldown`
+    /// (default 5 and 1 s).
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker_threshold = failures;
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// The clock entries are timed by (default: the system clock). Inject a
+    /// [`ManualClock`](crate::ManualClock) for exact window tests.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds the random number generator (jitter, write ids, early refresh), for reproducible
+    /// tests.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Checks the configuration and builds the cache. Nothing connects yet, so this works while
+    /// Redis is down (calls then fail open until it is back).
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::Config`] for an unparsable Redis URL, an empty prefix or one containing
+    /// `{`, `}` or whitespace, a zero operation timeout, lock TTL, refresh timeout or refresh
+    /// capacity.
+    pub fn build(self) -> Result<Cache, CacheError> {
+        let bad = |m: &str| Err(CacheError::Config(m.to_string()));
+        if self.prefix.is_empty()
+            || self.prefix.contains(['{', '}', '#'])
+            || self.prefix.contains(char::is_whitespace)
+        {
+            return bad("the prefix must be non-empty, without braces, '#' or whitespace");
+        }
+        if self.op_timeout.is_zero() || self.lock_ttl.is_zero() || self.refresh_timeout.is_zero() {
+            return bad("timeouts and the lock TTL must be greater than zero");
+        }
+        if self.refresh_capacity == 0 {
+            return bad("the refresh capacity must be at least 1");
+        }
+        let store: Arc<dyn Store> = match self.backend {
+            Backend::Memory { capacity } => {
+                Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
+            }
+            Backend::RedisUrl(url) => Arc::new(RedisStore::open(&url).map_err(|e| {
+                CacheError::Config(format!("invalid Redis URL: {}", e.kind_description()))
+            })?),
+            Backend::Store(store) => store,
+        };
+        let rng = match self.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Ok(Cache::from_shared(Shared {
+            store,
+            prefix: self.prefix,
+            default_policy: self.default_policy,
+            op_timeout: self.op_timeout,
+            lock_ttl: self.lock_ttl,
+            lock_wait: self.lock_wait.unwrap_or(self.lock_ttl),
+            refresh_capacity: self.refresh_capacity,
+            refresh_timeout: self.refresh_timeout,
+            max_entry_bytes: self.max_entry_bytes,
+            clock: self.clock,
+            rng: Mutex::new(rng),
+            counters: Counters::default(),
+            breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
+            flights: Arc::new(Flights::default()),
+            refreshing: Mutex::new(HashSet::new()),
+        }))
+    }
+}
+
+/// A short description of a URL parse error that cannot echo a password back.
+trait KindDescription {
+    fn kind_description(&self) -> String;
+}
+
+impl KindDescription for redis::RedisError {
+    fn kind_description(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}

@@ -1,0 +1,815 @@
+//! The [`Cache`]: fresh / stale / miss over a [`Store`], with coalescing and fail-open.
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+use crate::breaker::Breaker;
+use crate::builder::CacheBuilder;
+use crate::clock::Clock;
+use crate::entry::{self, DecodeError, Meta};
+use crate::error::{CacheError, LoadError, StoreError};
+use crate::flight::{self, Flights, Outcome, Role};
+use crate::key::CacheKey;
+use crate::policy::{Policy, RefreshMode};
+use crate::stats::{Counters, Stats};
+use crate::store::Store;
+
+/// A boxed, owned future that a background refresh runs; see [`Cache::get_or_load_with`].
+pub type RefreshFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+/// A stale-while-revalidate cache over a [`Store`]. Cheap to clone: clones share the store,
+/// the counters, the in-flight loads and the background refreshes.
+///
+/// Background refreshes stop when the last clone is dropped.
+///
+/// ```
+/// use action_cache_core::{Cache, CacheKey, Policy};
+/// use std::time::Duration;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = Cache::in_memory();
+/// let policy = Policy::new(Duration::from_secs(300), Duration::from_secs(900))?;
+/// let mut key = CacheKey::builder("crm.account");
+/// key.arg("id", "42")?;
+/// let key = key.build();
+///
+/// let v: String = cache
+///     .get_or_load(&key, &policy, || async { Ok::<_, String>("Ada".to_string()) })
+///     .await?;
+/// assert_eq!(v, "Ada");
+/// assert_eq!(cache.stats().misses, 1);
+///
+/// let again: String = cache
+///     .get_or_load(&key, &policy, || async { Ok::<_, String>("not called".into()) })
+///     .await?;
+/// assert_eq!(again, "Ada");
+/// assert_eq!(cache.stats().fresh_hits, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// Background refreshes; dropping the set aborts them.
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// What the cache and its background tasks share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) prefix: String,
+    pub(crate) default_policy: Policy,
+    pub(crate) op_timeout: Duration,
+    pub(crate) lock_ttl: Duration,
+    pub(crate) lock_wait: Duration,
+    pub(crate) refresh_capacity: usize,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) max_entry_bytes: usize,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Mutex<StdRng>,
+    pub(crate) counters: Counters,
+    pub(crate) breaker: Breaker,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) refreshing: Mutex<HashSet<String>>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.inner.shared;
+        f.debug_struct("Cache")
+            .field("store", &s.store)
+            .field("prefix", &s.prefix)
+            .field("op_timeout", &s.op_timeout)
+            .field("stats", &s.counters.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decoded entry read from the store.
+pub(crate) struct Found<T> {
+    pub(crate) value: T,
+    pub(crate) meta: Meta,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Cache {
+    /// Starts configuring a cache; see [`CacheBuilder`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    /// A cache on a bounded in-memory store with default settings (prefix `ac`).
+    pub fn in_memory() -> Cache {
+        CacheBuilder::new()
+            .in_memory()
+            .build()
+            .expect("the default in-memory configuration is valid")
+    }
+
+    /// A cache configured from the environment: `REDIS_URL` (else in-memory) and
+    /// `ACTION_CACHE_PREFIX` (default `ac`).
+    ///
+    /// # Errors
+    ///
+    /// When `REDIS_URL` is set but cannot be parsed, or the prefix is invalid.
+    pub fn from_env() -> Result<Cache, CacheError> {
+        CacheBuilder::from_env().build()
+    }
+
+    pub(crate) fn from_shared(shared: Shared) -> Cache {
+        Cache {
+            inner: Arc::new(Inner {
+                shared: Arc::new(shared),
+                tasks: Mutex::new(JoinSet::new()),
+            }),
+        }
+    }
+
+    /// The key prefix of this cache.
+    pub fn prefix(&self) -> &str {
+        &self.inner.shared.prefix
+    }
+
+    /// The policy given to the builder (fresh 300 s, stale 900 s unless changed).
+    pub fn default_policy(&self) -> &Policy {
+        &self.inner.shared.default_policy
+    }
+
+    /// The store key of `key` in this cache: `{prefix}:{name}:{digest}`.
+    pub fn full_key(&self, key: &CacheKey) -> String {
+        key.with_prefix(&self.inner.shared.prefix)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// Checks that the store answers within the operation timeout.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, a timeout, or [`StoreError::CircuitOpen`].
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let s = &self.inner.shared;
+        Ok(s.store_op("ping", s.store.ping()).await?)
+    }
+
+    /// Returns the cached value for `key`, or loads, stores and returns it.
+    ///
+    /// Fresh hit: the cached value. Stale hit: the cached value, and one background refresh
+    /// with `loader` (per key, per process; across processes a short Redis lock decides).
+    /// Miss: concurrent callers in this process share one `loader` call, and across processes
+    /// one holds the lock while the others wait (bounded) for its value. Errors are not cached;
+    /// every waiter of a failed load gets a clone of the error. If the store is down, slow or
+    /// holds garbage, the call goes to `loader` (fail-open).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Loader`] with the loader's error, or [`LoadError::Panicked`] for a waiter
+    /// whose shared load panicked.
+    pub async fn get_or_load<T, E, F, Fut>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        loader: F,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Clone + fmt::Debug + Send + Sync + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        // Exactly one of the two closures runs (a call either loads or refreshes), so they can
+        // share the one loader.
+        let cell = Mutex::new(Some(loader));
+        let take = || {
+            cell.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .expect("one loader per call")
+        };
+        self.get_or_load_with(key, policy, || take()(), || Box::pin(take()()))
+            .await
+    }
+
+    /// Like [`Cache::get_or_load`], for loaders that borrow: `load` runs in the caller's task on
+    /// a miss (and for [`RefreshMode::Inline`]); `refresh` is called only when a background
+    /// refresh is actually started, and returns an owned future. This is what
+    /// `#[cached_action]` uses, so that hits clone nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_or_load`].
+    pub async fn get_or_load_with<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: Clone + fmt::Debug + Send + Sync + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
+        self.fetch(key, policy, load, refresh, Some(E::clone)).await
+    }
+
+    /// Like [`Cache::get_or_load_with`] without miss coalescing, for error types that are not
+    /// `Clone`: concurrent misses each call their loader. Background refreshes are still one
+    /// per key.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Loader`] with the loader's error.
+    pub async fn get_or_load_uncoalesced_with<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
+        self.fetch(key, policy, load, refresh, None).await
+    }
+
+    async fn fetch<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+        share: Option<fn(&E) -> E>,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
+        let s = &self.inner.shared;
+        let full = self.full_key(key);
+        let mut stale_value = None;
+        if let Some(found) = s.read::<T>(&full).await {
+            let now = s.clock.now_ms();
+            let age = now.saturating_sub(found.meta.at);
+            if age < found.meta.fresh {
+                Counters::incr(&s.counters.fresh_hits);
+                tracing::debug!(key = %full, age_ms = age, "fresh hit");
+                if s.early_refresh_due(policy, &found.meta, now) {
+                    tracing::debug!(key = %full, "early refresh (xfetch)");
+                    self.spawn_refresh(
+                        full,
+                        entry::token(&found.bytes).to_vec(),
+                        key,
+                        policy,
+                        refresh,
+                    );
+                }
+                return Ok(found.value);
+            }
+            if age < found.meta.stale {
+                Counters::incr(&s.counters.stale_hits);
+                tracing::debug!(key = %full, age_ms = age, "stale hit");
+                match policy.refresh_mode() {
+                    RefreshMode::Background => {
+                        self.spawn_refresh(
+                            full,
+                            entry::token(&found.bytes).to_vec(),
+                            key,
+                            policy,
+                            refresh,
+                        );
+                        return Ok(found.value);
+                    }
+                    RefreshMode::Inline => stale_value = Some(found.value),
+                }
+            }
+        }
+        if stale_value.is_none() {
+            Counters::incr(&s.counters.misses);
+            tracing::debug!(key = %full, "miss");
+        }
+        let loaded = match share {
+            Some(clone_err) => s.load_coalesced(&full, key, policy, load, clone_err).await,
+            None => s
+                .load_and_store(&full, key, policy, load)
+                .await
+                .map(|(v, _)| v)
+                .map_err(LoadError::Loader),
+        };
+        match (loaded, stale_value) {
+            (Err(e), Some(stale)) => {
+                tracing::warn!(key = %full, error = ?e, "inline refresh failed; serving the stale value");
+                Ok(stale)
+            }
+            (loaded, _) => loaded,
+        }
+    }
+
+    /// Stores `value` under `key` as if freshly loaded (write-through).
+    ///
+    /// # Errors
+    ///
+    /// When the value cannot be encoded, is over the size limit, or the store fails.
+    pub async fn put<T: Serialize + ?Sized>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        value: &T,
+    ) -> Result<(), CacheError> {
+        let s = &self.inner.shared;
+        let full = self.full_key(key);
+        let bytes = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let tags = s.tag_keys(key);
+        s.store_op("set", s.store.set(&full, &bytes, ttl, &tags))
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the entry for `key`; returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn invalidate(&self, key: &CacheKey) -> Result<bool, CacheError> {
+        let s = &self.inner.shared;
+        let full = self.full_key(key);
+        Ok(s.store_op("delete", s.store.delete(&full)).await?)
+    }
+
+    /// Removes every entry that carries `tag`, across functions; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        let s = &self.inner.shared;
+        let tag_key = s.tag_key(tag);
+        Ok(s.store_op("delete_tagged", s.store.delete_tagged(&tag_key))
+            .await?)
+    }
+
+    /// Removes every entry whose name starts with `name_prefix` (e.g. `"crm."` or a whole
+    /// function name); returns how many. Redis walks the keys with `SCAN`, never `KEYS`.
+    ///
+    /// This may take longer than the operation timeout on a large keyspace, so it is bounded by
+    /// the refresh timeout instead.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn invalidate_prefix(&self, name_prefix: &str) -> Result<u64, CacheError> {
+        let s = &self.inner.shared;
+        let pattern = format!("{}:{name_prefix}", s.prefix);
+        let op = s.store.delete_prefix(&pattern);
+        match tokio::time::timeout(s.refresh_timeout, op).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(StoreError::Timeout {
+                op: "delete_prefix",
+                timeout: s.refresh_timeout,
+            }
+            .into()),
+        }
+    }
+
+    fn spawn_refresh<T, E, R>(
+        &self,
+        full: String,
+        token: Vec<u8>,
+        key: &CacheKey,
+        policy: &Policy,
+        refresh: R,
+    ) where
+        T: Serialize + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
+        let s = &self.inner.shared;
+        {
+            let mut running = s.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if running.contains(&full) {
+                return;
+            }
+            if running.len() >= s.refresh_capacity {
+                Counters::incr(&s.counters.refreshes_dropped);
+                tracing::warn!(key = %full, capacity = s.refresh_capacity, "refresh dropped: too many in flight");
+                return;
+            }
+            running.insert(full.clone());
+        }
+        Counters::incr(&s.counters.refreshes_started);
+        let job = crate::refresh::Job {
+            shared: Arc::clone(s),
+            full,
+            token,
+            tag_keys: s.tag_keys(key),
+            policy: policy.clone(),
+            future: refresh(),
+        };
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(job.run());
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock_key(full: &str) -> String {
+        // The whole entry key is the hash tag, so the lock lives in the entry's cluster slot.
+        format!("{{{full}}}:lock")
+    }
+
+    pub(crate) fn tag_key(&self, tag: &str) -> String {
+        // Not under `{prefix}:` so prefix invalidation never eats the tag sets.
+        format!("{}#tag:{tag}", self.prefix)
+    }
+
+    pub(crate) fn tag_keys(&self, key: &CacheKey) -> Vec<String> {
+        key.tags().iter().map(|t| self.tag_key(t)).collect()
+    }
+
+    pub(crate) fn random_token(&self) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_u64()
+    }
+
+    /// Runs one store operation under the breaker and the operation timeout, counting and
+    /// logging failures.
+    pub(crate) async fn store_op<V>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<V, StoreError>>,
+    ) -> Result<V, StoreError> {
+        if !self.breaker.allow() {
+            Counters::incr(&self.counters.store_skipped);
+            return Err(StoreError::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout {
+                op,
+                timeout: self.op_timeout,
+            }),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(e) if e.is_unavailable() => {
+                Counters::incr(&self.counters.store_errors);
+                if self.breaker.failure() {
+                    tracing::warn!(error = %e, "store failing; skipping it for a cool-down (fail-open)");
+                } else {
+                    tracing::warn!(error = %e, "store operation failed (fail-open)");
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Reads and decodes an entry; anything unusable is `None` (and counted).
+    pub(crate) async fn read<T: DeserializeOwned>(&self, full: &str) -> Option<Found<T>> {
+        let bytes = match self.store_op("get", self.store.get(full)).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(StoreError::WrongType { .. }) => {
+                Counters::incr(&self.counters.corrupt_entries);
+                tracing::warn!(key = %full, "key holds a non-string value; treating as a miss");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        match entry::decode::<T>(&bytes) {
+            Ok((value, meta)) => Some(Found { value, meta, bytes }),
+            Err(e) => {
+                Counters::incr(&self.counters.corrupt_entries);
+                match e {
+                    DecodeError::Format => {
+                        tracing::warn!(key = %full, "entry is not in our format; treating as a miss")
+                    }
+                    DecodeError::Json(e) => {
+                        tracing::warn!(key = %full, error = %e, "entry does not decode; treating as a miss")
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// Encodes a value with windows drawn from `policy`.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        delta_ms: u64,
+    ) -> Result<Vec<u8>, CacheError> {
+        let (write_id, u1, u2) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            (rng.next_u64(), rng.random::<f64>(), rng.random::<f64>())
+        };
+        let (fresh, stale) = policy.draw_windows(u1, u2);
+        let meta = Meta {
+            at: self.clock.now_ms(),
+            fresh,
+            stale,
+            delta: delta_ms,
+        };
+        let bytes = entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
+            key: full.to_string(),
+            source: Arc::new(e),
+        })?;
+        if bytes.len() > self.max_entry_bytes {
+            return Err(CacheError::TooLarge {
+                key: full.to_string(),
+                size: bytes.len(),
+                max: self.max_entry_bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The store expiry of an encoded entry: its stale window.
+    pub(crate) fn ttl_of(&self, bytes: &[u8]) -> u64 {
+        entry::decode::<serde::de::IgnoredAny>(bytes)
+            .map(|(_, m)| m.stale)
+            .unwrap_or(1)
+    }
+
+    fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {
+        let Some(beta) = policy.early_refresh_beta() else {
+            return false;
+        };
+        let u: f64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        let gap = -(meta.delta as f64) * beta * (1.0 - u).ln();
+        now as f64 + gap >= (meta.at + meta.fresh) as f64
+    }
+
+    /// Calls the loader and stores its value; returns the value and the stored bytes (when
+    /// encoding worked).
+    pub(crate) async fn load_and_store<T, E, L, LFut>(
+        &self,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+    ) -> Result<(T, Option<Arc<[u8]>>), E>
+    where
+        T: Serialize,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        Counters::incr(&self.counters.loads);
+        let started = Instant::now();
+        let value = match load().await {
+            Ok(v) => v,
+            Err(e) => {
+                Counters::incr(&self.counters.load_errors);
+                tracing::debug!(key = %full, error = ?e, "loader failed; not cached");
+                return Err(e);
+            }
+        };
+        let delta = started.elapsed().as_millis() as u64;
+        let bytes = match self.encode(full, &value, policy, delta) {
+            Ok(b) => b,
+            Err(e) => {
+                Counters::incr(&self.counters.unstorable_values);
+                tracing::warn!(key = %full, error = %e, "value not cached");
+                return Ok((value, None));
+            }
+        };
+        let ttl = Duration::from_millis(self.ttl_of(&bytes));
+        // A failed write was counted and logged by `store_op`; the caller still gets its value.
+        let _ = self
+            .store_op(
+                "set",
+                self.store.set(full, &bytes, ttl, &self.tag_keys(key)),
+            )
+            .await;
+        Ok((value, Some(Arc::from(bytes))))
+    }
+
+    /// The miss path with coalescing: in-process flights, then the cross-process lock.
+    async fn load_coalesced<T, E, L, LFut>(
+        self: &Arc<Self>,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        clone_err: fn(&E) -> E,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        loop {
+            match self.flights.join(full) {
+                Role::Leader(guard) => {
+                    return match self.load_locked(full, key, policy, load).await {
+                        Ok((v, Some(bytes))) => {
+                            guard.finish(Outcome::Value(bytes));
+                            Ok(v)
+                        }
+                        // Nothing to share (the value could not be encoded): waiters load.
+                        Ok((v, None)) => {
+                            drop(guard);
+                            Ok(v)
+                        }
+                        Err(e) => {
+                            guard.finish(Outcome::Failed(Arc::new(SendCell::new(clone_err(&e)))));
+                            Err(LoadError::Loader(e))
+                        }
+                    };
+                }
+                Role::Waiter(slot) => {
+                    Counters::incr(&self.counters.coalesced_waits);
+                    let outcome = match tokio::time::timeout(self.lock_wait, flight::wait(slot))
+                        .await
+                    {
+                        Ok(o) => o,
+                        Err(_) => {
+                            tracing::warn!(key = %full, wait = ?self.lock_wait, "coalesced load is taking too long; loading directly");
+                            return self
+                                .load_and_store(full, key, policy, load)
+                                .await
+                                .map(|(v, _)| v)
+                                .map_err(LoadError::Loader);
+                        }
+                    };
+                    match outcome {
+                        Some(Outcome::Value(bytes)) => match entry::decode::<T>(&bytes) {
+                            Ok((v, _)) => return Ok(v),
+                            Err(_) => continue,
+                        },
+                        Some(Outcome::Failed(err)) => match err.downcast_ref::<SendCell<E>>() {
+                            Some(e) => return Err(LoadError::Loader(clone_err(&e.get()))),
+                            None => continue,
+                        },
+                        Some(Outcome::Panicked) => {
+                            return Err(LoadError::Panicked {
+                                key: full.to_string(),
+                                message: "the shared loader panicked in another task".into(),
+                            })
+                        }
+                        // The leader was dropped mid-load: try to lead.
+                        None => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads under the cross-process lock, or waits (bounded) for the process that holds it.
+    async fn load_locked<T, E, L, LFut>(
+        self: &Arc<Self>,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+    ) -> Result<(T, Option<Arc<[u8]>>), E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        let lock_key = Shared::lock_key(full);
+        let token = format!("{:016x}", self.random_token());
+        let mut held = matches!(
+            self.store_op(
+                "lock",
+                self.store.try_lock(&lock_key, &token, self.lock_ttl)
+            )
+            .await,
+            Ok(true)
+        );
+        if !held && self.breaker.allow() {
+            // Someone else is loading: wait for their value, taking over if they give up.
+            let deadline = tokio::time::Instant::now() + self.lock_wait;
+            let mut pause = Duration::from_millis(5);
+            while !held && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+                if let Some(v) = self.read_usable::<T>(full).await {
+                    return Ok(v);
+                }
+                held = matches!(
+                    self.store_op(
+                        "lock",
+                        self.store.try_lock(&lock_key, &token, self.lock_ttl)
+                    )
+                    .await,
+                    Ok(true)
+                );
+                if held {
+                    // Double-check: the holder may have stored its value just before releasing.
+                    if let Some(v) = self.read_usable::<T>(full).await {
+                        let _ = self
+                            .store_op("unlock", self.store.unlock(&lock_key, &token))
+                            .await;
+                        return Ok(v);
+                    }
+                }
+            }
+            if !held {
+                tracing::warn!(key = %full, wait = ?self.lock_wait, "another process holds the load lock too long; loading directly");
+            }
+        }
+        let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key, token));
+        let result = self.load_and_store(full, key, policy, load).await;
+        if let Some(guard) = guard {
+            guard.release().await;
+        }
+        result
+    }
+
+    async fn read_usable<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {
+        let found = self.read::<T>(full).await?;
+        let age = self.clock.now_ms().saturating_sub(found.meta.at);
+        (age < found.meta.stale).then(|| (found.value, Some(Arc::from(found.bytes))))
+    }
+}
+
+/// A held cross-process lock; released explicitly, or by a spawned task if dropped mid-load.
+pub(crate) struct LockGuard {
+    pub(crate) shared: Arc<Shared>,
+    /// `(lock key, token)` until released.
+    pub(crate) held: Option<(String, String)>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(shared: Arc<Shared>, key: String, token: String) -> LockGuard {
+        LockGuard {
+            shared,
+            held: Some((key, token)),
+        }
+    }
+
+    pub(crate) async fn release(mut self) {
+        if let Some((key, token)) = self.held.take() {
+            let _ = self
+                .shared
+                .store_op("unlock", self.shared.store.unlock(&key, &token))
+                .await;
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Dropped mid-load (caller gone or panic): free the lock now rather than at its TTL.
+        let Some((key, token)) = self.held.take() else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let shared = Arc::clone(&self.shared);
+            handle.spawn(async move {
+                let _ = shared
+                    .store_op("unlock", shared.store.unlock(&key, &token))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Makes a `Send` error shareable between tasks behind `Arc<dyn Any + Send + Sync>`: the value
+/// is only ever read through `&`, under a mutex, by the waiter that clones it.
+pub(crate) struct SendCell<E>(Mutex<E>);
+
+impl<E> SendCell<E> {
+    fn new(e: E) -> Self {
+        SendCell(Mutex::new(e))
+    }
+
+    fn get(&self) -> std::sync::MutexGuard<'_, E> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,135 @@
+//! The stored form of a cached value: a format tag, a write id, the windows it was written with,
+//! and the value.
+//!
+//! Layout: `AC1:` + 16 hex digits of a random write id + `\n` + JSON
+//! `{"at":ms,"f":ms,"s":ms,"d":ms,"v":value}`. The first [`TOKEN_LEN`] bytes identify one write,
+//! so a refresh can replace an entry only if it is still the one it read (compare-and-set).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The format tag; a different one is an older or foreign entry and reads as a miss.
+pub(crate) const MAGIC: &[u8; 4] = b"AC1:";
+/// Length of the write token (magic, write id, newline).
+pub(crate) const TOKEN_LEN: usize = 4 + 16 + 1;
+
+/// Timing metadata of an entry, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// When it was cached (Unix ms).
+    pub(crate) at: u64,
+    /// The fresh window it was written with.
+    pub(crate) fresh: u64,
+    /// The stale window it was written with.
+    pub(crate) stale: u64,
+    /// How long the load took.
+    pub(crate) delta: u64,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a, T: ?Sized> {
+    at: u64,
+    f: u64,
+    s: u64,
+    d: u64,
+    v: &'a T,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<T> {
+    at: u64,
+    f: u64,
+    s: u64,
+    d: u64,
+    v: T,
+}
+
+/// Encodes a value; returns the bytes (whose first [`TOKEN_LEN`] are the write token).
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    meta: Meta,
+    write_id: u64,
+) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(format!("{write_id:016x}\n").as_bytes());
+    serde_json::to_writer(
+        &mut out,
+        &EnvelopeOut {
+            at: meta.at,
+            f: meta.fresh,
+            s: meta.stale,
+            d: meta.delta,
+            v: value,
+        },
+    )?;
+    Ok(out)
+}
+
+/// Why bytes could not be read as an entry.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    /// Not our format (or an older version of it).
+    Format,
+    /// Our format, but the value does not fit the expected type.
+    Json(serde_json::Error),
+}
+
+/// Decodes an entry written by [`encode`].
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Meta), DecodeError> {
+    if bytes.len() < TOKEN_LEN || &bytes[..4] != MAGIC || bytes[TOKEN_LEN - 1] != b'\n' {
+        return Err(DecodeError::Format);
+    }
+    let e: EnvelopeIn<T> =
+        serde_json::from_slice(&bytes[TOKEN_LEN..]).map_err(DecodeError::Json)?;
+    Ok((
+        e.v,
+        Meta {
+            at: e.at,
+            fresh: e.f,
+            stale: e.s,
+            delta: e.d,
+        },
+    ))
+}
+
+/// The write token of an encoded entry.
+pub(crate) fn token(bytes: &[u8]) -> &[u8] {
+    &bytes[..TOKEN_LEN.min(bytes.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const META: Meta = Meta {
+        at: 1,
+        fresh: 2,
+        stale: 3,
+        delta: 4,
+    };
+
+    #[test]
+    fn round_trips() {
+        let bytes = encode(&vec!["a", "b"], META, 0xabc).unwrap();
+        assert_eq!(token(&bytes), b"AC1:0000000000000abc\n");
+        let (v, m): (Vec<String>, Meta) = decode(&bytes).unwrap();
+        assert_eq!(v, ["a", "b"]);
+        assert_eq!(m, META);
+    }
+
+    #[test]
+    fn foreign_or_truncated_bytes_are_refused() {
+        let good = encode(&1u32, META, 1).unwrap();
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"AC0:0000000000000001\n{}",
+            &good[..good.len() - 2],
+            b"\xff\xfe\x00garbage",
+        ] {
+            assert!(decode::<u32>(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(decode::<String>(&good), Err(DecodeError::Json(_))));
+    }
+}

@@ -1,0 +1,64 @@
+//! Counters of what the cache did, and their snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $field:ident),* $(,)?) => {
+        /// A snapshot of a cache's counters since it was built (all clones of a `Cache` share them).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $field: AtomicU64,)*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> Stats {
+                Stats { $($field: self.$field.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Calls answered from a fresh entry.
+    fresh_hits,
+    /// Calls answered from a stale entry (a refresh was due).
+    stale_hits,
+    /// Calls that found no usable entry.
+    misses,
+    /// Loader calls made for misses (coalesced misses share one).
+    loads,
+    /// Loader calls that returned an error.
+    load_errors,
+    /// Misses that waited on another caller's load instead of loading.
+    coalesced_waits,
+    /// Background refreshes started.
+    refreshes_started,
+    /// Refreshes that stored a new value.
+    refreshes_succeeded,
+    /// Refreshes whose loader failed, panicked or timed out (the old entry was kept).
+    refreshes_failed,
+    /// Refreshes not started because the refresh capacity was full.
+    refreshes_dropped,
+    /// Refreshes whose result was discarded because the entry was invalidated or replaced.
+    refreshes_discarded,
+    /// Store operations that failed or timed out (the call failed open).
+    store_errors,
+    /// Store calls skipped because the circuit breaker was open.
+    store_skipped,
+    /// Entries that could not be decoded (foreign data, older format, wrong type); each was a miss.
+    corrupt_entries,
+    /// Values not stored because they could not be encoded or were over the size limit.
+    unstorable_values,
+}
+
+impl Counters {
+    pub(crate) fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

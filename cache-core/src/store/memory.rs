@@ -1,0 +1,352 @@
+//! An in-process store with the same expiry semantics as Redis, bounded in size.
+
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::Store;
+use crate::clock::{Clock, SystemClock};
+use crate::error::StoreError;
+
+/// An in-memory [`Store`]: the embedded default when no Redis is configured.
+///
+/// Holds at most `capacity` keys; when full, the entry closest to expiry is evicted first
+/// (expired ones before anything else). Expiry follows the clock it was given.
+///
+/// ```
+/// use action_cache_core::store::{MemoryStore, Store};
+/// use std::time::Duration;
+///
+/// # tokio_test_block_on(async {
+/// let store = MemoryStore::new(1_000);
+/// store.set("k", b"v", Duration::from_secs(5), &[]).await?;
+/// assert_eq!(store.get("k").await?, Some(b"v".to_vec()));
+/// # Ok::<(), action_cache_core::StoreError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MemoryStore {
+    capacity: usize,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<String, Slot>,
+    /// (expires_at, seq, key): the eviction order.
+    by_expiry: BTreeSet<(u64, u64, String)>,
+    tags: HashMap<String, (HashSet<String>, u64)>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    value: Vec<u8>,
+    expires_at: u64,
+    seq: u64,
+}
+
+impl MemoryStore {
+    /// The default capacity in keys.
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
+    /// A store holding at most `capacity` keys (at least 1), on the system clock.
+    pub fn new(capacity: usize) -> MemoryStore {
+        MemoryStore::with_clock(capacity, Arc::new(SystemClock))
+    }
+
+    /// A store on the given clock (share the cache's clock so expiry and windows agree).
+    pub fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> MemoryStore {
+        MemoryStore {
+            capacity: capacity.max(1),
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// How many keys are held (including not-yet-purged expired ones).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps inconsistent in a way that matters
+        // more than losing the cache, so recover the guard rather than poison every caller.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn live(&mut self, key: &str, now: u64) -> Option<&Slot> {
+        let expired = matches!(self.entries.get(key), Some(s) if s.expires_at <= now);
+        if expired {
+            self.remove(key);
+            return None;
+        }
+        self.entries.get(key)
+    }
+
+    fn remove(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some(slot) => {
+                self.by_expiry
+                    .remove(&(slot.expires_at, slot.seq, key.to_string()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: &[u8], expires_at: u64, capacity: usize) {
+        self.remove(key);
+        while self.entries.len() >= capacity {
+            let Some(first) = self.by_expiry.pop_first() else {
+                break;
+            };
+            self.entries.remove(&first.2);
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.by_expiry.insert((expires_at, seq, key.to_string()));
+        self.entries.insert(
+            key.to_string(),
+            Slot {
+                value: value.to_vec(),
+                expires_at,
+                seq,
+            },
+        );
+    }
+
+    fn tag(&mut self, tag_keys: &[String], key: &str, expires_at: u64, now: u64) {
+        for t in tag_keys {
+            let (members, exp) = self.tags.entry(t.clone()).or_default();
+            if *exp <= now {
+                members.clear();
+            }
+            members.insert(key.to_string());
+            *exp = (*exp).max(expires_at);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.clock.now_ms();
+        Ok(self.lock().live(key, now).map(|s| s.value.clone()))
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let expires_at = now + ttl.as_millis() as u64;
+        let mut st = self.lock();
+        st.insert(key, value, expires_at, self.capacity);
+        st.tag(tag_keys, key, expires_at, now);
+        Ok(())
+    }
+
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let matches = st
+            .live(key, now)
+            .is_some_and(|s| s.value.starts_with(expected));
+        if matches {
+            let expires_at = now + ttl.as_millis() as u64;
+            st.insert(key, value, expires_at, self.capacity);
+            st.tag(tag_keys, key, expires_at, now);
+        }
+        Ok(matches)
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let existed = st.live(key, now).is_some();
+        st.remove(key);
+        Ok(existed)
+    }
+
+    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        if st.live(key, now).is_some() {
+            return Ok(false);
+        }
+        st.insert(
+            key,
+            token.as_bytes(),
+            now + ttl.as_millis() as u64,
+            self.capacity,
+        );
+        Ok(true)
+    }
+
+    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        if st
+            .live(key, now)
+            .is_some_and(|s| s.value == token.as_bytes())
+        {
+            st.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let Some((members, _)) = st.tags.remove(tag_key) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for k in members {
+            if st.live(&k, now).is_some() {
+                st.remove(&k);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let doomed: Vec<String> = st
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in &doomed {
+            st.remove(k);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn is_bounded_and_evicts_the_soonest_to_expire() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(3, Arc::new(clock.clone()));
+        store
+            .set("long", b"1", Duration::from_secs(100), &[])
+            .await
+            .unwrap();
+        store
+            .set("short", b"2", Duration::from_secs(1), &[])
+            .await
+            .unwrap();
+        store
+            .set("mid", b"3", Duration::from_secs(50), &[])
+            .await
+            .unwrap();
+        store
+            .set("new", b"4", Duration::from_secs(60), &[])
+            .await
+            .unwrap();
+        assert_eq!(store.len(), 3);
+        assert_eq!(store.get("short").await.unwrap(), None);
+        for k in ["long", "mid", "new"] {
+            assert!(store.get(k).await.unwrap().is_some(), "{k}");
+        }
+        for i in 0..100 {
+            store
+                .set(&format!("k{i}"), b"x", Duration::from_secs(10), &[])
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn expires_on_its_clock() {
+        let clock = ManualClock::new();
+        let store = MemoryStore::with_clock(10, Arc::new(clock.clone()));
+        store
+            .set("k", b"v", Duration::from_secs(5), &[])
+            .await
+            .unwrap();
+        clock.advance(Duration::from_millis(4_999));
+        assert!(store.get("k").await.unwrap().is_some());
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(store.get("k").await.unwrap(), None);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn locks_tags_and_compare_and_set() {
+        let store = MemoryStore::new(10);
+        assert!(store
+            .try_lock("l", "a", Duration::from_secs(5))
+            .await
+            .unwrap());
+        assert!(!store
+            .try_lock("l", "b", Duration::from_secs(5))
+            .await
+            .unwrap());
+        store.unlock("l", "b").await.unwrap();
+        assert!(!store
+            .try_lock("l", "b", Duration::from_secs(5))
+            .await
+            .unwrap());
+        store.unlock("l", "a").await.unwrap();
+        assert!(store
+            .try_lock("l", "b", Duration::from_secs(5))
+            .await
+            .unwrap());
+
+        let ttl = Duration::from_secs(5);
+        store
+            .set("x", b"AAvalue", ttl, &["t".into()])
+            .await
+            .unwrap();
+        assert!(!store
+            .replace_if("x", b"BB", b"BBnew", ttl, &[])
+            .await
+            .unwrap());
+        assert!(store
+            .replace_if("x", b"AA", b"BBnew", ttl, &[])
+            .await
+            .unwrap());
+        assert!(!store
+            .replace_if("absent", b"AA", b"v", ttl, &[])
+            .await
+            .unwrap());
+        assert_eq!(store.delete_tagged("t").await.unwrap(), 1);
+        assert_eq!(store.get("x").await.unwrap(), None);
+    }
+}

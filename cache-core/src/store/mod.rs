@@ -1,0 +1,101 @@
+//! Where entries live: the [`Store`] trait, with a Redis and an in-memory implementation.
+
+use async_trait::async_trait;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::error::StoreError;
+
+pub mod memory;
+pub mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// A key-value store with expiry, compare-and-set, short locks and tag sets.
+///
+/// Keys arrive fully formed (prefix included). Implementations do not time out on their own; the
+/// cache wraps every call in its operation timeout and circuit breaker.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// The bytes under `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::WrongType`] when the key holds another type; other errors when the store
+    /// cannot be reached.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` under `key` for `ttl`, and adds `key` to each tag set in `tag_keys`
+    /// (whose own expiry is extended to at least `ttl`).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Like [`Store::set`], but only if the current value under `key` starts with `expected`;
+    /// returns whether it wrote. An absent key does not match.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes `key`; returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Takes the lock `key` with `token` for `ttl` if nobody holds it (`SET NX PX`).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Releases the lock `key` if it is still held with `token`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError>;
+
+    /// Deletes every key in the tag set `tag_key` and the set itself; returns how many keys
+    /// were deleted.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError>;
+
+    /// Deletes every key that starts with `prefix`; returns how many. Redis does it with `SCAN`,
+    /// never `KEYS`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError>;
+
+    /// Checks that the store answers.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
