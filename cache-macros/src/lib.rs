@@ -1,1 +1,136 @@
-//! The `#[cached_action]` attribute macro of action-cache (work in progress).
+//! The `#[cached_action]` attribute macro of action-cache.
+//!
+//! Use it through the `action-cache` crate (`use action_cache::cached_action;`); the generated
+//! code refers to `::action_cache::__private`, so depending on this crate alone is not enough.
+//! See [`macro@cached_action`] for every option.
+//!
+//! ```
+//! use action_cache::{cached_action, Cache};
+//!
+//! #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct Summary {
+//!     account_id: String,
+//!     open_orders: u32,
+//! }
+//!
+//! // A fresh hit for 5 minutes, served stale (and refreshed in the background) up to 15 minutes.
+//! #[cached_action(fresh = 300, stale = "15m", tags = ["account:{account_id}"])]
+//! async fn account_summary(account_id: &str) -> Result<Summary, String> {
+//!     // ... an expensive backend call ...
+//!     Ok(Summary { account_id: account_id.to_owned(), open_orders: 3 })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Once at start-up; without a global cache the function runs uncached (with one warning).
+//! action_cache::set_global(Cache::in_memory()).unwrap();
+//!
+//! let first = account_summary("acme").await.unwrap();   // miss: runs the body, stores the value
+//! let second = account_summary("acme").await.unwrap();  // fresh hit: the body does not run
+//! assert_eq!(first, second);
+//!
+//! // Companion items address exactly the entry a call uses.
+//! assert!(account_summary_key("acme").ends_with(&format!(
+//!     "{}::account_summary:{}",
+//!     module_path!(),
+//!     account_summary_key("acme").rsplit(':').next().unwrap()
+//! )));
+//! assert!(account_summary_invalidate("acme").await.unwrap());
+//! # }
+//! ```
+
+mod attr;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Caches the result of an `async fn` in action-cache's fresh / stale / miss scheme.
+///
+/// ```ignore
+/// #[cached_action(fresh = 300, stale = 900, skip(client), tags = ["account:{account_id}"])]
+/// async fn account_summary(client: &Crm, account_id: &str) -> Result<Summary, CrmError> { … }
+/// ```
+///
+/// The function keeps its signature, attributes, docs, visibility, generics and `where` clause.
+/// A call builds a key from the function's name, `version` and its (non-skipped) arguments, then:
+///
+/// * **fresh hit** (younger than `fresh`): returns the stored value, the body does not run;
+/// * **stale hit** (older than `fresh`, younger than `stale`): returns the stored value and
+///   refreshes it — in the background (default) or inline, see `refresh`;
+/// * **miss**: runs the body and stores its value. Concurrent misses of one key share one run
+///   of the body (see `coalesce`).
+///
+/// It works on free functions, inherent methods and trait-impl methods (set
+/// `companions = false` in a trait impl, see below), and composes with
+/// `#[tracing::instrument]` in either order.
+///
+/// # Options
+///
+/// | option | meaning |
+/// |---|---|
+/// | `fresh = 300` / `fresh = "5m"` | **Required.** How long a value is served without refreshing it. Integer seconds or a string with unit `ms`, `s`, `m`, `h`, `d` (`"250ms"`, `"5m"`, `"1h"`). |
+/// | `stale = 900` / `stale = "15m"` | How long, counted from the write, a value may still be served while it is refreshed. Must not be shorter than `fresh`; defaults to `fresh` (no stale window). |
+/// | `jitter = 0.2` | Spreads expiries by up to this fraction (0.0 – 1.0) so entries written together do not expire together. |
+/// | `name = "orders.lookup"` | The stable key name. Default: `module_path!()::fn_name`, so **moving or renaming the function changes its keys** (old entries are simply not found again). Methods of different types with the same name in one module share the default name: give them a `name`. |
+/// | `version = 2` | Part of the key: bump it to retire values stored with an old schema. |
+/// | `skip(client, conn)` | Arguments left out of the key (clients, connections, loggers). A method's receiver is always left out unless `include_self = true`. |
+/// | `include_self = true` | Put the receiver (`Serialize`) into the key. |
+/// | `tags = ["account:{account_id}"]` | Tags stored with the entry, for `Cache::invalidate_tag`. A `{placeholder}` names a key argument and is formatted with `Display`; `{{` / `}}` are literal braces. |
+/// | `cache = expr` | Which `Cache` to use: any expression of type `Cache`, `&Cache`, `Arc<Cache>`, `&LazyLock<Cache>`… (it may use `self`). Default: the global one (`action_cache::set_global`); when none is set the function runs uncached and one warning is logged per process. |
+/// | `refresh = "background"` / `"inline"` | How a stale hit is refreshed. `background` (default) returns the stale value at once and reloads on a spawned task; `inline` reloads before returning. |
+/// | `coalesce = false` | Do not share one load among concurrent misses. Coalescing (the default) hands the waiters a clone of the leader's error, so it requires `E: Clone`. |
+/// | `cache_none = true` | For `Option<T>` returns: also cache `None` (default: `None` is returned but not stored). |
+/// | `companions = false` | Do not generate the companion items (needed in trait impls, which cannot gain extra items). |
+/// | `crate = "::path::to::action_cache"` | Where generated code finds the runtime, when `action_cache` is renamed or re-exported. |
+///
+/// # Return types
+///
+/// * `Result<T, E>`: only `Ok` values are stored; an `Err` is returned and not cached. If the
+///   body panics, the panic is re-raised in the caller.
+/// * `Option<T>`: `Some` is stored; `None` only with `cache_none = true`.
+/// * any other `T` (including `()`): always stored.
+///
+/// `T` must be `Serialize + DeserializeOwned + Send + Sync + 'static`; with coalescing, `E` must be
+/// `Clone + Debug + Send + Sync + 'static` (use `coalesce = false`, or wrap the error in an
+/// `Arc`, when it is not `Clone`).
+///
+/// # Arguments
+///
+/// Owned (`u64`, `String`, `Vec<T>`, generic `T`) and borrowed (`&str`, `&T`, `&[T]`) arguments
+/// work; every key argument must be `Serialize`. `&mut` and `impl Trait` arguments are rejected
+/// (use a named generic instead), and arguments must be plain names, not patterns.
+///
+/// A background refresh outlives the call, so it needs owned copies of **all** arguments,
+/// skipped ones and the receiver included: `&T` arguments are copied with `ToOwned::to_owned`,
+/// owned ones with `Clone`, and the copies must be `Send + 'static` (so are generic parameters
+/// that appear in argument types). The copies are taken only when a refresh is actually
+/// spawned: the hit path clones nothing. For a method with `&self` this means `Self: Clone +
+/// Send + Sync + 'static` (cheap when `Self` holds its clients in `Arc`s). When that is not
+/// possible, use `refresh = "inline"`, which needs no copies.
+///
+/// If an argument cannot be turned into a key (a NaN float, a map with non-string keys), the
+/// call runs uncached and a warning is logged.
+///
+/// # Companion items
+///
+/// Next to the function (as associated functions, for methods) the macro generates, taking the
+/// key arguments in declaration order with their declared types:
+///
+/// * `fn <name>_key(key args) -> String`: the full store key a call uses (the default prefix
+///   `ac` when no cache is configured). Panics if the arguments cannot form a key.
+/// * `async fn <name>_invalidate(key args) -> Result<bool, CacheError>`: removes that entry.
+/// * `async fn <name>_put(key args, value: &T) -> Result<(), CacheError>`: writes that entry
+///   (with the function's tags and policy).
+///
+/// They take `&self` when `include_self = true` or when the `cache` expression uses `self`.
+///
+/// # Limits
+///
+/// The body moves into an `async` closure, so inside a method `self` is renamed; a nested
+/// `impl` block or `fn` item inside the body that uses its own `self` is not supported.
+/// Explicit lifetimes of argument types are kept in the signature but erased inside the
+/// wrapped body, so the body must not name them.
+#[proc_macro_attribute]
+pub fn cached_action(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::cached_action(args.into(), item.into()).into()
+}

@@ -1,0 +1,943 @@
+//! Code generation for `#[cached_action]`, on `proc_macro2` types so it can be unit-tested.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{
+    FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Lifetime, Pat, PathArguments,
+    ReturnType, Type, WherePredicate,
+};
+
+use crate::attr::{CachedArgs, Refresh};
+
+/// Entry point: parses both token streams and expands, or returns the original item plus the error.
+pub(crate) fn cached_action(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return token_stream_with_error(item, e),
+    };
+    let args: CachedArgs = match syn::parse2(args) {
+        Ok(a) => a,
+        Err(e) => return token_stream_with_error(item, e),
+    };
+    match expand(&args, func) {
+        Ok(ts) => ts,
+        Err(e) => token_stream_with_error(item, e),
+    }
+}
+
+/// The original item unchanged plus the error, so IDEs keep seeing the function.
+fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+/// How an argument reaches the function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Passing {
+    /// `&T`: passed by (copied) reference; a background refresh takes `ToOwned::to_owned`.
+    Ref,
+    /// `T`: moved into the call; a background refresh clones it first.
+    Owned,
+}
+
+/// One parameter of the function (the receiver included).
+#[derive(Debug)]
+struct Param {
+    /// The name used in generated code (`self` for the receiver).
+    ident: Ident,
+    /// The name the body sees inside the wrapped closure (`__ac_self` for the receiver).
+    inner_ident: Ident,
+    /// Whether the binding was declared `mut`.
+    mutable: bool,
+    /// The declared type (`&Self` / `Self` / `T` for receivers).
+    ty: Type,
+    /// For `Passing::Ref`, the type behind the reference.
+    referent: Option<Type>,
+    passing: Passing,
+    receiver: bool,
+}
+
+/// What the function returns and how it maps onto `Result<T, E>` for the core.
+#[derive(Debug)]
+enum ReturnKind {
+    /// `Result<T, E>`; either part may be unknown when the return type is an alias.
+    Result { ok: Option<Type>, err: Option<Type> },
+    /// `Option<T>`.
+    Option(Type),
+    /// Any other `T` (including `()`).
+    Plain(Type),
+}
+
+fn err<T>(tokens: impl ToTokens, msg: impl std::fmt::Display) -> syn::Result<T> {
+    Err(syn::Error::new_spanned(tokens, msg))
+}
+
+/// Finds `impl Trait` anywhere in a type.
+struct ImplTraitFinder(Option<Span>);
+impl<'ast> Visit<'ast> for ImplTraitFinder {
+    fn visit_type_impl_trait(&mut self, i: &'ast syn::TypeImplTrait) {
+        if self.0.is_none() {
+            self.0 = Some(i.span());
+        }
+    }
+}
+
+/// Replaces every named lifetime except `'static` with `'_` (closure parameters must be
+/// higher-ranked so a background refresh can call the body with references to its own copies).
+struct ElideLifetimes;
+impl VisitMut for ElideLifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident != "static" && l.ident != "_" {
+            *l = Lifetime::new("'_", l.span());
+        }
+    }
+}
+
+fn elide(ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    ElideLifetimes.visit_type_mut(&mut ty);
+    ty
+}
+
+fn check_arg_type(ty: &Type) -> syn::Result<()> {
+    if let Type::Reference(r) = ty {
+        if r.mutability.is_some() {
+            return err(
+                ty,
+                "`&mut` arguments are not supported by `#[cached_action]`: a cached call may not run the function at all, so it cannot promise to mutate the argument",
+            );
+        }
+    }
+    let mut finder = ImplTraitFinder(None);
+    finder.visit_type(ty);
+    if let Some(span) = finder.0 {
+        return Err(syn::Error::new(
+            span,
+            "`impl Trait` arguments are not supported by `#[cached_action]`; use a named generic parameter instead",
+        ));
+    }
+    Ok(())
+}
+
+fn collect_params(func: &ItemFn) -> syn::Result<Vec<Param>> {
+    let mut params = Vec::new();
+    for input in &func.sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                if r.reference.is_some() && r.mutability.is_some() {
+                    return err(
+                        r,
+                        "`&mut self` is not supported by `#[cached_action]`: a cached call may not run the method at all",
+                    );
+                }
+                let ty = (*r.ty).clone();
+                check_arg_type(&ty)?;
+                let (passing, referent) = match &ty {
+                    Type::Reference(tr) => (Passing::Ref, Some((*tr.elem).clone())),
+                    _ => (Passing::Owned, None),
+                };
+                params.push(Param {
+                    ident: Ident::new("self", r.self_token.span),
+                    inner_ident: Ident::new("__ac_self", r.self_token.span),
+                    mutable: r.reference.is_none() && r.mutability.is_some(),
+                    ty,
+                    referent,
+                    passing,
+                    receiver: true,
+                });
+            }
+            FnArg::Typed(pt) => {
+                let (ident, mutable) = match &*pt.pat {
+                    Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                        (pi.ident.clone(), pi.mutability.is_some())
+                    }
+                    other => {
+                        return err(
+                            other,
+                            "`#[cached_action]` arguments must be plain names (they become part of the cache key); destructure inside the function",
+                        )
+                    }
+                };
+                let ty = (*pt.ty).clone();
+                check_arg_type(&ty)?;
+                let (passing, referent) = match &ty {
+                    Type::Reference(tr) => (Passing::Ref, Some((*tr.elem).clone())),
+                    _ => (Passing::Owned, None),
+                };
+                params.push(Param {
+                    inner_ident: ident.clone(),
+                    ident,
+                    mutable,
+                    ty,
+                    referent,
+                    passing,
+                    receiver: false,
+                });
+            }
+        }
+    }
+    Ok(params)
+}
+
+fn classify_return(output: &ReturnType) -> syn::Result<ReturnKind> {
+    let ty = match output {
+        ReturnType::Default => return Ok(ReturnKind::Plain(syn::parse_quote!(()))),
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    let mut finder = ImplTraitFinder(None);
+    finder.visit_type(ty);
+    if let Some(span) = finder.0 {
+        return Err(syn::Error::new(
+            span,
+            "`#[cached_action]` needs a concrete return type to deserialize cached values into; `impl Trait` cannot be cached",
+        ));
+    }
+    if let Type::Path(tp) = ty {
+        if tp.qself.is_none() {
+            if let Some(last) = tp.path.segments.last() {
+                let generic_types: Vec<Type> = match &last.arguments {
+                    PathArguments::AngleBracketed(a) => a
+                        .args
+                        .iter()
+                        .filter_map(|g| match g {
+                            GenericArgument::Type(t) => Some(t.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if last.ident == "Result" {
+                    return Ok(match generic_types.len() {
+                        2 => ReturnKind::Result {
+                            ok: Some(generic_types[0].clone()),
+                            err: Some(generic_types[1].clone()),
+                        },
+                        1 => ReturnKind::Result {
+                            ok: Some(generic_types[0].clone()),
+                            err: None,
+                        },
+                        _ => ReturnKind::Result {
+                            ok: None,
+                            err: None,
+                        },
+                    });
+                }
+                if last.ident == "Option" && generic_types.len() == 1 {
+                    return Ok(ReturnKind::Option(generic_types[0].clone()));
+                }
+            }
+        }
+    }
+    Ok(ReturnKind::Plain(ty.clone()))
+}
+
+/// Replaces the `self` keyword (not `self::path`) with `__ac_self` throughout a token stream.
+fn replace_self(tokens: TokenStream) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(trees.len());
+    for (i, tt) in trees.iter().enumerate() {
+        match tt {
+            TokenTree::Ident(id) if id == "self" => {
+                let path_follows = matches!(
+                    (trees.get(i + 1), trees.get(i + 2)),
+                    (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                        if a.as_char() == ':' && b.as_char() == ':'
+                );
+                if path_follows {
+                    out.push(tt.clone());
+                } else {
+                    out.push(TokenTree::Ident(Ident::new("__ac_self", id.span())));
+                }
+            }
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), replace_self(g.stream()));
+                ng.set_span(g.span());
+                out.push(TokenTree::Group(ng));
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn mentions_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(id) => id == "self",
+        TokenTree::Group(g) => mentions_self(g.stream()),
+        _ => false,
+    })
+}
+
+/// Every identifier and lifetime name in a token stream.
+fn idents_in(tokens: TokenStream, out: &mut HashSet<String>) {
+    for tt in tokens {
+        match tt {
+            TokenTree::Ident(id) => {
+                out.insert(id.to_string());
+            }
+            TokenTree::Group(g) => idents_in(g.stream(), out),
+            _ => {}
+        }
+    }
+}
+
+/// The generics of `generics` that the given types mention (plus the where-predicates over them).
+fn generics_for(generics: &Generics, types: &[&Type]) -> Generics {
+    let mut used = HashSet::new();
+    for ty in types {
+        idents_in(ty.to_token_stream(), &mut used);
+    }
+    let param_name = |p: &GenericParam| match p {
+        GenericParam::Lifetime(l) => l.lifetime.ident.to_string(),
+        GenericParam::Type(t) => t.ident.to_string(),
+        GenericParam::Const(c) => c.ident.to_string(),
+    };
+    let all: HashSet<String> = generics.params.iter().map(param_name).collect();
+    let kept: HashSet<String> = all.iter().filter(|n| used.contains(*n)).cloned().collect();
+    let mut out = generics.clone();
+    out.params = generics
+        .params
+        .iter()
+        .filter(|p| kept.contains(&param_name(p)))
+        .cloned()
+        .collect();
+    if let Some(wc) = &mut out.where_clause {
+        wc.predicates = wc
+            .predicates
+            .iter()
+            .filter(|pred: &&WherePredicate| {
+                let mut mentioned = HashSet::new();
+                idents_in(pred.to_token_stream(), &mut mentioned);
+                mentioned
+                    .iter()
+                    .all(|n| !all.contains(n) || kept.contains(n))
+            })
+            .cloned()
+            .collect();
+    }
+    out
+}
+
+fn duration_millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Expands a parsed function.
+pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream> {
+    if func.sig.asyncness.is_none() {
+        return err(
+            func.sig.fn_token,
+            "`#[cached_action]` can only be applied to an `async fn`",
+        );
+    }
+    if let Some(v) = &func.sig.variadic {
+        return err(v, "variadic functions cannot be cached");
+    }
+    let krate = args.krate();
+    let private = quote!(#krate::__private);
+    let params = collect_params(&func)?;
+    let ret_kind = classify_return(&func.sig.output)?;
+    let has_receiver = params.iter().any(|p| p.receiver);
+
+    // `skip(...)` must name arguments.
+    for s in &args.skip {
+        if s == "self" {
+            continue;
+        }
+        if !params.iter().any(|p| !p.receiver && p.ident == *s) {
+            return err(
+                s,
+                format!("`skip({s})` names no argument of `{}`", func.sig.ident),
+            );
+        }
+    }
+    let is_key = |p: &Param| {
+        if p.receiver {
+            args.include_self() && !args.skip.iter().any(|s| s == "self")
+        } else {
+            !args.skip.iter().any(|s| *s == p.ident)
+        }
+    };
+    let key_params: Vec<&Param> = params.iter().filter(|p| is_key(p)).collect();
+    if args.include_self() && !has_receiver {
+        return err(
+            &func.sig.ident,
+            "`include_self = true` needs a method with a `self` receiver",
+        );
+    }
+
+    // Tag placeholders must name key arguments.
+    for tag in &args.tags {
+        for a in &tag.args {
+            match params.iter().find(|p| !p.receiver && p.ident == *a) {
+                None => {
+                    return err(
+                        &tag.lit,
+                        format!(
+                            "tag placeholder `{{{a}}}` names no argument of `{}`",
+                            func.sig.ident
+                        ),
+                    )
+                }
+                Some(p) if !is_key(p) => return err(
+                    &tag.lit,
+                    format!(
+                        "tag placeholder `{{{a}}}` names an argument left out of the key by `skip`"
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    let fn_name = &func.sig.ident;
+    let fn_name_str = fn_name.to_string();
+    let site = quote!(::core::concat!(::core::module_path!(), "::", #fn_name_str));
+    let key_name = match &args.name {
+        Some(lit) => quote!(#lit),
+        None => site.clone(),
+    };
+
+    // ---- the key expression (shared by the wrapper and the companions) ----
+    let version = args.version.map(|v| quote!(__ac_b.version(#v);));
+    let key_args = key_params.iter().map(|p| {
+        let ident = &p.ident;
+        let name = ident.to_string();
+        let ty = &p.ty;
+        quote_spanned! {ty.span()=>
+            #private::key_arg::<#ty>(&mut __ac_b, #name, &#ident)?;
+        }
+    });
+    let tag_stmts = args.tags.iter().map(|t| {
+        let fmt = &t.format;
+        let targs = &t.args;
+        quote!(__ac_b.tag(::std::format!(#fmt #(, #targs)*));)
+    });
+    let key_expr = quote! {
+        (|| -> ::core::result::Result<#private::CacheKey, #private::KeyError> {
+            let mut __ac_b = #private::KeyBuilder::new(#key_name);
+            #version
+            #(#key_args)*
+            #(#tag_stmts)*
+            ::core::result::Result::Ok(__ac_b.build())
+        })()
+    };
+
+    // ---- the policy ----
+    let fresh_ms = duration_millis(args.fresh.as_ref().map(|f| f.value).unwrap_or_default());
+    let stale_ms = args
+        .stale
+        .as_ref()
+        .map(|s| duration_millis(s.value))
+        .unwrap_or(fresh_ms);
+    let jitter = args.jitter.map(|(j, _)| quote!(.jitter(#j)));
+    let mode = match args.refresh() {
+        Refresh::Background => quote!(#private::RefreshMode::Background),
+        Refresh::Inline => quote!(#private::RefreshMode::Inline),
+    };
+    let policy_static = quote! {
+        static __AC_POLICY: ::std::sync::LazyLock<#private::Policy> = ::std::sync::LazyLock::new(|| {
+            #private::Policy::builder()
+                .fresh(::core::time::Duration::from_millis(#fresh_ms))
+                .stale(::core::time::Duration::from_millis(#stale_ms))
+                #jitter
+                .refresh_mode(#mode)
+                .build()
+                .expect("`#[cached_action]` checked this policy at compile time")
+        });
+    };
+
+    // ---- the body as a Copy async closure ----
+    let ret_ty: Type = match &func.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let body_tokens = func.block.to_token_stream();
+    let body_tokens = if has_receiver {
+        replace_self(body_tokens)
+    } else {
+        body_tokens
+    };
+    let closure_params = params.iter().map(|p| {
+        let id = &p.inner_ident;
+        let ty = elide(&p.ty);
+        let m = p.mutable.then(|| quote!(mut));
+        quote!(#m #id: #ty)
+    });
+    let call_args: Vec<&Ident> = params.iter().map(|p| &p.ident).collect();
+    let body_closure = quote! {
+        #[allow(unused_mut, clippy::needless_return, clippy::let_and_return)]
+        let __ac_call = async move |#(#closure_params),*| -> #ret_ty #body_tokens;
+    };
+    let uncached = quote!(return __ac_call(#(#call_args),*).await;);
+
+    // ---- cache selection ----
+    let select_cache = match &args.cache {
+        Some(expr) => quote!(let __ac_cache: &#private::Cache = &(#expr);),
+        None => quote! {
+            let __ac_cache: &#private::Cache = match #private::global_or_warn(#site) {
+                ::core::option::Option::Some(c) => c,
+                ::core::option::Option::None => { #uncached }
+            };
+        },
+    };
+
+    // ---- the core's T and E, with the user's spans where known ----
+    let (t_ty, e_ty): (TokenStream, TokenStream) = match &ret_kind {
+        ReturnKind::Result { ok, err } => (
+            ok.as_ref()
+                .map_or_else(|| quote!(_), |t| t.to_token_stream()),
+            err.as_ref()
+                .map_or_else(|| quote!(_), |t| t.to_token_stream()),
+        ),
+        ReturnKind::Option(inner) if args.cache_none() => (
+            quote_spanned!(inner.span()=> ::core::option::Option<#inner>),
+            quote!(::core::convert::Infallible),
+        ),
+        ReturnKind::Option(inner) => (inner.to_token_stream(), quote!(#private::NotCached)),
+        ReturnKind::Plain(t) => (t.to_token_stream(), quote!(::core::convert::Infallible)),
+    };
+    // Turns the body's future (`__ac_fut`) into a future of `Result<T, E>`.
+    let to_result = |fut: TokenStream| -> TokenStream {
+        match &ret_kind {
+            ReturnKind::Result { .. } => fut,
+            ReturnKind::Option(_) if !args.cache_none() => quote! {
+                async move {
+                    match (#fut).await {
+                        ::core::option::Option::Some(v) => ::core::result::Result::Ok(v),
+                        ::core::option::Option::None => ::core::result::Result::Err(#private::NotCached),
+                    }
+                }
+            },
+            _ => quote! {
+                async move { ::core::result::Result::<_, ::core::convert::Infallible>::Ok((#fut).await) }
+            },
+        }
+    };
+    let from_result = match &ret_kind {
+        ReturnKind::Result { .. } => quote! {
+            match __ac_result {
+                ::core::result::Result::Ok(v) => ::core::result::Result::Ok(v),
+                ::core::result::Result::Err(e) => ::core::result::Result::Err(e.into_loader_error()),
+            }
+        },
+        ReturnKind::Option(_) if !args.cache_none() => quote! {
+            match __ac_result {
+                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
+                ::core::result::Result::Err(e) => {
+                    let #private::NotCached = e.into_loader_error();
+                    ::core::option::Option::None
+                }
+            }
+        },
+        _ => quote! {
+            match __ac_result {
+                ::core::result::Result::Ok(v) => v,
+                ::core::result::Result::Err(e) => match e.into_loader_error() {},
+            }
+        },
+    };
+
+    // ---- loader and refresh ----
+    let background = args.refresh() == Refresh::Background;
+    let slot = |i: usize| format_ident!("__ac_slot_{}", i);
+    let own = |i: usize| format_ident!("__ac_own_{}", i);
+    let (slots, loader, refresh) = if background {
+        let slots = params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.passing == Passing::Owned)
+            .map(|(i, p)| {
+                let s = slot(i);
+                let id = &p.ident;
+                quote!(let #s = ::std::sync::Mutex::new(::core::option::Option::Some(#id));)
+            });
+        let slots = quote!(#(#slots)*);
+        let take = params.iter().enumerate().map(|(i, p)| {
+            let id = &p.ident;
+            let s = slot(i);
+            match p.passing {
+                Passing::Ref => quote!(#id),
+                Passing::Owned => quote!(#private::take_slot(&#s)),
+            }
+        });
+        let load_call = to_result(quote!(__ac_call(#(#take),*)));
+        let loader = quote!(|| #load_call);
+        let copies = params.iter().enumerate().map(|(i, p)| {
+            let o = own(i);
+            let id = &p.ident;
+            match p.passing {
+                Passing::Ref => {
+                    let referent = p.referent.as_ref().expect("references have a referent");
+                    quote_spanned!(referent.span()=> let #o = #private::owned_copy::<#referent>(#id);)
+                }
+                Passing::Owned => {
+                    let ty = &p.ty;
+                    let s = slot(i);
+                    quote_spanned!(ty.span()=> let #o = #private::clone_slot::<#ty>(&#s);)
+                }
+            }
+        });
+        let pass = params.iter().enumerate().map(|(i, p)| {
+            let o = own(i);
+            match p.passing {
+                Passing::Ref => quote!(::core::borrow::Borrow::borrow(&#o)),
+                Passing::Owned => quote!(#o),
+            }
+        });
+        let refresh_call = to_result(quote!(__ac_call(#(#pass),*)));
+        let refresh = quote! {
+            || {
+                #(#copies)*
+                let __ac_call = __ac_call;
+                #private::boxed_refresh(async move { (#refresh_call).await })
+            }
+        };
+        (slots, loader, refresh)
+    } else {
+        let load_call = to_result(quote!(__ac_call(#(#call_args),*)));
+        (
+            TokenStream::new(),
+            quote!(move || #load_call),
+            quote!(#private::no_refresh),
+        )
+    };
+    let load_fn = if args.coalesce() {
+        format_ident!("load_coalesced")
+    } else {
+        format_ident!("load_uncoalesced")
+    };
+    // Span the helper's type arguments at the user's types so unmet bounds point there.
+    let load_path = quote!(#private::#load_fn::<#t_ty, #e_ty, _, _, _>);
+
+    let key_fail = quote! {
+        ::core::result::Result::Err(e) => {
+            #private::warn_key_error(#site, &e);
+            #uncached
+        }
+    };
+
+    let wrapper_body = quote! {
+        {
+            #body_closure
+            #select_cache
+            let __ac_key = match #key_expr {
+                ::core::result::Result::Ok(k) => k,
+                #key_fail
+            };
+            #policy_static
+            #slots
+            let __ac_result = #load_path(__ac_cache, &__ac_key, &*__AC_POLICY, #loader, #refresh).await;
+            #from_result
+        }
+    };
+
+    let mut wrapper = func.clone();
+    // `mut` on a parameter is not part of the signature; the closure keeps it.
+    for input in wrapper.sig.inputs.iter_mut() {
+        match input {
+            FnArg::Typed(pt) => {
+                if let Pat::Ident(pi) = &mut *pt.pat {
+                    pi.mutability = None;
+                }
+            }
+            FnArg::Receiver(r) => {
+                if r.reference.is_none() {
+                    r.mutability = None;
+                }
+            }
+        }
+    }
+    wrapper.block = syn::parse2(wrapper_body)?;
+
+    let companions = if args.companions() {
+        companions(
+            args,
+            &func,
+            &key_params,
+            &ret_kind,
+            &key_expr,
+            &policy_static,
+            &private,
+        )
+    } else {
+        TokenStream::new()
+    };
+
+    Ok(quote! {
+        #wrapper
+        #companions
+    })
+}
+
+/// `<fn>_key`, `<fn>_invalidate` and `<fn>_put`.
+fn companions(
+    args: &CachedArgs,
+    func: &ItemFn,
+    key_params: &[&Param],
+    ret_kind: &ReturnKind,
+    key_expr: &TokenStream,
+    policy_static: &TokenStream,
+    private: &TokenStream,
+) -> TokenStream {
+    let vis = &func.vis;
+    let fn_name = &func.sig.ident;
+    let span = fn_name.span();
+    let key_fn = format_ident!("{}_key", fn_name, span = span);
+    let inv_fn = format_ident!("{}_invalidate", fn_name, span = span);
+    let put_fn = format_ident!("{}_put", fn_name, span = span);
+    let fn_name_str = fn_name.to_string();
+    let site = quote!(::core::concat!(::core::module_path!(), "::", #fn_name_str));
+
+    let cache_uses_self = args
+        .cache
+        .as_ref()
+        .is_some_and(|e| mentions_self(e.to_token_stream()));
+    let receiver = key_params.iter().find(|p| p.receiver).map(|p| p.ty.clone());
+    let recv_tokens = match (&receiver, cache_uses_self) {
+        (Some(ty), _) => Some(quote!(self: #ty,)),
+        (None, true) => Some(quote!(&self,)),
+        (None, false) => None,
+    };
+    let plain_params: Vec<TokenStream> = key_params
+        .iter()
+        .filter(|p| !p.receiver)
+        .map(|p| {
+            let id = &p.ident;
+            let ty = &p.ty;
+            quote!(#id: #ty)
+        })
+        .collect();
+    let key_types: Vec<&Type> = key_params
+        .iter()
+        .filter(|p| !p.receiver)
+        .map(|p| &p.ty)
+        .collect();
+
+    let value_ty: Type = match ret_kind {
+        ReturnKind::Result { ok: Some(t), .. } => t.clone(),
+        ReturnKind::Result { ok: None, .. } => {
+            let ret = match &func.sig.output {
+                ReturnType::Type(_, t) => (**t).clone(),
+                ReturnType::Default => syn::parse_quote!(()),
+            };
+            syn::parse_quote!(<#ret as #private::ResultParts>::Ok)
+        }
+        ReturnKind::Option(t) if args.cache_none() => syn::parse_quote!(::core::option::Option<#t>),
+        ReturnKind::Option(t) => t.clone(),
+        ReturnKind::Plain(t) => t.clone(),
+    };
+
+    let key_generics = generics_for(&func.sig.generics, &key_types);
+    let (kg_impl, _, kg_where) = key_generics.split_for_impl();
+    let mut put_types = key_types.clone();
+    put_types.push(&value_ty);
+    let put_generics = generics_for(&func.sig.generics, &put_types);
+    let (pg_impl, _, pg_where) = put_generics.split_for_impl();
+
+    let cache_opt = match &args.cache {
+        Some(expr) => quote!(::core::option::Option::Some::<&#private::Cache>(&(#expr))),
+        None => quote!(#private::global()),
+    };
+    let doc_key = format!(
+        "The full cache key a call to [`{fn_name_str}`](Self::{fn_name_str}) with these key arguments uses (generated by `#[cached_action]`).\n\n# Panics\n\nIf an argument cannot be serialized into a key (for example a NaN float); such calls are never cached."
+    );
+    let doc_key = if recv_tokens.is_none() && receiver.is_none() && !is_method_like(func) {
+        doc_key
+            .replace("(Self::", "(")
+            .replace(&format!("({fn_name_str})"), &format!("({fn_name_str}())"))
+    } else {
+        doc_key
+    };
+    let doc_inv = format!(
+        "Removes the entry a call to `{fn_name_str}` with these key arguments would use; `Ok(false)` when there was none or no cache is configured (generated by `#[cached_action]`)."
+    );
+    let doc_put = format!(
+        "Writes `value` as the entry a call to `{fn_name_str}` with these key arguments would read, with the function's tags and policy (generated by `#[cached_action]`)."
+    );
+
+    quote! {
+        #[doc = #doc_key]
+        #[allow(dead_code)]
+        #vis fn #key_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::std::string::String #kg_where {
+            let __ac_key = match #key_expr {
+                ::core::result::Result::Ok(k) => k,
+                ::core::result::Result::Err(e) => #private::key_error_panic(#site, &e),
+            };
+            match #cache_opt {
+                ::core::option::Option::Some(c) => c.full_key(&__ac_key),
+                ::core::option::Option::None => #private::default_full_key(&__ac_key),
+            }
+        }
+
+        #[doc = #doc_inv]
+        #[allow(dead_code)]
+        #vis async fn #inv_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::core::result::Result<bool, #private::CacheError> #kg_where {
+            let __ac_key = match #key_expr {
+                ::core::result::Result::Ok(k) => k,
+                // Calls whose arguments cannot form a key never touch the cache.
+                ::core::result::Result::Err(_) => return ::core::result::Result::Ok(false),
+            };
+            match #cache_opt {
+                ::core::option::Option::Some(c) => c.invalidate(&__ac_key).await,
+                ::core::option::Option::None => ::core::result::Result::Ok(false),
+            }
+        }
+
+        #[doc = #doc_put]
+        #[allow(dead_code)]
+        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* value: &#value_ty) -> ::core::result::Result<(), #private::CacheError> #pg_where {
+            let __ac_key = match #key_expr {
+                ::core::result::Result::Ok(k) => k,
+                ::core::result::Result::Err(e) => {
+                    #private::warn_key_error(#site, &e);
+                    return ::core::result::Result::Ok(());
+                }
+            };
+            #policy_static
+            match #cache_opt {
+                ::core::option::Option::Some(c) => c.put(&__ac_key, &*__AC_POLICY, value).await,
+                ::core::option::Option::None => ::core::result::Result::Ok(()),
+            }
+        }
+    }
+}
+
+/// Whether the function looks like it lives in an `impl` (has a receiver or mentions `Self`).
+fn is_method_like(func: &ItemFn) -> bool {
+    func.sig.receiver().is_some() || {
+        let mut ids = HashSet::new();
+        idents_in(func.sig.to_token_stream(), &mut ids);
+        ids.contains("Self")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str, item: &str) -> String {
+        cached_action(attr.parse().unwrap(), item.parse().unwrap()).to_string()
+    }
+
+    #[test]
+    fn non_async_fn_keeps_the_item_and_adds_an_error() {
+        let out = expand_str("fresh = 1", "fn f(x: u32) -> u32 { x }");
+        assert!(out.starts_with("fn f"), "{out}");
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("async fn"), "{out}");
+    }
+
+    #[test]
+    fn bad_attribute_keeps_the_item() {
+        let out = expand_str("fresh = 1, bogus = 2", "async fn f(x: u32) -> u32 { x }");
+        assert!(out.starts_with("async fn f"), "{out}");
+        assert!(
+            out.contains("unknown `cached_action` option `bogus`"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn skip_and_tags_must_name_arguments() {
+        let out = expand_str("fresh = 1, skip(nope)", "async fn f(x: u32) -> u32 { x }");
+        assert!(out.contains("`skip(nope)` names no argument"), "{out}");
+        let out = expand_str(
+            r#"fresh = 1, tags = ["t:{nope}"]"#,
+            "async fn f(x: u32) -> u32 { x }",
+        );
+        assert!(out.contains("names no argument"), "{out}");
+        let out = expand_str(
+            r#"fresh = 1, skip(x), tags = ["t:{x}"]"#,
+            "async fn f(x: u32) -> u32 { x }",
+        );
+        assert!(out.contains("left out of the key"), "{out}");
+    }
+
+    #[test]
+    fn rejects_mut_refs_and_impl_trait() {
+        let out = expand_str("fresh = 1", "async fn f(x: &mut u32) -> u32 { *x }");
+        assert!(out.contains("`&mut` arguments are not supported"), "{out}");
+        let out = expand_str(
+            "fresh = 1",
+            "async fn f(x: impl Into<u32>) -> u32 { x.into() }",
+        );
+        assert!(out.contains("`impl Trait` arguments"), "{out}");
+        let out = expand_str("fresh = 1", "async fn f(&mut self) -> u32 { 1 }");
+        assert!(out.contains("`&mut self`"), "{out}");
+    }
+
+    #[test]
+    fn generates_wrapper_and_companions() {
+        let out = expand_str(
+            r#"fresh = 300, stale = 900, skip(client), tags = ["account:{account_id}"]"#,
+            "pub async fn account_summary(client: &Crm, account_id: &str) -> Result<Summary, CrmError> { client.get(account_id).await }",
+        );
+        assert!(out.contains("pub async fn account_summary"), "{out}");
+        assert!(out.contains("fn account_summary_key"), "{out}");
+        assert!(out.contains("fn account_summary_invalidate"), "{out}");
+        assert!(out.contains("fn account_summary_put"), "{out}");
+        assert!(out.contains("load_coalesced"), "{out}");
+        assert!(out.contains("owned_copy"), "{out}");
+        assert!(out.contains(":: action_cache :: __private"), "{out}");
+        // the skipped client is not in the key and not a companion parameter
+        assert!(!out.contains("\"client\""), "{out}");
+        assert!(
+            out.contains("account_summary_key (account_id : & str)"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn crate_override_and_options() {
+        let out = expand_str(
+            r#"fresh = "250ms", refresh = "inline", coalesce = false, crate = "my::ac", companions = false"#,
+            "async fn f(x: u32) -> Option<u32> { Some(x) }",
+        );
+        assert!(out.contains("my :: ac :: __private"), "{out}");
+        assert!(!out.contains(":: action_cache"), "{out}");
+        assert!(out.contains("load_uncoalesced"), "{out}");
+        assert!(out.contains("no_refresh"), "{out}");
+        assert!(out.contains("NotCached"), "{out}");
+        assert!(out.contains("from_millis (250u64)"), "{out}");
+        assert!(!out.contains("f_key"), "{out}");
+    }
+
+    #[test]
+    fn self_is_renamed_in_the_body_but_not_in_paths() {
+        let ts: TokenStream = "{ self.x + self::CONST + f(self) }".parse().unwrap();
+        let out = replace_self(ts).to_string();
+        assert_eq!(out, "{ __ac_self . x + self :: CONST + f (__ac_self) }");
+    }
+
+    #[test]
+    fn companion_generics_keep_only_what_key_args_use() {
+        let item: ItemFn = syn::parse_str(
+            "async fn f<'a, C: Client, K: Serialize>(c: &C, k: &'a K) -> u32 where C: Send, K: Sync { 1 }",
+        )
+        .unwrap();
+        let k: Type = syn::parse_str("&'a K").unwrap();
+        let g = generics_for(&item.sig.generics, &[&k]);
+        let s = g.to_token_stream().to_string();
+        assert!(
+            s.contains("'a") && s.contains("K : Serialize") && !s.contains("Client"),
+            "{s}"
+        );
+        let w = g.where_clause.to_token_stream().to_string();
+        assert!(w.contains("K : Sync") && !w.contains("C : Send"), "{w}");
+    }
+
+    #[test]
+    fn lifetimes_are_elided_in_closure_params() {
+        let ty: Type = syn::parse_str("&'a Foo<'b, 'static>").unwrap();
+        assert_eq!(
+            elide(&ty).to_token_stream().to_string(),
+            "& '_ Foo < '_ , 'static >"
+        );
+    }
+}
