@@ -1,0 +1,231 @@
+//! OAuth client credentials and the shared token cache.
+//!
+//! The client asks `POST https://login.{domain}/oauth/token` with
+//! `Authorization: Basic base64(id:secret)` and the form body `grant_type=client_credentials`.
+//! The token is cached and treated as expired a margin before Genesys says it expires;
+//! concurrent callers share one refresh.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::secret::{AccessToken, ClientSecret};
+
+/// The default safety margin: a token counts as expired 60 s before Genesys says it does.
+pub const DEFAULT_TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// The token lifetime Genesys uses when a response gives none (24 hours).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An OAuth client id and secret. `Debug` shows the id and `***` for the secret.
+///
+/// ```
+/// use genesys_client::{ClientSecret, Credentials};
+///
+/// let credentials = Credentials::new("my-client-id", ClientSecret::new("hunter2"));
+/// let debug = format!("{credentials:?}");
+/// assert!(debug.contains("my-client-id") && !debug.contains("hunter2"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    client_id: String,
+    secret: ClientSecret,
+}
+
+impl Credentials {
+    /// Pairs a client id with its secret.
+    pub fn new(client_id: impl Into<String>, secret: ClientSecret) -> Self {
+        Self {
+            client_id: client_id.into(),
+            secret,
+        }
+    }
+
+    /// The OAuth client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client secret (prints as `***`).
+    pub fn secret(&self) -> &ClientSecret {
+        &self.secret
+    }
+
+    /// The value of the `Authorization` header of a token request: `Basic base64(id:secret)`.
+    pub fn basic_authorization(&self) -> String {
+        let raw = format!("{}:{}", self.client_id, self.secret.expose());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.client_id.trim().is_empty() {
+            return Err(Error::config("the OAuth client id is empty"));
+        }
+        if self.client_id.contains(':') {
+            return Err(Error::config(format!(
+                "the OAuth client id {:?} contains ':', which Basic authentication cannot carry",
+                self.client_id
+            )));
+        }
+        if self.secret.is_empty() {
+            return Err(Error::config(format!(
+                "the OAuth client secret of client id {} is empty",
+                self.client_id
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// The success body of the token endpoint.
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: Option<String>,
+    pub(crate) expires_in: Option<u64>,
+}
+
+/// The error body of the token endpoint: `{"error":"invalid_client","error_description":…}`.
+#[derive(Deserialize, Default)]
+pub(crate) struct TokenErrorResponse {
+    pub(crate) error: Option<String>,
+    pub(crate) error_description: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+/// A token and when to stop using it.
+#[derive(Clone, Debug)]
+pub(crate) struct CachedToken {
+    pub(crate) token: AccessToken,
+    /// When the token counts as expired (the margin already taken off).
+    pub(crate) refresh_at: Instant,
+    /// Which refresh produced it, so one 401 drops only the token it was sent with.
+    pub(crate) generation: u64,
+}
+
+impl CachedToken {
+    /// A token issued now with `lifetime`, to be refreshed `margin` early. The margin is capped
+    /// at half the lifetime, so a short-lived token is still used at all.
+    pub(crate) fn new(
+        token: AccessToken,
+        lifetime: Duration,
+        margin: Duration,
+        generation: u64,
+    ) -> Self {
+        let margin = margin.min(lifetime / 2);
+        Self {
+            token,
+            refresh_at: Instant::now() + lifetime - margin,
+            generation,
+        }
+    }
+
+    fn is_fresh(&self) -> bool {
+        Instant::now() < self.refresh_at
+    }
+}
+
+/// The one cached token of a client. Refreshing holds the lock, so concurrent callers wait for
+/// one refresh instead of starting their own.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    slot: Mutex<Slot>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    token: Option<CachedToken>,
+    generation: u64,
+}
+
+impl TokenCache {
+    /// The cached token while it is fresh, else the result of `refresh` (given the new token's
+    /// generation), cached.
+    pub(crate) async fn get<F, Fut>(&self, refresh: F) -> Result<CachedToken>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = Result<CachedToken>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some(token) = slot.token.as_ref().filter(|t| t.is_fresh()) {
+            return Ok(token.clone());
+        }
+        slot.token = None;
+        let generation = slot.generation + 1;
+        let fresh = refresh(generation).await?;
+        slot.generation = generation;
+        slot.token = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Drops the cached token, whichever it is.
+    pub(crate) async fn clear(&self) {
+        self.slot.lock().await.token = None;
+    }
+
+    /// Drops the cached token if it is still the one of `generation` (the one a 401 answered).
+    pub(crate) async fn invalidate(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.token.as_ref().map(|t| t.generation) == Some(generation) {
+            slot.token = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_authorization_is_base64_of_id_colon_secret() {
+        let c = Credentials::new("id", ClientSecret::new("secret"));
+        assert_eq!(c.basic_authorization(), "Basic aWQ6c2VjcmV0");
+    }
+
+    #[test]
+    fn credentials_are_validated() {
+        assert!(Credentials::new("", ClientSecret::new("s")).validate().is_err());
+        assert!(Credentials::new("a:b", ClientSecret::new("s")).validate().is_err());
+        let err = Credentials::new("id-1", ClientSecret::new(""))
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("id-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn margin_is_capped_at_half_the_lifetime() {
+        let start = Instant::now();
+        let t = CachedToken::new(
+            AccessToken::new("t"),
+            Duration::from_secs(100),
+            Duration::from_secs(60),
+            1,
+        );
+        assert_eq!(t.refresh_at - start, Duration::from_secs(50));
+        let t = CachedToken::new(
+            AccessToken::new("t"),
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+            1,
+        );
+        assert_eq!(t.refresh_at - start, Duration::from_secs(3540));
+    }
+}

@@ -1,0 +1,960 @@
+//! The client: configuration, the token-aware request path with retries, and generic JSON and
+//! paging helpers that the endpoint methods build on.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::auth::{
+    CachedToken, Credentials, TokenCache, TokenErrorResponse, TokenResponse,
+    DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN,
+};
+use crate::error::{snippet, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator, DEFAULT_MAX_PAGES};
+use crate::region::Region;
+use crate::retry::{default_classifier, Classification, Classifier, RetryDecision, RetryPolicy, StopReason};
+use crate::secret::{AccessToken, ClientSecret};
+
+/// The environment variable holding the OAuth client id.
+pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
+/// The environment variable holding the OAuth client secret.
+pub const ENV_CLIENT_SECRET: &str = "GENESYS_CLIENT_SECRET";
+/// The environment variable holding the region name or domain.
+pub const ENV_REGION: &str = "GENESYS_REGION";
+
+/// The default timeout of one HTTP request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default timeout of establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest token lifetime Genesys allows (48 hours); a longer margin makes no sense.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(48 * 60 * 60);
+
+/// A Genesys Cloud Platform API client. Cheap to clone (one `Arc`); clones share the HTTP
+/// connection pool and the cached token.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    api_base: Url,
+    login_base: Url,
+    credentials: Credentials,
+    tokens: TokenCache,
+    retry: RetryPolicy,
+    classifier: Classifier,
+    token_margin: Duration,
+    max_pages: u32,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("api_base", &self.inner.api_base.as_str())
+            .field("login_base", &self.inner.login_base.as_str())
+            .field("credentials", &self.inner.credentials)
+            .field("retry", &self.inner.retry)
+            .field("token_margin", &self.inner.token_margin)
+            .field("max_pages", &self.inner.max_pages)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`]; [`ClientBuilder::build`] validates everything.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientBuilder {
+    region: Option<Region>,
+    api_base: Option<String>,
+    login_base: Option<String>,
+    allow_http: bool,
+    credentials: Option<Credentials>,
+    retry: RetryPolicy,
+    classifier: Classifier,
+    token_margin: Duration,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    max_pages: u32,
+    user_agent: Option<String>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            region: None,
+            api_base: None,
+            login_base: None,
+            allow_http: false,
+            credentials: None,
+            retry: RetryPolicy::default(),
+            classifier: default_classifier,
+            token_margin: DEFAULT_TOKEN_MARGIN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_pages: DEFAULT_MAX_PAGES,
+            user_agent: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Talk to `region`'s hosts (`https://api.{domain}` and `https://login.{domain}`).
+    pub fn region(mut self, region: Region) -> Self {
+        self.region = Some(region);
+        self
+    }
+
+    /// Send API and login requests to these base URLs instead of a region's (a proxy, a test
+    /// server). Overrides [`ClientBuilder::region`]. A path prefix is kept.
+    pub fn base_urls(mut self, api: impl Into<String>, login: impl Into<String>) -> Self {
+        self.api_base = Some(api.into());
+        self.login_base = Some(login.into());
+        self
+    }
+
+    /// One base URL for both API and login requests (as the fake server serves both).
+    pub fn base_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.base_urls(url.clone(), url)
+    }
+
+    /// Allow plain `http://` base URLs (default `false`: only `https://`).
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+
+    /// The OAuth client-credentials grant's client id and secret.
+    pub fn credentials(mut self, client_id: impl Into<String>, secret: ClientSecret) -> Self {
+        self.credentials = Some(Credentials::new(client_id, secret));
+        self
+    }
+
+    /// When to retry (default [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Whether to retry (default [`default_classifier`]).
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// How long before its expiry a token is replaced (default 60 s, at most half the token's
+    /// lifetime is used).
+    pub fn token_margin(mut self, margin: Duration) -> Self {
+        self.token_margin = margin;
+        self
+    }
+
+    /// The timeout of one HTTP request, retries not included (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The timeout of establishing a connection (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most pages one listing may walk (default 1000).
+    pub fn max_pages(mut self, max_pages: u32) -> Self {
+        self.max_pages = max_pages;
+        self
+    }
+
+    /// The `User-Agent` header (default `action-cache-genesys/{version}`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// A builder with credentials and region from `GENESYS_CLIENT_ID`, `GENESYS_CLIENT_SECRET`
+    /// and `GENESYS_REGION` (a region name such as `eu_west_1` or a domain such as
+    /// `mypurecloud.ie`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingEnv`] naming the first variable that is unset or empty, or
+    /// [`Error::Config`] for an unknown region.
+    pub fn from_env() -> Result<Self> {
+        Self::from_env_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`ClientBuilder::from_env`], reading variables through `lookup` (for tests, or
+    /// another source of settings).
+    ///
+    /// ```
+    /// use genesys_client::{ClientBuilder, Error};
+    ///
+    /// let err = ClientBuilder::from_env_lookup(|name| match name {
+    ///     "GENESYS_CLIENT_ID" => Some("id".into()),
+    ///     _ => None,
+    /// })
+    /// .unwrap_err();
+    /// assert!(matches!(err, Error::MissingEnv { name: "GENESYS_CLIENT_SECRET" }));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`ClientBuilder::from_env`].
+    pub fn from_env_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(Error::MissingEnv { name })
+        };
+        let client_id = get(ENV_CLIENT_ID)?;
+        let secret = ClientSecret::new(get(ENV_CLIENT_SECRET)?);
+        let region: Region = get(ENV_REGION)?.parse()?;
+        Ok(ClientBuilder::default()
+            .region(region)
+            .credentials(client_id.trim(), secret))
+    }
+
+    /// Validates the configuration and builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when there are no credentials or an empty id or secret, no region or
+    /// base URL, a base URL that does not parse, is `http://` without
+    /// [`ClientBuilder::allow_http`], or has a query; a zero timeout or page limit; a token
+    /// margin over 48 hours; or an invalid retry policy.
+    pub fn build(self) -> Result<Client> {
+        let credentials = self.credentials.ok_or_else(|| {
+            Error::config("no OAuth credentials: call ClientBuilder::credentials")
+        })?;
+        credentials.validate()?;
+        let (api_base, login_base) = match (&self.api_base, &self.login_base, self.region) {
+            (Some(api), Some(login), _) => (
+                parse_base(api, "API", self.allow_http)?,
+                parse_base(login, "login", self.allow_http)?,
+            ),
+            (_, _, Some(region)) => (region.api_base_url(), region.login_base_url()),
+            _ => {
+                return Err(Error::config(
+                    "no region or base URL: call ClientBuilder::region or ClientBuilder::base_url",
+                ))
+            }
+        };
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::config("timeouts must be greater than zero"));
+        }
+        if self.token_margin >= MAX_TOKEN_LIFETIME {
+            return Err(Error::config(format!(
+                "token margin {:?} is not below the longest token lifetime of 48 hours",
+                self.token_margin
+            )));
+        }
+        if self.max_pages == 0 {
+            return Err(Error::config("the page limit must be at least 1"));
+        }
+        self.retry.validate()?;
+        let user_agent = self.user_agent.unwrap_or_else(|| {
+            format!("{}/{}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        });
+        let http = reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(user_agent)
+            .build()
+            .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                api_base,
+                login_base,
+                credentials,
+                tokens: TokenCache::default(),
+                retry: self.retry,
+                classifier: self.classifier,
+                token_margin: self.token_margin,
+                max_pages: self.max_pages,
+            }),
+        })
+    }
+}
+
+fn parse_base(raw: &str, which: &str, allow_http: bool) -> Result<Url> {
+    let mut url = Url::parse(raw.trim())
+        .map_err(|e| Error::config(format!("the {which} base URL {raw:?} does not parse: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(Error::config(format!(
+                "the {which} base URL {raw:?} is plain http; call ClientBuilder::allow_http(true) \
+                 to allow it"
+            )))
+        }
+        other => {
+            return Err(Error::config(format!(
+                "the {which} base URL {raw:?} has scheme {other:?}; expected https"
+            )))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::config(format!("the {which} base URL {raw:?} has no host")));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(Error::config(format!(
+            "the {which} base URL {raw:?} must not have a query or fragment"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(format!(
+            "the {which} base URL must not carry credentials"
+        )));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// A decoded response body with its metadata (status, correlation id, rate-limit headers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse<T> {
+    body: T,
+    meta: ResponseMeta,
+}
+
+impl<T> ApiResponse<T> {
+    /// The decoded body.
+    pub fn body(&self) -> &T {
+        &self.body
+    }
+
+    /// The decoded body, dropping the metadata.
+    pub fn into_body(self) -> T {
+        self.body
+    }
+
+    /// The body and the metadata.
+    pub fn into_parts(self) -> (T, ResponseMeta) {
+        (self.body, self.meta)
+    }
+
+    /// Status, correlation id and rate-limit headers.
+    pub fn meta(&self) -> &ResponseMeta {
+        &self.meta
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.meta.status
+    }
+
+    /// The `ININ-Correlation-Id` header.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.meta.correlation_id.as_deref()
+    }
+
+    /// The `inin-ratelimit-*` headers.
+    pub fn rate_limit(&self) -> &RateLimit {
+        &self.meta.rate_limit
+    }
+}
+
+/// One request as the retry loop resends it.
+struct Request<'a> {
+    method: Method,
+    url: Url,
+    body: Option<&'a [u8]>,
+}
+
+impl Client {
+    /// A builder with the defaults; see [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client configured from `GENESYS_CLIENT_ID`, `GENESYS_CLIENT_SECRET` and
+    /// `GENESYS_REGION`, with default settings otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingEnv`] naming a missing variable, or [`Error::Config`].
+    pub fn from_env() -> Result<Client> {
+        ClientBuilder::from_env()?.build()
+    }
+
+    /// The OAuth client id.
+    pub fn client_id(&self) -> &str {
+        self.inner.credentials.client_id()
+    }
+
+    /// The Platform API base URL.
+    pub fn api_base_url(&self) -> &Url {
+        &self.inner.api_base
+    }
+
+    /// The login base URL.
+    pub fn login_base_url(&self) -> &Url {
+        &self.inner.login_base
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.inner.retry
+    }
+
+    /// A valid access token: the cached one, or a new one (one refresh shared by all callers).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Auth`] when the login host refuses the credentials, or the transport and retry
+    /// errors of the token request.
+    pub async fn access_token(&self) -> Result<AccessToken> {
+        Ok(self.token().await?.token)
+    }
+
+    /// Drops the cached token, so the next call fetches a new one.
+    pub async fn clear_token(&self) {
+        self.inner.tokens.clear().await;
+    }
+
+    async fn token(&self) -> Result<CachedToken> {
+        self.inner
+            .tokens
+            .get(|generation| self.fetch_token(generation))
+            .await
+    }
+
+    async fn fetch_token(&self, generation: u64) -> Result<CachedToken> {
+        let url = self
+            .inner
+            .login_base
+            .join("oauth/token")
+            .map_err(|e| Error::config(format!("bad login URL: {e}")))?;
+        let client_id = self.client_id();
+        debug!(client_id, "requesting a Genesys Cloud access token");
+        self.with_retries("token request", || async {
+            let mut authorization = HeaderValue::from_str(&self.inner.credentials.basic_authorization())
+                .map_err(|_| {
+                    Error::config(format!(
+                        "the credentials of client id {client_id} do not fit in a header"
+                    ))
+                })?;
+            authorization.set_sensitive(true);
+            let response = self
+                .inner
+                .http
+                .post(url.clone())
+                .header(AUTHORIZATION, authorization)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(ACCEPT, "application/json")
+                .body("grant_type=client_credentials")
+                .send()
+                .await
+                .map_err(Error::transport)?;
+            let meta = ResponseMeta::from_headers(response.status(), response.headers());
+            let bytes = response.bytes().await.map_err(Error::transport)?;
+            if meta.status.is_success() {
+                let parsed: TokenResponse =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                        what: "token response",
+                        // The body may hold a token: never keep any of it.
+                        snippet: "<withheld: token responses may hold secrets>".to_owned(),
+                        meta: Box::new(meta.clone()),
+                        source: Arc::new(source),
+                    })?;
+                let token_type = parsed.token_type.as_deref().unwrap_or("bearer");
+                if !token_type.eq_ignore_ascii_case("bearer") {
+                    return Err(Error::Auth {
+                        client_id: client_id.to_owned(),
+                        status: Some(meta.status),
+                        error: Some("unsupported_token_type".to_owned()),
+                        description: Some(format!("expected a bearer token, got {token_type:?}")),
+                        meta: Some(Box::new(meta)),
+                    });
+                }
+                let lifetime = match parsed.expires_in {
+                    Some(0) => {
+                        return Err(Error::Auth {
+                            client_id: client_id.to_owned(),
+                            status: Some(meta.status),
+                            error: Some("invalid_token_lifetime".to_owned()),
+                            description: Some("the token expires immediately".to_owned()),
+                            meta: Some(Box::new(meta)),
+                        })
+                    }
+                    Some(secs) => Duration::from_secs(secs),
+                    None => DEFAULT_TOKEN_LIFETIME,
+                };
+                return Ok(CachedToken::new(
+                    AccessToken::new(parsed.access_token),
+                    lifetime,
+                    self.inner.token_margin,
+                    generation,
+                ));
+            }
+            if matches!(meta.status.as_u16(), 400 | 401 | 403) {
+                let body: TokenErrorResponse = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Err(Error::Auth {
+                    client_id: client_id.to_owned(),
+                    status: Some(meta.status),
+                    error: body.error,
+                    description: body.error_description.or(body.description),
+                    meta: Some(Box::new(meta)),
+                });
+            }
+            Err(Error::Api {
+                body: Box::new(ErrorBody::parse(&bytes)),
+                meta: Box::new(meta),
+            })
+        })
+        .await
+    }
+
+    /// Runs `op` until it succeeds, the classifier calls its error fatal, or the policy stops.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut schedule = self.inner.retry.schedule();
+        loop {
+            let err = match op().await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            if (self.inner.classifier)(&err) == Classification::Fatal {
+                return Err(err);
+            }
+            let retry_after = match err.status().map(|s| s.as_u16()) {
+                Some(429 | 503) => err.retry_after(),
+                _ => None,
+            };
+            match schedule.next_decision(retry_after) {
+                RetryDecision::Retry { after } => {
+                    warn!(
+                        what,
+                        status = err.status().map(|s| s.as_u16()),
+                        attempt = schedule.failed_attempts(),
+                        wait_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                        correlation_id = err.correlation_id(),
+                        error = %err,
+                        "Genesys request failed; retrying"
+                    );
+                    tokio::time::sleep(after).await;
+                }
+                RetryDecision::DoNotRetry(StopReason::RetryAfterTooLong { wait }) => {
+                    let meta = err.meta().cloned();
+                    return Err(match meta {
+                        Some(meta) => Error::RateLimited {
+                            retry_after: wait,
+                            cap: self.inner.retry.retry_after_cap(),
+                            meta: Box::new(meta),
+                        },
+                        None => err,
+                    });
+                }
+                RetryDecision::DoNotRetry(reason) => {
+                    warn!(
+                        what,
+                        status = err.status().map(|s| s.as_u16()),
+                        attempts = schedule.failed_attempts(),
+                        ?reason,
+                        correlation_id = err.correlation_id(),
+                        "Genesys request failed; giving up"
+                    );
+                    return Err(Error::RetriesExhausted {
+                        attempts: schedule.failed_attempts(),
+                        elapsed: schedule.elapsed(),
+                        last: Box::new(err),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends an authenticated request with retries; a 401 drops the token it was sent with and
+    /// repeats the whole call once with a new token.
+    async fn call(&self, request: &Request<'_>) -> Result<(ResponseMeta, Bytes)> {
+        let used = AtomicU64::new(0);
+        let attempt = || async {
+            let token = self.token().await?;
+            used.store(token.generation, Ordering::Relaxed);
+            self.send_once(request, &token.token).await
+        };
+        match self.with_retries("API request", attempt).await {
+            Err(err) if matches!(err, Error::Api { .. }) && err.status() == Some(StatusCode::UNAUTHORIZED) => {
+                warn!(
+                    status = 401,
+                    correlation_id = err.correlation_id(),
+                    url = %request.url,
+                    "Genesys rejected the access token; fetching a new one and retrying once"
+                );
+                self.inner
+                    .tokens
+                    .invalidate(used.load(Ordering::Relaxed))
+                    .await;
+                self.with_retries("API request", attempt).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(&self, request: &Request<'_>, token: &AccessToken) -> Result<(ResponseMeta, Bytes)> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| Error::Auth {
+                client_id: self.client_id().to_owned(),
+                status: None,
+                error: Some("invalid_token".to_owned()),
+                description: Some("the access token is not a valid header value".to_owned()),
+                meta: None,
+            })?;
+        authorization.set_sensitive(true);
+        let mut builder = self
+            .inner
+            .http
+            .request(request.method.clone(), request.url.clone())
+            .header(AUTHORIZATION, authorization)
+            .header(ACCEPT, "application/json");
+        if let Some(body) = request.body {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_vec());
+        }
+        let response = builder.send().await.map_err(Error::transport)?;
+        let meta = ResponseMeta::from_headers(response.status(), response.headers());
+        let bytes = response.bytes().await.map_err(Error::transport)?;
+        if meta.status.is_success() {
+            return Ok((meta, bytes));
+        }
+        let body = Box::new(ErrorBody::parse(&bytes));
+        if meta.status == StatusCode::FORBIDDEN {
+            return Err(Error::Forbidden {
+                client_id: self.client_id().to_owned(),
+                missing_permission: likely_permission(request.url.path()),
+                body,
+                meta: Box::new(meta),
+            });
+        }
+        Err(Error::Api {
+            body,
+            meta: Box::new(meta),
+        })
+    }
+
+    /// The API URL of `path` (relative to the API base URL) with `query`.
+    pub(crate) fn api_url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url> {
+        let mut url = self
+            .inner
+            .api_base
+            .join(path.trim_start_matches('/'))
+            .map_err(|e| Error::InvalidInput {
+                message: format!("bad API path {path:?}: {e}"),
+            })?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    /// The API URL made of `segments`, each percent-encoded (for ids in paths).
+    pub(crate) fn api_url_segments(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url> {
+        let mut url = self.inner.api_base.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                Error::config("the API base URL cannot take a path")
+            })?;
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url)
+    }
+
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&[u8]>,
+        what: &'static str,
+    ) -> Result<ApiResponse<T>> {
+        let request = Request { method, url, body };
+        let (meta, bytes) = self.call(&request).await?;
+        let body = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+            what,
+            snippet: snippet(&bytes),
+            meta: Box::new(meta.clone()),
+            source: Arc::new(source),
+        })?;
+        Ok(ApiResponse { body, meta })
+    }
+
+    /// `GET` a Platform API path (such as `/api/v2/integrations/actions`) and decode the JSON
+    /// body; the request carries the token and is retried per the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Api`] / [`Error::Forbidden`] for error statuses, [`Error::Decode`] for a body
+    /// that is not a `T`, [`Error::RetriesExhausted`] / [`Error::RateLimited`] when retrying
+    /// ends, and the token errors of [`Client::access_token`].
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<ApiResponse<T>> {
+        let url = self.api_url(path, query)?;
+        self.send_json(Method::GET, url, None, "response body").await
+    }
+
+    /// `POST` a JSON body to a Platform API path and decode the JSON response.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::get_json`], plus [`Error::InvalidInput`] when `body` does not serialize.
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &B,
+    ) -> Result<ApiResponse<T>> {
+        let url = self.api_url(path, query)?;
+        let body = to_json(body)?;
+        self.send_json(Method::POST, url, Some(&body), "response body")
+            .await
+    }
+
+    /// Every entity of a page-numbered listing at `path`, as a stream fetched page by page
+    /// (`pageSize`, `pageNumber` added to `query`).
+    pub fn paginate<T>(&self, path: &str, query: &[(&str, &str)], page_size: u32) -> Paginator<'static, T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let client = self.clone();
+        let path = path.to_owned();
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Paginator::new(PageRequest::Number(1), self.inner.max_pages, move |request| {
+            let client = client.clone();
+            let path = path.clone();
+            let query = query.clone();
+            async move {
+                let PageRequest::Number(number) = request else {
+                    return Err(Error::Paging {
+                        message: "a page-numbered listing was asked for a cursor".to_owned(),
+                    });
+                };
+                let size = page_size.to_string();
+                let number_text = number.to_string();
+                let mut pairs: Vec<(&str, &str)> =
+                    query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                pairs.push(("pageSize", &size));
+                pairs.push(("pageNumber", &number_text));
+                let listing: ApiResponse<EntityListing<T>> = client.get_json(&path, &pairs).await?;
+                Ok(listing.into_body().into_page(number))
+            }
+        })
+    }
+
+    /// Every entity of a cursor-paged listing at `path`, as a stream fetched page by page. The
+    /// cursor of each response (`cursor`, `after`, `nextPageToken` or `cursors.after`) is sent
+    /// back as the query parameter `cursor_param`.
+    pub fn paginate_cursor<T>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        cursor_param: &str,
+    ) -> Paginator<'static, T>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let client = self.clone();
+        let path = path.to_owned();
+        let cursor_param = cursor_param.to_owned();
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Paginator::new(PageRequest::Cursor(None), self.inner.max_pages, move |request| {
+            let client = client.clone();
+            let path = path.clone();
+            let query = query.clone();
+            let cursor_param = cursor_param.clone();
+            async move {
+                let mut pairs: Vec<(&str, &str)> =
+                    query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                if let PageRequest::Cursor(Some(cursor)) = &request {
+                    pairs.push((&cursor_param, cursor));
+                }
+                let listing: ApiResponse<CursorListing<T>> = client.get_json(&path, &pairs).await?;
+                Ok(listing.into_body().into_page())
+            }
+        })
+    }
+
+    pub(crate) fn max_pages(&self) -> u32 {
+        self.inner.max_pages
+    }
+}
+
+pub(crate) fn to_json<B: Serialize + ?Sized>(body: &B) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| Error::InvalidInput {
+        message: format!("the request body does not serialize to JSON: {e}"),
+    })
+}
+
+/// The permission a 403 on `path` most likely lacks.
+fn likely_permission(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    if !path.contains("/api/v2/integrations/actions") {
+        return None;
+    }
+    if path.ends_with("/execute") || path.ends_with("/test") {
+        Some("integrations:action:execute")
+    } else {
+        Some("integrations:action:view")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> ClientBuilder {
+        Client::builder().credentials("id", ClientSecret::new("secret"))
+    }
+
+    #[test]
+    fn region_sets_both_hosts() {
+        let client = builder().region(Region::EuCentral1).build().unwrap();
+        assert_eq!(client.api_base_url().as_str(), "https://api.mypurecloud.de/");
+        assert_eq!(client.login_base_url().as_str(), "https://login.mypurecloud.de/");
+    }
+
+    #[test]
+    fn http_needs_opt_in() {
+        let err = builder().base_url("http://127.0.0.1:9").build().unwrap_err();
+        assert!(err.to_string().contains("allow_http"), "{err}");
+        let client = builder()
+            .base_url("http://127.0.0.1:9/proxy")
+            .allow_http(true)
+            .build()
+            .unwrap();
+        assert_eq!(client.api_base_url().as_str(), "http://127.0.0.1:9/proxy/");
+        assert_eq!(
+            client.api_url("/api/v2/x", &[("a", "b c")]).unwrap().as_str(),
+            "http://127.0.0.1:9/proxy/api/v2/x?a=b+c"
+        );
+        assert_eq!(
+            client
+                .api_url_segments(&["api", "v2", "actions", "a/b"], &[])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:9/proxy/api/v2/actions/a%2Fb"
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_a_typed_error() {
+        let cases = [
+            Client::builder().region(Region::UsEast1).build().unwrap_err(),
+            builder().build().unwrap_err(),
+            builder().base_url("not a url").build().unwrap_err(),
+            builder().base_url("ftp://example.com").build().unwrap_err(),
+            builder().base_url("https://example.com/?q=1").build().unwrap_err(),
+            builder()
+                .region(Region::UsEast1)
+                .request_timeout(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            builder()
+                .region(Region::UsEast1)
+                .retry_policy(RetryPolicy::default().with_max_attempts(0))
+                .build()
+                .unwrap_err(),
+            builder().region(Region::UsEast1).max_pages(0).build().unwrap_err(),
+        ];
+        for err in cases {
+            assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn from_env_names_the_missing_variable() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let err = ClientBuilder::from_env_lookup(vars(&[])).unwrap_err();
+        assert!(matches!(err, Error::MissingEnv { name: "GENESYS_CLIENT_ID" }));
+        let err = ClientBuilder::from_env_lookup(vars(&[
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, Error::MissingEnv { name: "GENESYS_REGION" }));
+        assert_eq!(err.to_string(), "environment variable GENESYS_REGION is not set");
+        let client = ClientBuilder::from_env_lookup(vars(&[
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "s"),
+            ("GENESYS_REGION", "mypurecloud.com.au"),
+        ]))
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(client.api_base_url().host_str(), Some("api.mypurecloud.com.au"));
+        let err = ClientBuilder::from_env_lookup(vars(&[
+            ("GENESYS_CLIENT_ID", "id"),
+            ("GENESYS_CLIENT_SECRET", "s"),
+            ("GENESYS_REGION", "atlantis"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(err, Error::Config { .. }));
+    }
+
+    #[test]
+    fn permission_hints() {
+        assert_eq!(
+            likely_permission("/api/v2/integrations/actions"),
+            Some("integrations:action:view")
+        );
+        assert_eq!(
+            likely_permission("/api/v2/integrations/actions/abc/execute"),
+            Some("integrations:action:execute")
+        );
+        assert_eq!(likely_permission("/api/v2/users"), None);
+    }
+
+    #[test]
+    fn client_is_clone_send_sync_debug() {
+        fn check<T: Clone + Send + Sync + fmt::Debug + 'static>() {}
+        check::<Client>();
+        let client = Client::builder()
+            .credentials("my-id", ClientSecret::new("hunter2-value"))
+            .region(Region::UsEast1)
+            .build()
+            .unwrap();
+        let debug = format!("{client:?}");
+        assert!(debug.contains("my-id"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+}

@@ -1,0 +1,558 @@
+//! The crate's one error type, the Genesys error bodies it parses, and the response metadata
+//! (correlation id, rate-limit headers) that every response and error carries.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// The header Genesys Cloud puts a request's correlation id in.
+pub const CORRELATION_ID_HEADER: &str = "ININ-Correlation-Id";
+/// How many requests the caller has made in the current rate-limit window.
+pub const RATE_LIMIT_COUNT_HEADER: &str = "inin-ratelimit-count";
+/// How many requests the current rate-limit window allows.
+pub const RATE_LIMIT_ALLOWED_HEADER: &str = "inin-ratelimit-allowed";
+/// Seconds until the current rate-limit window resets.
+pub const RATE_LIMIT_RESET_HEADER: &str = "inin-ratelimit-reset";
+
+/// The longest body excerpt an error keeps, in characters.
+pub const SNIPPET_CHARS: usize = 200;
+
+/// A shorthand for `Result<T, genesys_client::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to Genesys Cloud.
+///
+/// The type is `Clone` (non-`Clone` sources sit behind an [`Arc`]) so that a cache can hand one
+/// failure to many waiting callers. No variant holds or prints the client secret or a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client's configuration is invalid (bad URL, missing credentials, bad retry policy...).
+    #[error("invalid Genesys client configuration: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A required environment variable is not set (see `Client::from_env`).
+    #[error("environment variable {name} is not set")]
+    MissingEnv {
+        /// The variable's name.
+        name: &'static str,
+    },
+
+    /// An argument was rejected before any request was sent (an empty id, unserializable input).
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The login host refused to issue a token for the client credentials.
+    #[error("{}", auth_message(client_id, .status, error.as_deref(), description.as_deref()))]
+    Auth {
+        /// The OAuth client id (never the secret).
+        client_id: String,
+        /// The HTTP status of the token response, if one arrived.
+        status: Option<StatusCode>,
+        /// The OAuth `error` code, such as `invalid_client`.
+        error: Option<String>,
+        /// The OAuth `error_description`.
+        description: Option<String>,
+        /// The token response's metadata.
+        meta: Option<Box<ResponseMeta>>,
+    },
+
+    /// HTTP 403: the OAuth client lacks a permission.
+    #[error(
+        "Genesys Cloud returned 403 Forbidden for client id {client_id}{}: {}{}",
+        missing_permission.map(|p| format!(" (likely missing permission {p})")).unwrap_or_default(),
+        body,
+        meta
+    )]
+    Forbidden {
+        /// The OAuth client id that lacks the permission.
+        client_id: String,
+        /// The permission the request most likely needs, when the endpoint is known.
+        missing_permission: Option<&'static str>,
+        /// The parsed error body.
+        body: Box<ErrorBody>,
+        /// The response's metadata.
+        meta: Box<ResponseMeta>,
+    },
+
+    /// Any other non-success HTTP status from the Platform API.
+    #[error("Genesys Cloud returned {}: {}{}", meta.status, body, meta)]
+    Api {
+        /// The parsed error body (or a snippet of a body that is not JSON).
+        body: Box<ErrorBody>,
+        /// The response's metadata.
+        meta: Box<ResponseMeta>,
+    },
+
+    /// Genesys asked to wait (`Retry-After`) longer than the policy's cap allows.
+    #[error(
+        "rate limited by Genesys Cloud: Retry-After {retry_after:?} exceeds the cap of {cap:?}{meta}"
+    )]
+    RateLimited {
+        /// How long Genesys asked to wait.
+        retry_after: Duration,
+        /// The longest wait the retry policy accepts.
+        cap: Duration,
+        /// The response's metadata.
+        meta: Box<ResponseMeta>,
+    },
+
+    /// A transient failure persisted until the retry policy gave up.
+    #[error("gave up after {attempts} attempt(s) in {elapsed:?}: {last}")]
+    RetriesExhausted {
+        /// How many requests were sent.
+        attempts: u32,
+        /// Time from the first attempt until giving up.
+        elapsed: Duration,
+        /// The last attempt's error.
+        #[source]
+        last: Box<Error>,
+    },
+
+    /// The request timed out.
+    #[error("request to Genesys Cloud timed out: {source}")]
+    Timeout {
+        /// The HTTP client's error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+
+    /// The connection failed (refused, reset, TLS, ...).
+    #[error("could not reach Genesys Cloud: {source}")]
+    Transport {
+        /// The HTTP client's error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+
+    /// A success response's body is not the JSON expected.
+    #[error("could not decode {what} from Genesys Cloud ({}): {source}; body starts {snippet:?}{meta}", meta.status)]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// The start of the body (at most [`SNIPPET_CHARS`] characters).
+        snippet: String,
+        /// The response's metadata.
+        meta: Box<ResponseMeta>,
+        /// The JSON error.
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
+
+    /// A listing did not end: a page or cursor came back twice or the page limit was passed.
+    #[error("paging stopped: {message}")]
+    Paging {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn auth_message(
+    client_id: &str,
+    status: &Option<StatusCode>,
+    error: Option<&str>,
+    description: Option<&str>,
+) -> String {
+    let mut out = format!("Genesys Cloud rejected the OAuth client credentials of client id {client_id}");
+    if let Some(status) = status {
+        out.push_str(&format!(" (HTTP {status})"));
+    }
+    if let Some(error) = error {
+        out.push_str(&format!(": {error}"));
+    }
+    if let Some(description) = description {
+        out.push_str(&format!(" - {description}"));
+    }
+    out
+}
+
+impl Error {
+    /// The HTTP status behind the error, if a response arrived (for
+    /// [`Error::RetriesExhausted`], the last attempt's status).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Auth { status, .. } => *status,
+            Error::Forbidden { meta, .. }
+            | Error::Api { meta, .. }
+            | Error::RateLimited { meta, .. }
+            | Error::Decode { meta, .. } => Some(meta.status),
+            Error::RetriesExhausted { last, .. } => last.status(),
+            Error::Timeout { source } | Error::Transport { source } => source.status(),
+            _ => None,
+        }
+    }
+
+    /// The response metadata (correlation id, rate-limit headers), if a response arrived.
+    pub fn meta(&self) -> Option<&ResponseMeta> {
+        match self {
+            Error::Auth { meta, .. } => meta.as_deref(),
+            Error::Forbidden { meta, .. }
+            | Error::Api { meta, .. }
+            | Error::RateLimited { meta, .. }
+            | Error::Decode { meta, .. } => Some(meta),
+            Error::RetriesExhausted { last, .. } => last.meta(),
+            _ => None,
+        }
+    }
+
+    /// The `ININ-Correlation-Id` of the failed response, to quote to Genesys support. Falls back
+    /// to the `correlationId` of a data-action error body.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.meta()
+            .and_then(|m| m.correlation_id.as_deref())
+            .or_else(|| self.body().and_then(|b| b.correlation_id.as_deref()))
+    }
+
+    /// The rate-limit headers of the failed response.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.meta().map(|m| &m.rate_limit)
+    }
+
+    /// The parsed Platform / data-action error body, for HTTP errors.
+    pub fn body(&self) -> Option<&ErrorBody> {
+        match self {
+            Error::Forbidden { body, .. } | Error::Api { body, .. } => Some(body),
+            Error::RetriesExhausted { last, .. } => last.body(),
+            _ => None,
+        }
+    }
+
+    /// Whether the request timed out (also when retries of timeouts ran out).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// Whether the error is about credentials: a refused token request or an API 401.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Auth { .. }) || self.status() == Some(StatusCode::UNAUTHORIZED)
+    }
+
+    /// Whether Genesys rate limited the call (HTTP 429, or a `Retry-After` over the cap).
+    pub fn is_rate_limited(&self) -> bool {
+        matches!(self, Error::RateLimited { .. })
+            || self.status() == Some(StatusCode::TOO_MANY_REQUESTS)
+    }
+
+    /// How long Genesys asked to wait, if it sent `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => self.meta().and_then(|m| m.retry_after),
+        }
+    }
+
+    /// How many requests were sent before giving up, for [`Error::RetriesExhausted`].
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            Error::RetriesExhausted { attempts, .. } => Some(*attempts),
+            _ => None,
+        }
+    }
+
+    /// The data-action error code (`errorCode`, or the first `details[].errorCode`), such as
+    /// `ACTION.REMOTE_ENDPOINT`.
+    pub fn action_error_code(&self) -> Option<&str> {
+        let body = self.body()?;
+        body.error_code.as_deref().or_else(|| {
+            body.details
+                .iter()
+                .flatten()
+                .find_map(|d| d.error_code.as_deref())
+        })
+    }
+
+    pub(crate) fn transport(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Error::Timeout {
+                source: Arc::new(err),
+            }
+        } else {
+            Error::Transport {
+                source: Arc::new(err),
+            }
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+}
+
+/// What every Genesys response carries besides its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResponseMeta {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The `ININ-Correlation-Id` header.
+    pub correlation_id: Option<String>,
+    /// The `inin-ratelimit-*` headers.
+    pub rate_limit: RateLimit,
+    /// The `Retry-After` header as a wait from when the response arrived (integer seconds or an
+    /// HTTP date).
+    pub retry_after: Option<Duration>,
+}
+
+impl ResponseMeta {
+    /// Reads the metadata out of a status and its headers.
+    pub fn from_headers(status: StatusCode, headers: &HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+        ResponseMeta {
+            status,
+            correlation_id: text(CORRELATION_ID_HEADER).map(str::to_owned),
+            rate_limit: RateLimit {
+                count: number(RATE_LIMIT_COUNT_HEADER),
+                allowed: number(RATE_LIMIT_ALLOWED_HEADER),
+                reset: number(RATE_LIMIT_RESET_HEADER),
+            },
+            retry_after: text("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now())),
+        }
+    }
+}
+
+impl fmt::Display for ResponseMeta {
+    /// Prints ` [correlation id …]` when there is one, and nothing otherwise.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.correlation_id {
+            Some(id) => write!(f, " [correlation id {id}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses a `Retry-After` value: delay seconds or an HTTP date (a date in the past means 0).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use genesys_client::error::parse_retry_after;
+///
+/// assert_eq!(parse_retry_after("7", SystemTime::now()), Some(Duration::from_secs(7)));
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+/// assert_eq!(
+///     parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+///     Some(Duration::from_secs(30))
+/// );
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `inin-ratelimit-*` headers of a response; each is absent when Genesys did not send it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RateLimit {
+    /// `inin-ratelimit-count`: requests made in the current window.
+    pub count: Option<u64>,
+    /// `inin-ratelimit-allowed`: requests the window allows.
+    pub allowed: Option<u64>,
+    /// `inin-ratelimit-reset`: seconds until the window resets.
+    pub reset: Option<u64>,
+}
+
+/// A Genesys error body: the Platform API's error and the data-action error in one struct.
+///
+/// Every field is optional; a body that is not JSON (or not this shape) keeps only
+/// [`ErrorBody::snippet`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ErrorBody {
+    /// Platform: a human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Platform: a machine-readable code such as `bad.request` or `too.many.requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Platform: the HTTP status repeated in the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Platform: the id of the request's context (often equal to the correlation id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    /// Platform and data actions: details such as `{"errorCode":"ACTION.REMOTE_ENDPOINT"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<ErrorDetail>>,
+    /// Platform: nested errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ErrorBody>>,
+    /// Data actions: the error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Data actions: a message meant for end users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_message: Option<String>,
+    /// Data actions: the correlation id repeated in the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The start of a body that could not be parsed as an error body.
+    #[serde(skip)]
+    pub snippet: Option<String>,
+}
+
+impl ErrorBody {
+    /// Parses a response body, keeping a snippet when it is not a JSON error body.
+    pub fn parse(bytes: &[u8]) -> Self {
+        match serde_json::from_slice::<ErrorBody>(bytes) {
+            Ok(body) => body,
+            Err(_) => ErrorBody {
+                snippet: Some(snippet(bytes)),
+                ..ErrorBody::default()
+            },
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(code) = &self.code {
+            parts.push(format!("code {code}"));
+        }
+        if let Some(code) = &self.error_code {
+            parts.push(format!("errorCode {code}"));
+        }
+        if let Some(detail) = self
+            .details
+            .iter()
+            .flatten()
+            .find_map(|d| d.error_code.as_deref())
+        {
+            if self.error_code.as_deref() != Some(detail) {
+                parts.push(format!("detail {detail}"));
+            }
+        }
+        if let Some(message) = self.user_message.as_ref().or(self.message.as_ref()) {
+            parts.push(message.clone());
+        }
+        if let Some(snippet) = &self.snippet {
+            parts.push(format!("body starts {snippet:?}"));
+        }
+        if parts.is_empty() {
+            f.write_str("no error details")
+        } else {
+            f.write_str(&parts.join(": "))
+        }
+    }
+}
+
+/// One entry of an error body's `details` array.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ErrorDetail {
+    /// The detail's error code, such as `ACTION.REMOTE_ENDPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The field the detail is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_name: Option<String>,
+    /// The entity id the detail is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// The entity name the detail is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_name: Option<String>,
+}
+
+/// The first [`SNIPPET_CHARS`] characters of a body, lossily decoded.
+pub(crate) fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text.chars().take(SNIPPET_CHARS).collect();
+    if text.chars().count() > SNIPPET_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_platform_and_action_bodies() {
+        let body = ErrorBody::parse(
+            br#"{"message":"REST call for action execute failed","code":"bad.request","status":400,
+                "contextId":"c-1","details":[{"errorCode":"ACTION.REMOTE_ENDPOINT","fieldName":""}],
+                "errors":[{"message":"inner"}],"errorCode":"ACTION.REMOTE_ENDPOINT",
+                "userMessage":"The order was not found","correlationId":"corr-1","extra":true}"#,
+        );
+        assert_eq!(body.code.as_deref(), Some("bad.request"));
+        assert_eq!(body.status, Some(400));
+        assert_eq!(body.context_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            body.details.as_ref().unwrap()[0].error_code.as_deref(),
+            Some("ACTION.REMOTE_ENDPOINT")
+        );
+        assert_eq!(body.errors.as_ref().unwrap()[0].message.as_deref(), Some("inner"));
+        assert_eq!(body.user_message.as_deref(), Some("The order was not found"));
+        assert_eq!(body.correlation_id.as_deref(), Some("corr-1"));
+        assert_eq!(body.snippet, None);
+    }
+
+    #[test]
+    fn every_field_is_optional() {
+        assert_eq!(ErrorBody::parse(b"{}"), ErrorBody::default());
+    }
+
+    #[test]
+    fn non_json_keeps_a_short_snippet() {
+        let html = format!("<html>{}</html>", "x".repeat(1000));
+        let body = ErrorBody::parse(html.as_bytes());
+        let snippet = body.snippet.unwrap();
+        assert!(snippet.starts_with("<html>xxx"));
+        assert_eq!(snippet.chars().count(), SNIPPET_CHARS + 1);
+        // A JSON body of the wrong shape is treated like any other unparsable body.
+        assert!(ErrorBody::parse(br#"{"status":"broken"}"#).snippet.is_some());
+    }
+
+    #[test]
+    fn reads_meta_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CORRELATION_ID_HEADER, "abc-123".parse().unwrap());
+        headers.insert(RATE_LIMIT_COUNT_HEADER, "12".parse().unwrap());
+        headers.insert(RATE_LIMIT_ALLOWED_HEADER, "300".parse().unwrap());
+        headers.insert(RATE_LIMIT_RESET_HEADER, "41".parse().unwrap());
+        headers.insert("retry-after", "3".parse().unwrap());
+        let meta = ResponseMeta::from_headers(StatusCode::TOO_MANY_REQUESTS, &headers);
+        assert_eq!(meta.correlation_id.as_deref(), Some("abc-123"));
+        assert_eq!(meta.rate_limit.count, Some(12));
+        assert_eq!(meta.rate_limit.allowed, Some(300));
+        assert_eq!(meta.rate_limit.reset, Some(41));
+        assert_eq!(meta.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn error_is_clone_send_sync_static() {
+        fn check<T: Clone + Send + Sync + 'static + std::error::Error>() {}
+        check::<Error>();
+    }
+}
