@@ -502,22 +502,24 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         ReturnKind::Option(inner) => (inner.to_token_stream(), quote!(#private::NotCached)),
         ReturnKind::Plain(t) => (t.to_token_stream(), quote!(::core::convert::Infallible)),
     };
-    // Turns the body's future (`__ac_fut`) into a future of `Result<T, E>`.
-    let to_result = |fut: TokenStream| -> TokenStream {
-        match &ret_kind {
-            ReturnKind::Result { .. } => fut,
+    // Turns a call of the body (evaluated before any `async move`, so the block captures only
+    // the body's future) into a future of `Result<T, E>`.
+    let to_result = |call: TokenStream| -> TokenStream {
+        let wrap = match &ret_kind {
+            ReturnKind::Result { .. } => quote!(__ac_fut),
             ReturnKind::Option(_) if !args.cache_none() => quote! {
                 async move {
-                    match (#fut).await {
+                    match __ac_fut.await {
                         ::core::option::Option::Some(v) => ::core::result::Result::Ok(v),
                         ::core::option::Option::None => ::core::result::Result::Err(#private::NotCached),
                     }
                 }
             },
             _ => quote! {
-                async move { ::core::result::Result::<_, ::core::convert::Infallible>::Ok((#fut).await) }
+                async move { ::core::result::Result::<_, ::core::convert::Infallible>::Ok(__ac_fut.await) }
             },
-        }
+        };
+        quote!({ let __ac_fut = #call; #wrap })
     };
     let from_result = match &ret_kind {
         ReturnKind::Result { .. } => quote! {
