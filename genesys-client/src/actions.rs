@@ -457,19 +457,23 @@ impl Client {
             query
         };
         let client = self.clone();
-        Paginator::new(PageRequest::Number(first), self.max_pages(), move |request| {
-            let client = client.clone();
-            let query = query.clone();
-            async move {
-                let PageRequest::Number(number) = request else {
-                    return Err(Error::Paging {
-                        message: "the actions listing is paged by number".to_owned(),
-                    });
-                };
-                let listing = client.list_actions(&query.page_number(number)).await?;
-                Ok(listing.into_body().into_page(number))
-            }
-        })
+        Paginator::new(
+            PageRequest::Number(first),
+            self.max_pages(),
+            move |request| {
+                let client = client.clone();
+                let query = query.clone();
+                async move {
+                    let PageRequest::Number(number) = request else {
+                        return Err(Error::Paging {
+                            message: "the actions listing is paged by number".to_owned(),
+                        });
+                    };
+                    let listing = client.list_actions(&query.page_number(number)).await?;
+                    Ok(listing.into_body().into_page(number))
+                }
+            },
+        )
     }
 
     /// Every action whose name contains `needle` (ignoring case), sorted by name ascending.

@@ -202,8 +202,12 @@ mod tests {
 
     #[test]
     fn credentials_are_validated() {
-        assert!(Credentials::new("", ClientSecret::new("s")).validate().is_err());
-        assert!(Credentials::new("a:b", ClientSecret::new("s")).validate().is_err());
+        assert!(Credentials::new("", ClientSecret::new("s"))
+            .validate()
+            .is_err());
+        assert!(Credentials::new("a:b", ClientSecret::new("s"))
+            .validate()
+            .is_err());
         let err = Credentials::new("id-1", ClientSecret::new(""))
             .validate()
             .unwrap_err();

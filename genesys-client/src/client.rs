@@ -22,7 +22,9 @@ use crate::auth::{
 use crate::error::{snippet, Error, ErrorBody, RateLimit, ResponseMeta, Result};
 use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator, DEFAULT_MAX_PAGES};
 use crate::region::Region;
-use crate::retry::{default_classifier, Classification, Classifier, RetryDecision, RetryPolicy, StopReason};
+use crate::retry::{
+    default_classifier, Classification, Classifier, RetryDecision, RetryPolicy, StopReason,
+};
 use crate::secret::{AccessToken, ClientSecret};
 
 /// The environment variable holding the OAuth client id.
@@ -241,18 +243,17 @@ impl ClientBuilder {
             Error::config("no OAuth credentials: call ClientBuilder::credentials")
         })?;
         credentials.validate()?;
-        let (api_base, login_base) = match (&self.api_base, &self.login_base, self.region) {
-            (Some(api), Some(login), _) => (
-                parse_base(api, "API", self.allow_http)?,
-                parse_base(login, "login", self.allow_http)?,
-            ),
-            (_, _, Some(region)) => (region.api_base_url(), region.login_base_url()),
-            _ => {
-                return Err(Error::config(
+        let (api_base, login_base) =
+            match (&self.api_base, &self.login_base, self.region) {
+                (Some(api), Some(login), _) => (
+                    parse_base(api, "API", self.allow_http)?,
+                    parse_base(login, "login", self.allow_http)?,
+                ),
+                (_, _, Some(region)) => (region.api_base_url(), region.login_base_url()),
+                _ => return Err(Error::config(
                     "no region or base URL: call ClientBuilder::region or ClientBuilder::base_url",
-                ))
-            }
-        };
+                )),
+            };
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::config("timeouts must be greater than zero"));
         }
@@ -266,9 +267,9 @@ impl ClientBuilder {
             return Err(Error::config("the page limit must be at least 1"));
         }
         self.retry.validate()?;
-        let user_agent = self.user_agent.unwrap_or_else(|| {
-            format!("{}/{}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
-        });
+        let user_agent = self
+            .user_agent
+            .unwrap_or_else(|| format!("{}/{}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")));
         let http = reqwest::Client::builder()
             .timeout(self.request_timeout)
             .connect_timeout(self.connect_timeout)
@@ -310,7 +311,9 @@ fn parse_base(raw: &str, which: &str, allow_http: bool) -> Result<Url> {
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(Error::config(format!("the {which} base URL {raw:?} has no host")));
+        return Err(Error::config(format!(
+            "the {which} base URL {raw:?} has no host"
+        )));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::config(format!(
@@ -447,12 +450,14 @@ impl Client {
         let client_id = self.client_id();
         debug!(client_id, "requesting a Genesys Cloud access token");
         self.with_retries("token request", || async {
-            let mut authorization = HeaderValue::from_str(&self.inner.credentials.basic_authorization())
-                .map_err(|_| {
-                    Error::config(format!(
-                        "the credentials of client id {client_id} do not fit in a header"
-                    ))
-                })?;
+            let mut authorization = HeaderValue::from_str(
+                &self.inner.credentials.basic_authorization(),
+            )
+            .map_err(|_| {
+                Error::config(format!(
+                    "the credentials of client id {client_id} do not fit in a header"
+                ))
+            })?;
             authorization.set_sensitive(true);
             let response = self
                 .inner
@@ -596,7 +601,10 @@ impl Client {
             self.send_once(request, &token.token).await
         };
         match self.with_retries("API request", attempt).await {
-            Err(err) if matches!(err, Error::Api { .. }) && err.status() == Some(StatusCode::UNAUTHORIZED) => {
+            Err(err)
+                if matches!(err, Error::Api { .. })
+                    && err.status() == Some(StatusCode::UNAUTHORIZED) =>
+            {
                 warn!(
                     status = 401,
                     correlation_id = err.correlation_id(),
@@ -613,7 +621,11 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, request: &Request<'_>, token: &AccessToken) -> Result<(ResponseMeta, Bytes)> {
+    async fn send_once(
+        &self,
+        request: &Request<'_>,
+        token: &AccessToken,
+    ) -> Result<(ResponseMeta, Bytes)> {
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
             .map_err(|_| Error::Auth {
                 client_id: self.client_id().to_owned(),
@@ -671,12 +683,16 @@ impl Client {
     }
 
     /// The API URL made of `segments`, each percent-encoded (for ids in paths).
-    pub(crate) fn api_url_segments(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<Url> {
+    pub(crate) fn api_url_segments(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Url> {
         let mut url = self.inner.api_base.clone();
         {
-            let mut path = url.path_segments_mut().map_err(|()| {
-                Error::config("the API base URL cannot take a path")
-            })?;
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| Error::config("the API base URL cannot take a path"))?;
             path.pop_if_empty();
             path.extend(segments);
         }
@@ -718,7 +734,8 @@ impl Client {
         query: &[(&str, &str)],
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
-        self.send_json(Method::GET, url, None, "response body").await
+        self.send_json(Method::GET, url, None, "response body")
+            .await
     }
 
     /// `POST` a JSON body to a Platform API path and decode the JSON response.
@@ -740,7 +757,12 @@ impl Client {
 
     /// Every entity of a page-numbered listing at `path`, as a stream fetched page by page
     /// (`pageSize`, `pageNumber` added to `query`).
-    pub fn paginate<T>(&self, path: &str, query: &[(&str, &str)], page_size: u32) -> Paginator<'static, T>
+    pub fn paginate<T>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        page_size: u32,
+    ) -> Paginator<'static, T>
     where
         T: DeserializeOwned + Send + 'static,
     {
@@ -750,26 +772,33 @@ impl Client {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Paginator::new(PageRequest::Number(1), self.inner.max_pages, move |request| {
-            let client = client.clone();
-            let path = path.clone();
-            let query = query.clone();
-            async move {
-                let PageRequest::Number(number) = request else {
-                    return Err(Error::Paging {
-                        message: "a page-numbered listing was asked for a cursor".to_owned(),
-                    });
-                };
-                let size = page_size.to_string();
-                let number_text = number.to_string();
-                let mut pairs: Vec<(&str, &str)> =
-                    query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                pairs.push(("pageSize", &size));
-                pairs.push(("pageNumber", &number_text));
-                let listing: ApiResponse<EntityListing<T>> = client.get_json(&path, &pairs).await?;
-                Ok(listing.into_body().into_page(number))
-            }
-        })
+        Paginator::new(
+            PageRequest::Number(1),
+            self.inner.max_pages,
+            move |request| {
+                let client = client.clone();
+                let path = path.clone();
+                let query = query.clone();
+                async move {
+                    let PageRequest::Number(number) = request else {
+                        return Err(Error::Paging {
+                            message: "a page-numbered listing was asked for a cursor".to_owned(),
+                        });
+                    };
+                    let size = page_size.to_string();
+                    let number_text = number.to_string();
+                    let mut pairs: Vec<(&str, &str)> = query
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    pairs.push(("pageSize", &size));
+                    pairs.push(("pageNumber", &number_text));
+                    let listing: ApiResponse<EntityListing<T>> =
+                        client.get_json(&path, &pairs).await?;
+                    Ok(listing.into_body().into_page(number))
+                }
+            },
+        )
     }
 
     /// Every entity of a cursor-paged listing at `path`, as a stream fetched page by page. The
@@ -791,21 +820,28 @@ impl Client {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Paginator::new(PageRequest::Cursor(None), self.inner.max_pages, move |request| {
-            let client = client.clone();
-            let path = path.clone();
-            let query = query.clone();
-            let cursor_param = cursor_param.clone();
-            async move {
-                let mut pairs: Vec<(&str, &str)> =
-                    query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                if let PageRequest::Cursor(Some(cursor)) = &request {
-                    pairs.push((&cursor_param, cursor));
+        Paginator::new(
+            PageRequest::Cursor(None),
+            self.inner.max_pages,
+            move |request| {
+                let client = client.clone();
+                let path = path.clone();
+                let query = query.clone();
+                let cursor_param = cursor_param.clone();
+                async move {
+                    let mut pairs: Vec<(&str, &str)> = query
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    if let PageRequest::Cursor(Some(cursor)) = &request {
+                        pairs.push((&cursor_param, cursor));
+                    }
+                    let listing: ApiResponse<CursorListing<T>> =
+                        client.get_json(&path, &pairs).await?;
+                    Ok(listing.into_body().into_page())
                 }
-                let listing: ApiResponse<CursorListing<T>> = client.get_json(&path, &pairs).await?;
-                Ok(listing.into_body().into_page())
-            }
-        })
+            },
+        )
     }
 
     pub(crate) fn max_pages(&self) -> u32 {
@@ -843,13 +879,22 @@ mod tests {
     #[test]
     fn region_sets_both_hosts() {
         let client = builder().region(Region::EuCentral1).build().unwrap();
-        assert_eq!(client.api_base_url().as_str(), "https://api.mypurecloud.de/");
-        assert_eq!(client.login_base_url().as_str(), "https://login.mypurecloud.de/");
+        assert_eq!(
+            client.api_base_url().as_str(),
+            "https://api.mypurecloud.de/"
+        );
+        assert_eq!(
+            client.login_base_url().as_str(),
+            "https://login.mypurecloud.de/"
+        );
     }
 
     #[test]
     fn http_needs_opt_in() {
-        let err = builder().base_url("http://127.0.0.1:9").build().unwrap_err();
+        let err = builder()
+            .base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("allow_http"), "{err}");
         let client = builder()
             .base_url("http://127.0.0.1:9/proxy")
@@ -858,7 +903,10 @@ mod tests {
             .unwrap();
         assert_eq!(client.api_base_url().as_str(), "http://127.0.0.1:9/proxy/");
         assert_eq!(
-            client.api_url("/api/v2/x", &[("a", "b c")]).unwrap().as_str(),
+            client
+                .api_url("/api/v2/x", &[("a", "b c")])
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:9/proxy/api/v2/x?a=b+c"
         );
         assert_eq!(
@@ -873,11 +921,17 @@ mod tests {
     #[test]
     fn bad_configuration_is_a_typed_error() {
         let cases = [
-            Client::builder().region(Region::UsEast1).build().unwrap_err(),
+            Client::builder()
+                .region(Region::UsEast1)
+                .build()
+                .unwrap_err(),
             builder().build().unwrap_err(),
             builder().base_url("not a url").build().unwrap_err(),
             builder().base_url("ftp://example.com").build().unwrap_err(),
-            builder().base_url("https://example.com/?q=1").build().unwrap_err(),
+            builder()
+                .base_url("https://example.com/?q=1")
+                .build()
+                .unwrap_err(),
             builder()
                 .region(Region::UsEast1)
                 .request_timeout(Duration::ZERO)
@@ -888,7 +942,11 @@ mod tests {
                 .retry_policy(RetryPolicy::default().with_max_attempts(0))
                 .build()
                 .unwrap_err(),
-            builder().region(Region::UsEast1).max_pages(0).build().unwrap_err(),
+            builder()
+                .region(Region::UsEast1)
+                .max_pages(0)
+                .build()
+                .unwrap_err(),
         ];
         for err in cases {
             assert!(matches!(err, Error::Config { .. }), "{err:?}");
@@ -905,14 +963,27 @@ mod tests {
             }
         };
         let err = ClientBuilder::from_env_lookup(vars(&[])).unwrap_err();
-        assert!(matches!(err, Error::MissingEnv { name: "GENESYS_CLIENT_ID" }));
+        assert!(matches!(
+            err,
+            Error::MissingEnv {
+                name: "GENESYS_CLIENT_ID"
+            }
+        ));
         let err = ClientBuilder::from_env_lookup(vars(&[
             ("GENESYS_CLIENT_ID", "id"),
             ("GENESYS_CLIENT_SECRET", "s"),
         ]))
         .unwrap_err();
-        assert!(matches!(err, Error::MissingEnv { name: "GENESYS_REGION" }));
-        assert_eq!(err.to_string(), "environment variable GENESYS_REGION is not set");
+        assert!(matches!(
+            err,
+            Error::MissingEnv {
+                name: "GENESYS_REGION"
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "environment variable GENESYS_REGION is not set"
+        );
         let client = ClientBuilder::from_env_lookup(vars(&[
             ("GENESYS_CLIENT_ID", "id"),
             ("GENESYS_CLIENT_SECRET", "s"),
@@ -921,7 +992,10 @@ mod tests {
         .unwrap()
         .build()
         .unwrap();
-        assert_eq!(client.api_base_url().host_str(), Some("api.mypurecloud.com.au"));
+        assert_eq!(
+            client.api_base_url().host_str(),
+            Some("api.mypurecloud.com.au")
+        );
         let err = ClientBuilder::from_env_lookup(vars(&[
             ("GENESYS_CLIENT_ID", "id"),
             ("GENESYS_CLIENT_SECRET", "s"),

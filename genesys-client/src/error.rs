@@ -163,7 +163,8 @@ fn auth_message(
     error: Option<&str>,
     description: Option<&str>,
 ) -> String {
-    let mut out = format!("Genesys Cloud rejected the OAuth client credentials of client id {client_id}");
+    let mut out =
+        format!("Genesys Cloud rejected the OAuth client credentials of client id {client_id}");
     if let Some(status) = status {
         out.push_str(&format!(" (HTTP {status})"));
     }
@@ -512,8 +513,14 @@ mod tests {
             body.details.as_ref().unwrap()[0].error_code.as_deref(),
             Some("ACTION.REMOTE_ENDPOINT")
         );
-        assert_eq!(body.errors.as_ref().unwrap()[0].message.as_deref(), Some("inner"));
-        assert_eq!(body.user_message.as_deref(), Some("The order was not found"));
+        assert_eq!(
+            body.errors.as_ref().unwrap()[0].message.as_deref(),
+            Some("inner")
+        );
+        assert_eq!(
+            body.user_message.as_deref(),
+            Some("The order was not found")
+        );
         assert_eq!(body.correlation_id.as_deref(), Some("corr-1"));
         assert_eq!(body.snippet, None);
     }
@@ -531,7 +538,9 @@ mod tests {
         assert!(snippet.starts_with("<html>xxx"));
         assert_eq!(snippet.chars().count(), SNIPPET_CHARS + 1);
         // A JSON body of the wrong shape is treated like any other unparsable body.
-        assert!(ErrorBody::parse(br#"{"status":"broken"}"#).snippet.is_some());
+        assert!(ErrorBody::parse(br#"{"status":"broken"}"#)
+            .snippet
+            .is_some());
     }
 
     #[test]

@@ -347,7 +347,11 @@ mod tests {
             r#"{"entities":[1],"cursors":{"after":"c2"}}"#,
         ] {
             let listing: CursorListing<u32> = serde_json::from_str(body).unwrap();
-            assert_eq!(listing.into_page().next, NextPage::Cursor("c2".into()), "{body}");
+            assert_eq!(
+                listing.into_page().next,
+                NextPage::Cursor("c2".into()),
+                "{body}"
+            );
         }
         let last: CursorListing<u32> =
             serde_json::from_str(r#"{"entities":[1],"cursor":""}"#).unwrap();

@@ -161,7 +161,11 @@ impl Region {
                 host = rest.to_owned();
             }
         }
-        let host = host.split('/').next().unwrap_or_default().trim_end_matches('.');
+        let host = host
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.');
         let bare = host
             .strip_prefix("api.")
             .or_else(|| host.strip_prefix("login."))

@@ -190,7 +190,11 @@ impl Iterator for BackoffIter {
 
     fn next(&mut self) -> Option<Duration> {
         let factor = 2u32.checked_pow(self.step).unwrap_or(u32::MAX);
-        let ceiling = self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap);
+        let ceiling = self
+            .base
+            .checked_mul(factor)
+            .unwrap_or(self.cap)
+            .min(self.cap);
         self.step = self.step.saturating_add(1);
         if !self.jitter {
             return Some(ceiling);
@@ -310,10 +314,14 @@ impl RetryPolicy {
             return Err(Error::config("retry policy needs at least one attempt"));
         }
         if self.max_total_time.is_zero() {
-            return Err(Error::config("retry policy max total time must be greater than zero"));
+            return Err(Error::config(
+                "retry policy max total time must be greater than zero",
+            ));
         }
         if self.retry_after_cap.is_zero() {
-            return Err(Error::config("retry policy Retry-After cap must be greater than zero"));
+            return Err(Error::config(
+                "retry policy Retry-After cap must be greater than zero",
+            ));
         }
         self.backoff.validate()
     }
@@ -396,11 +404,19 @@ mod tests {
     fn status_classification_matches_the_issue() {
         for code in [429, 500, 502, 503, 504] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert_eq!(default_classify_status(status), Classification::Transient, "{code}");
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Transient,
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 409, 422, 501, 505] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert_eq!(default_classify_status(status), Classification::Fatal, "{code}");
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Fatal,
+                "{code}"
+            );
         }
     }
 
@@ -413,14 +429,20 @@ mod tests {
         let ceilings = [100u64, 200, 400, 800, 1000, 1000, 1000];
         let waits: Vec<Duration> = backoff.build().take(ceilings.len()).collect();
         for (wait, ceiling) in waits.iter().zip(ceilings) {
-            assert!(*wait <= Duration::from_millis(ceiling), "{wait:?} > {ceiling}ms");
+            assert!(
+                *wait <= Duration::from_millis(ceiling),
+                "{wait:?} > {ceiling}ms"
+            );
         }
         // Not all equal to the ceiling: jitter is on.
         assert!(waits
             .iter()
             .zip(ceilings)
             .any(|(w, c)| *w < Duration::from_millis(c)));
-        assert_eq!(waits, backoff.build().take(ceilings.len()).collect::<Vec<_>>());
+        assert_eq!(
+            waits,
+            backoff.build().take(ceilings.len()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -466,7 +488,10 @@ mod tests {
     #[test]
     fn invalid_policies_are_rejected() {
         assert!(RetryPolicy::default().validate().is_ok());
-        assert!(RetryPolicy::default().with_max_attempts(0).validate().is_err());
+        assert!(RetryPolicy::default()
+            .with_max_attempts(0)
+            .validate()
+            .is_err());
         assert!(RetryPolicy::default()
             .with_max_total_time(Duration::ZERO)
             .validate()
