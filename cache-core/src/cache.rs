@@ -703,33 +703,32 @@ impl Shared {
     {
         let lock_key = Shared::lock_key(full);
         let token = format!("{:016x}", self.random_token());
-        let mut held = matches!(
-            self.store_op(
-                "lock",
-                self.store.try_lock(&lock_key, &token, self.lock_ttl)
-            )
-            .await,
-            Ok(true)
-        );
-        if !held && self.breaker.allow() {
-            // Someone else is loading: wait for their value, taking over if they give up.
+        let lock = |shared: &Arc<Self>| {
+            let shared = Arc::clone(shared);
+            let (lock_key, token) = (lock_key.clone(), token.clone());
+            async move {
+                shared
+                    .store_op(
+                        "lock",
+                        shared.store.try_lock(&lock_key, &token, shared.lock_ttl),
+                    )
+                    .await
+            }
+        };
+        let mut attempt = lock(self).await;
+        if matches!(attempt, Ok(false)) {
+            // Someone else is loading: wait for their value, taking over if they give up. A
+            // store error ends the wait at once (fail-open): the store cannot deliver a value.
             let deadline = tokio::time::Instant::now() + self.lock_wait;
             let mut pause = Duration::from_millis(5);
-            while !held && tokio::time::Instant::now() < deadline {
+            while matches!(attempt, Ok(false)) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
                 if let Some(v) = self.read_usable::<T>(full).await {
                     return Ok(v);
                 }
-                held = matches!(
-                    self.store_op(
-                        "lock",
-                        self.store.try_lock(&lock_key, &token, self.lock_ttl)
-                    )
-                    .await,
-                    Ok(true)
-                );
-                if held {
+                attempt = lock(self).await;
+                if matches!(attempt, Ok(true)) {
                     // Double-check: the holder may have stored its value just before releasing.
                     if let Some(v) = self.read_usable::<T>(full).await {
                         let _ = self
@@ -739,10 +738,11 @@ impl Shared {
                     }
                 }
             }
-            if !held {
+            if matches!(attempt, Ok(false)) {
                 tracing::warn!(key = %full, wait = ?self.lock_wait, "another process holds the load lock too long; loading directly");
             }
         }
+        let held = matches!(attempt, Ok(true));
         let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key, token));
         let result = self.load_and_store(full, key, policy, load).await;
         if let Some(guard) = guard {

@@ -187,3 +187,18 @@ fn ping(port: u16) -> bool {
     let mut buf = [0u8; 16];
     matches!(stream.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
+
+/// Polls `condition` every 5 ms until it holds, for at most `deadline`.
+///
+/// # Panics
+///
+/// When the deadline passes first; the message names `what`.
+pub async fn eventually(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + deadline;
+    while !condition() {
+        if tokio::time::Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
