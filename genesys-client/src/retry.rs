@@ -67,8 +67,8 @@ pub fn default_classifier(err: &Error) -> Classification {
     }
 }
 
-/// Exponential backoff with full jitter: wait number `n` (from 0) is drawn uniformly from
-/// `0..=min(cap, base * 2^n)`. Build the iterator with [`ExponentialBackoff::build`].
+/// Exponential backoff with full jitter: wait number `n` (from 0) is drawn uniformly, in whole
+/// milliseconds, from `0..=min(cap, base * 2^n)`. Build the iterator with [`ExponentialBackoff::build`].
 ///
 /// Defaults: base 500 ms, cap 30 s, jitter on, RNG seeded from the OS.
 ///
@@ -199,8 +199,10 @@ impl Iterator for BackoffIter {
         if !self.jitter {
             return Some(ceiling);
         }
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Some(Duration::from_nanos(self.rng.random_range(0..=nanos)))
+        // Whole milliseconds: tokio's timer has that resolution, so a wait sleeps exactly as
+        // long as it says.
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Some(Duration::from_millis(self.rng.random_range(0..=millis)))
     }
 }
 
