@@ -1,0 +1,233 @@
+//! Paging: walking every page by number and by cursor, and refusing to loop.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::ready;
+use futures_util::StreamExt;
+use genesys_client::fake::FakeGenesys;
+use genesys_client::paging::{CursorListing, EntityListing, Page, PageRequest, Paginator};
+use genesys_client::{Action, Error, ListActionsQuery, SortOrder};
+
+const ORDER_LOOKUPS: [&str; 5] = [
+    "crm.order_lookup.v1",
+    "crm.order_lookup.v2",
+    "erp.order_lookup_by_email",
+    "Order_Lookup - Legacy SOAP",
+    "shop.returns.order_lookup",
+];
+
+async fn small_pages_fake(max_page_size: u32) -> FakeGenesys {
+    FakeGenesys::builder()
+        .max_page_size(max_page_size)
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_actions_stream_walks_every_page_by_number() {
+    let fake = small_pages_fake(4).await;
+    let client = fake.client_builder().build().unwrap();
+    let all = client
+        .actions(ListActionsQuery::new())
+        .collect_all()
+        .await
+        .unwrap();
+    let expected: Vec<&str> = fake.actions().iter().map(|a| a.id.as_str()).collect();
+    let got: Vec<&str> = all.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(got, expected);
+    assert_eq!(fake.requested_pages(), (1..=8).collect::<Vec<u32>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stream_is_lazy() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    let first_seven: Vec<Action> = client
+        .actions(ListActionsQuery::new().page_size(5))
+        .take(7)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(first_seven.len(), 7);
+    assert_eq!(fake.requested_pages(), [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn order_lookups_are_found_on_every_page_and_sorted_by_name() {
+    let fake = small_pages_fake(4).await;
+    let client = fake.client_builder().build().unwrap();
+    let found = client
+        .actions_with_name_containing("order_lookup")
+        .await
+        .unwrap();
+    let names: Vec<&str> = found.iter().filter_map(|a| a.name.as_deref()).collect();
+    assert_eq!(names, ORDER_LOOKUPS);
+    assert_eq!(fake.requested_pages(), (1..=8).collect::<Vec<u32>>());
+    assert!(matches!(
+        client.actions_with_name_containing("").await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_generic_numbered_paginator_works_against_the_listing() {
+    let fake = small_pages_fake(3).await;
+    let client = fake.client_builder().build().unwrap();
+    let all: Vec<Action> = client
+        .paginate(
+            "/api/v2/integrations/actions",
+            &[("sortBy", "name"), ("sortOrder", "DESC")],
+            3,
+        )
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), fake.actions().len());
+    let names: Vec<String> = all
+        .iter()
+        .map(|a| a.name.clone().unwrap().to_lowercase())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(names, sorted);
+    assert_eq!(fake.requested_pages().len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_page_limit_ends_a_long_listing() {
+    let fake = small_pages_fake(2).await;
+    let client = fake.client_builder().max_pages(3).build().unwrap();
+    let err = client
+        .actions(ListActionsQuery::new().sort_order(SortOrder::Ascending))
+        .collect_all()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Paging { .. }), "{err:?}");
+    assert!(err.to_string().contains("more than 3 pages"), "{err}");
+    assert_eq!(fake.requested_pages(), [1, 2, 3]);
+}
+
+/// Cursor pages `0..pages` of `per_page` numbers, in the JSON style given by `field`.
+fn cursor_page(field: &str, page: u32, pages: u32, per_page: u32) -> CursorListing<u32> {
+    let entities: Vec<u32> = (page * per_page..(page + 1) * per_page).collect();
+    let mut body = serde_json::json!({ "entities": entities });
+    if page + 1 < pages {
+        let token = format!("tok-{}", page + 1);
+        match field {
+            "cursors.after" => body["cursors"] = serde_json::json!({ "after": token }),
+            other => body[other] = serde_json::json!(token),
+        }
+    }
+    serde_json::from_value(body).unwrap()
+}
+
+#[tokio::test]
+async fn cursor_paging_walks_many_pages_in_every_style() {
+    for field in ["cursor", "after", "nextPageToken", "cursors.after"] {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let all = Paginator::cursor(move |request| {
+            log.lock().unwrap().push(request.clone());
+            let page = match request {
+                PageRequest::Cursor(None) => 0,
+                PageRequest::Cursor(Some(token)) => token["tok-".len()..].parse().unwrap(),
+                PageRequest::Number(_) => unreachable!(),
+            };
+            ready(Ok(cursor_page(field, page, 12, 3).into_page()))
+        })
+        .collect_all()
+        .await
+        .unwrap();
+        assert_eq!(all, (0..36).collect::<Vec<u32>>(), "{field}");
+        let requests = seen.lock().unwrap().clone();
+        assert_eq!(requests.len(), 12);
+        assert_eq!(requests[0], PageRequest::Cursor(None));
+        assert_eq!(requests[11], PageRequest::Cursor(Some("tok-11".into())));
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_cursor_is_an_error_not_a_loop() {
+    let mut calls = 0;
+    let mut stream = Paginator::cursor(move |_| {
+        calls += 1;
+        assert!(calls <= 3, "kept fetching");
+        let listing: CursorListing<u32> =
+            serde_json::from_value(serde_json::json!({"entities": [calls], "cursor": "same"}))
+                .unwrap();
+        ready(Ok(listing.into_page()))
+    });
+    let mut items = Vec::new();
+    let err = loop {
+        match stream.next().await {
+            Some(Ok(item)) => items.push(item),
+            Some(Err(err)) => break err,
+            None => panic!("the stream ended without an error"),
+        }
+    };
+    assert_eq!(items, [1, 2]);
+    assert!(matches!(err, Error::Paging { .. }));
+    assert!(err.to_string().contains("cursor \"same\""), "{err}");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends after the error"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_page_numbers_is_caught() {
+    // Always answers page 1 of 3, whatever was asked.
+    let err = Paginator::numbered(|_| {
+        let listing: EntityListing<u32> = serde_json::from_value(
+            serde_json::json!({"entities": [1, 2], "pageNumber": 1, "pageCount": 3}),
+        )
+        .unwrap();
+        ready(Ok(listing.into_page(1)))
+    })
+    .collect_all()
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("page number 2"), "{err}");
+}
+
+#[tokio::test]
+async fn the_page_limit_of_the_generic_paginator() {
+    let err = Paginator::new(PageRequest::Number(1), 5, |request| {
+        let PageRequest::Number(n) = request else {
+            unreachable!()
+        };
+        ready(Ok(Page {
+            entities: vec![n],
+            next: genesys_client::paging::NextPage::Number(n + 1),
+        }))
+    })
+    .collect_all()
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Paging { .. }));
+}
+
+#[tokio::test]
+async fn a_failing_page_ends_the_stream_with_its_error() {
+    let err = Paginator::numbered(|request| {
+        let PageRequest::Number(n) = request else {
+            unreachable!()
+        };
+        ready(if n < 3 {
+            Ok(Page {
+                entities: vec![n],
+                next: genesys_client::paging::NextPage::Number(n + 1),
+            })
+        } else {
+            Err(Error::InvalidInput {
+                message: "boom".into(),
+            })
+        })
+    })
+    .collect_all()
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("boom"));
+}
