@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use genesys_client::retry::{ExponentialBackoff, RetryPolicy};
-use tracing_subscriber::fmt::MakeWriter;
 
 /// Log lines captured from the current thread's `tracing` events.
 #[derive(Clone, Default)]
@@ -17,11 +17,20 @@ impl Logs {
     }
 }
 
-pub(crate) struct LogWriter(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static CAPTURE: RefCell<Option<Logs>> = const { RefCell::new(None) };
+}
 
-impl Write for LogWriter {
+/// Writes into the capture of the thread that logs, if it has one.
+pub(crate) struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|capture| {
+            if let Some(logs) = capture.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
 
@@ -30,25 +39,33 @@ impl Write for LogWriter {
     }
 }
 
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = LogWriter;
+/// Stops capturing when dropped.
+pub(crate) struct CaptureGuard;
 
-    fn make_writer(&'a self) -> Self::Writer {
-        LogWriter(self.0.clone())
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
     }
 }
 
-/// Captures every event (TRACE and up) on this thread until the guard drops. Tests use a
-/// current-thread runtime, so the client's and the fake's events land here.
-pub(crate) fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+/// Captures every event (TRACE and up) logged on this thread until the guard drops. Tests use
+/// a current-thread runtime, so the client's and the fake's events land here.
+///
+/// One global subscriber routes events to the logging thread's capture: per-thread default
+/// subscribers race with `tracing`'s global callsite-interest cache when tests run in parallel.
+pub(crate) fn capture_logs() -> (Logs, CaptureGuard) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadWriter)
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
     let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (logs, guard)
+    CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
+    (logs, CaptureGuard)
 }
 
 /// The default policy with a seeded backoff, so waits are repeatable.
