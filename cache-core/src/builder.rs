@@ -51,6 +51,7 @@ pub struct CacheBuilder {
 enum Backend {
     Memory { capacity: usize },
     RedisUrl(String),
+    RedisCluster(Vec<String>),
     Store(Arc<dyn Store>),
 }
 
@@ -106,6 +107,17 @@ impl CacheBuilder {
     /// Uses Redis at `url` (one multiplexed connection, made on first use, reconnecting).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.backend = Backend::RedisUrl(url.into());
+        self
+    }
+
+    /// Uses a Redis Cluster reached through these seed nodes (`redis://host:port` each); the
+    /// client discovers the rest and follows `MOVED`/`ASK` and failovers.
+    pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.backend = Backend::RedisCluster(nodes.into_iter().map(Into::into).collect());
         self
     }
 
@@ -230,6 +242,17 @@ impl CacheBuilder {
             Backend::RedisUrl(url) => Arc::new(RedisStore::open(&url).map_err(|e| {
                 CacheError::Config(format!("invalid Redis URL: {}", e.kind_description()))
             })?),
+            Backend::RedisCluster(nodes) if nodes.is_empty() => {
+                return bad("a Redis Cluster needs at least one seed node");
+            }
+            Backend::RedisCluster(nodes) => {
+                Arc::new(RedisStore::open_cluster(&nodes).map_err(|e| {
+                    CacheError::Config(format!(
+                        "invalid Redis Cluster node URL: {}",
+                        e.kind_description()
+                    ))
+                })?)
+            }
             Backend::Store(store) => store,
         };
         let rng = match self.rng_seed {

@@ -438,8 +438,9 @@ impl Cache {
 }
 
 impl Shared {
+    /// The lock key of an entry, in the entry's cluster hash slot: the whole entry key (which
+    /// never contains braces) is the lock's hash tag.
     pub(crate) fn lock_key(full: &str) -> String {
-        // The whole entry key is the hash tag, so the lock lives in the entry's cluster slot.
         format!("{{{full}}}:lock")
     }
 
@@ -811,5 +812,46 @@ impl<E> SendCell<E> {
 
     fn get(&self) -> std::sync::MutexGuard<'_, E> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shared;
+
+    /// CRC16/XMODEM hash slot, as Redis Cluster computes it (only for checking lock keys).
+    fn slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let hashed = match bytes.iter().position(|&b| b == b'{') {
+            Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+                Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+                _ => bytes,
+            },
+            None => bytes,
+        };
+        let mut crc: u16 = 0;
+        for &b in hashed {
+            crc ^= (b as u16) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc % 16384
+    }
+
+    #[test]
+    fn lock_keys_share_the_entrys_hash_slot() {
+        assert_eq!(slot("123456789"), 0x31C3, "CRC16/XMODEM check value");
+        for name in ["crm.account", "{weird}name", "a{}b", "a}b{c", "x"] {
+            let full = crate::CacheKey::builder(name).build().with_prefix("ac");
+            assert!(!full.contains(['{', '}']), "{full}");
+            let lock = Shared::lock_key(&full);
+            assert_eq!(slot(&lock), slot(&full), "{full} -> {lock}");
+            assert_ne!(lock, full);
+        }
     }
 }

@@ -59,6 +59,12 @@ pub enum StoreError {
         /// The full store key.
         key: String,
     },
+    /// No connection could be made.
+    #[error("cannot connect to the store: {message}")]
+    Connect {
+        /// What the client said.
+        message: String,
+    },
     /// Redis answered with an error or the connection failed.
     #[error("redis error during `{op}`: {source}")]
     Redis {

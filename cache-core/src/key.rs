@@ -57,11 +57,19 @@ impl CacheKey {
     }
 
     /// The store key under `prefix`: `{prefix}:{name}:{digest}`.
+    ///
+    /// Braces in the name are written as parentheses, so a key never carries a Redis Cluster
+    /// hash tag by accident (its lock must share its slot). The digest covers the name as given,
+    /// so names that differ only there still get distinct keys.
     pub fn with_prefix(&self, prefix: &str) -> String {
         let mut s = String::with_capacity(prefix.len() + self.name.len() + self.digest.len() + 2);
         s.push_str(prefix);
         s.push(':');
-        s.push_str(&self.name);
+        s.extend(self.name.chars().map(|c| match c {
+            '{' => '(',
+            '}' => ')',
+            c => c,
+        }));
         s.push(':');
         s.push_str(&self.digest);
         s

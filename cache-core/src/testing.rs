@@ -77,6 +77,11 @@ impl RedisServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Whether the process is running (not stopped).
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
     /// Kills the server and waits for it to exit. Idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
@@ -165,6 +170,131 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis Cluster of real `redis-server` processes, torn down on drop.
+///
+/// ```no_run
+/// use action_cache_core::testing::RedisCluster;
+///
+/// let cluster = RedisCluster::start(3, 0); // three masters, no replicas
+/// println!("seed nodes: {:?}", cluster.seed_urls());
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+/// How long a new cluster may take to agree on its slots.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each, joins them with
+    /// `redis-cli --cluster create`, and waits until every node reports `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// When a node does not start, the create command fails, or the cluster is not ready within
+    /// 30 s; messages include the output or logs.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let count = masters * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| panic!("run redis-cli --cluster create: {e}"));
+        if !out.status.success() {
+            panic!(
+                "redis-cli --cluster create failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok(CLUSTER_READY_TIMEOUT);
+        cluster
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and the replicas are in sync.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `deadline`.
+    pub fn wait_ok(&self, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && !n
+                        .cli(&["INFO", "replication"])
+                        .contains("master_link_status:down")
+            });
+            if ok {
+                return;
+            }
+            if Instant::now() > end {
+                let logs: Vec<String> = self.nodes.iter().map(|n| n.log()).collect();
+                panic!(
+                    "cluster not ready within {deadline:?}; logs:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis://` URLs of every node, to seed a cluster client.
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes, masters and replicas alike.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// One node, e.g. to stop it.
+    pub fn node_mut(&mut self, index: usize) -> &mut RedisServer {
+        &mut self.nodes[index]
+    }
+
+    /// Indices of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].is_running()
+                    && self.nodes[i]
+                        .cli(&["INFO", "replication"])
+                        .contains("role:master")
+            })
+            .collect()
+    }
+
+    /// The number of keys held by all running masters.
+    pub fn key_count(&self) -> u64 {
+        self.masters()
+            .iter()
+            .map(|&i| self.nodes[i].cli(&["DBSIZE"]).parse::<u64>().unwrap_or(0))
+            .sum()
     }
 }
 

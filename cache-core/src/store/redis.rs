@@ -1,10 +1,14 @@
 //! The Redis store: one multiplexed connection that reconnects by itself.
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, RedisError, Script};
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::watch;
 
 use super::Store;
 use crate::error::StoreError;
@@ -34,55 +38,236 @@ const EXTEND_TTL: &str = r"local t = redis.call('PTTL', KEYS[1])
 if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 0";
 
-/// A [`Store`] on a single Redis server (or a managed Redis endpoint).
+/// A [`Store`] on Redis: a single server (or managed endpoint), or a Redis Cluster.
 ///
-/// The connection is made on first use, so a cache can be built while Redis is down; the
-/// `redis` crate's `ConnectionManager` reconnects after failures. Commands carry no timeout of
-/// their own: the cache bounds each one.
+/// The connection is made on first use, so a cache can be built while Redis is down. A single
+/// server is reached through the `redis` crate's `ConnectionManager`, a cluster through its async
+/// cluster client; both reconnect after failures, and the cluster client follows `MOVED`/`ASK`
+/// and failovers. Commands carry no timeout of their own: the cache bounds each one.
+///
+/// In a cluster, an entry and its lock share a hash slot; tag sets live in their own slots and
+/// are updated one slot at a time; prefix invalidation scans every master.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    conn: Arc<OnceLock<ConnectionManager>>,
-    connect_timeout: Duration,
+    target: Arc<Target>,
+}
+
+/// A connection attempt in progress: `None` until it ends, then its outcome.
+type Attempt = watch::Receiver<Option<Result<(), String>>>;
+
+// One `Target` per store, behind an `Arc`: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Target {
+    Single {
+        client: redis::Client,
+        conn: OnceLock<ConnectionManager>,
+    },
+    Cluster {
+        client: ClusterClient,
+        nodes: Vec<String>,
+        conn: Arc<OnceLock<ClusterConnection>>,
+        connecting: Mutex<Option<Attempt>>,
+    },
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The connection info may hold a password: show only where it points.
-        let info = self.client.get_connection_info();
-        f.debug_struct("RedisStore")
-            .field("addr", &info.addr().to_string())
-            .finish()
+        // Connection info may hold a password: show only where it points.
+        match &*self.target {
+            Target::Single { client, .. } => f
+                .debug_struct("RedisStore")
+                .field("addr", &client.get_connection_info().addr().to_string())
+                .finish(),
+            Target::Cluster { nodes, .. } => f
+                .debug_struct("RedisStore")
+                .field("cluster_nodes", nodes)
+                .finish(),
+        }
     }
 }
 
+/// A connection to either kind of deployment.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl RedisStore {
-    /// A store for `url` (`redis://host:port/db`, `rediss://` for TLS when the crate is built
-    /// with TLS). Nothing is connected yet.
+    /// A store for one server at `url` (`redis://[:password@]host:port/db`). Nothing is
+    /// connected yet.
     ///
     /// # Errors
     ///
     /// When the URL cannot be parsed.
     pub fn open(url: &str) -> Result<RedisStore, RedisError> {
         Ok(RedisStore {
-            client: redis::Client::open(url)?,
-            conn: Arc::new(OnceLock::new()),
-            connect_timeout: Duration::from_secs(1),
+            target: Arc::new(Target::Single {
+                client: redis::Client::open(url)?,
+                conn: OnceLock::new(),
+            }),
         })
     }
 
-    fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        if let Some(c) = self.conn.get() {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|e| redis_err("connect", e))?;
-        Ok(self.conn.get_or_init(|| manager).clone())
+    /// A store for a Redis Cluster reached through any of the seed `nodes`
+    /// (`redis://host:port` each). Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// When a node URL cannot be parsed or none is given.
+    pub fn open_cluster<S: AsRef<str>>(nodes: &[S]) -> Result<RedisStore, RedisError> {
+        let nodes: Vec<String> = nodes.iter().map(|n| n.as_ref().to_string()).collect();
+        let client = ClusterClient::builder(nodes.clone())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .retries(2)
+            .build()?;
+        // Only host:port for Debug, never credentials.
+        let shown = nodes
+            .iter()
+            .map(|n| {
+                n.rsplit('@')
+                    .next()
+                    .unwrap_or(n)
+                    .trim_start_matches("redis://")
+                    .to_string()
+            })
+            .collect();
+        Ok(RedisStore {
+            target: Arc::new(Target::Cluster {
+                client,
+                nodes: shown,
+                conn: Arc::new(OnceLock::new()),
+                connecting: Mutex::new(None),
+            }),
+        })
     }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(*self.target, Target::Cluster { .. })
+    }
+
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &*self.target {
+            Target::Single { client, conn } => {
+                if let Some(c) = conn.get() {
+                    return Ok(Conn::Single(c.clone()));
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map_err(|e| redis_err("connect", e))?;
+                Ok(Conn::Single(conn.get_or_init(|| manager).clone()))
+            }
+            Target::Cluster {
+                client,
+                conn,
+                connecting,
+                ..
+            } => {
+                if let Some(c) = conn.get() {
+                    return Ok(Conn::Cluster(c.clone()));
+                }
+                // Connect in a task of its own, so a caller's timeout cannot cancel the attempt
+                // half-way; every caller meanwhile waits on the same attempt.
+                let mut rx = {
+                    let mut slot = connecting.lock().unwrap_or_else(|p| p.into_inner());
+                    match slot.as_ref() {
+                        Some(rx) if !matches!(*rx.borrow(), Some(Err(_))) => rx.clone(),
+                        _ => {
+                            let (tx, rx) = watch::channel(None);
+                            let (client, cell) = (client.clone(), Arc::clone(conn));
+                            tokio::spawn(async move {
+                                let result = match client.get_async_connection().await {
+                                    Ok(c) => {
+                                        let _ = cell.set(c);
+                                        Ok(())
+                                    }
+                                    Err(e) => Err(e.to_string()),
+                                };
+                                tx.send_replace(Some(result));
+                            });
+                            *slot = Some(rx.clone());
+                            rx
+                        }
+                    }
+                };
+                let outcome = rx.wait_for(Option::is_some).await.map(|o| o.clone());
+                match (outcome, conn.get()) {
+                    (_, Some(c)) => Ok(Conn::Cluster(c.clone())),
+                    (Ok(Some(Err(message))), None) => Err(StoreError::Connect { message }),
+                    _ => Err(StoreError::Connect {
+                        message: "cluster connection attempt was abandoned".into(),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The addresses of the cluster's reachable masters.
+    async fn masters(&self, c: &mut ClusterConnection) -> Result<Vec<(String, u16)>, StoreError> {
+        let nodes: String = c
+            .route_command(
+                redis::cmd("CLUSTER").arg("NODES").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+            .map_err(|e| redis_err("cluster_nodes", e))?;
+        Ok(parse_masters(&nodes))
+    }
+}
+
+/// Parses `CLUSTER NODES` output into the addresses of masters that are not failed.
+fn parse_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = *fields.get(2)?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 fn redis_err(op: &'static str, e: RedisError) -> StoreError {
@@ -102,7 +287,17 @@ fn classify(op: &'static str, key: &str, e: RedisError) -> StoreError {
     }
 }
 
-fn tag_commands(pipe: &mut redis::Pipeline, key: &str, ttl_ms: u64, tag_keys: &[String]) {
+/// Adds `key` to each tag set and extends the set's expiry. Each tag set may live in its own
+/// cluster slot, so each gets its own two-command pipeline (one round trip per tag, on writes
+/// only); a single server takes them all in one.
+async fn tag(
+    c: &mut Conn,
+    key: &str,
+    ttl_ms: u64,
+    tag_keys: &[String],
+    mut pipe: redis::Pipeline,
+) -> redis::RedisResult<()> {
+    let per_slot = matches!(c, Conn::Cluster(_));
     for t in tag_keys {
         pipe.sadd(t, key).ignore();
         pipe.cmd("EVAL")
@@ -111,7 +306,15 @@ fn tag_commands(pipe: &mut redis::Pipeline, key: &str, ttl_ms: u64, tag_keys: &[
             .arg(t)
             .arg(ttl_ms)
             .ignore();
+        if per_slot {
+            pipe.query_async::<()>(c).await?;
+            pipe = redis::pipe();
+        }
     }
+    if !pipe.is_empty() {
+        pipe.query_async::<()>(c).await?;
+    }
+    Ok(())
 }
 
 /// Escapes glob characters so a prefix matches literally in `SCAN MATCH`.
@@ -129,7 +332,7 @@ fn glob_escape(s: &str) -> String {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         c.get(key).await.map_err(|e| classify("get", key, e))
     }
 
@@ -140,7 +343,7 @@ impl Store for RedisStore {
         ttl: Duration,
         tag_keys: &[String],
     ) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -149,8 +352,14 @@ impl Store for RedisStore {
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
-        tag_commands(&mut pipe, key, ttl_ms, tag_keys);
-        pipe.query_async::<()>(&mut c)
+        if matches!(c, Conn::Cluster(_)) {
+            // The entry's slot first, then each tag set's.
+            pipe.query_async::<()>(&mut c)
+                .await
+                .map_err(|e| classify("set", key, e))?;
+            pipe = redis::pipe();
+        }
+        tag(&mut c, key, ttl_ms, tag_keys, pipe)
             .await
             .map_err(|e| classify("set", key, e))
     }
@@ -163,7 +372,7 @@ impl Store for RedisStore {
         ttl: Duration,
         tag_keys: &[String],
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let ttl_ms = ttl.as_millis().max(1) as u64;
         let replaced: i64 = REPLACE_IF
             .key(key)
@@ -173,10 +382,8 @@ impl Store for RedisStore {
             .invoke_async(&mut c)
             .await
             .map_err(|e| classify("replace_if", key, e))?;
-        if replaced == 1 && !tag_keys.is_empty() {
-            let mut pipe = redis::pipe();
-            tag_commands(&mut pipe, key, ttl_ms, tag_keys);
-            pipe.query_async::<()>(&mut c)
+        if replaced == 1 {
+            tag(&mut c, key, ttl_ms, tag_keys, redis::pipe())
                 .await
                 .map_err(|e| redis_err("tag", e))?;
         }
@@ -184,13 +391,13 @@ impl Store for RedisStore {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let n: u64 = c.del(key).await.map_err(|e| redis_err("delete", e))?;
         Ok(n > 0)
     }
 
     async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let ok: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(token)
@@ -204,7 +411,7 @@ impl Store for RedisStore {
     }
 
     async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         UNLOCK
             .key(key)
             .arg(token)
@@ -215,10 +422,11 @@ impl Store for RedisStore {
     }
 
     async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let mut deleted = 0;
         // SPOP in batches: members added while we work stay in the set for the next purge
-        // instead of being lost between a read and a delete.
+        // instead of being lost between a read and a delete. In a cluster, UNLINK of keys in
+        // several slots is split per slot by the client.
         loop {
             let members: Vec<String> = redis::cmd("SPOP")
                 .arg(tag_key)
@@ -238,41 +446,66 @@ impl Store for RedisStore {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        let mut c = self.conn()?;
         let pattern = format!("{}*", glob_escape(prefix));
-        let mut cursor: u64 = 0;
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut c)
-                .await
-                .map_err(|e| redis_err("delete_prefix", e))?;
-            if !keys.is_empty() {
-                let n: u64 = c
-                    .unlink(&keys)
-                    .await
-                    .map_err(|e| redis_err("delete_prefix", e))?;
-                deleted += n;
+        match self.conn().await? {
+            Conn::Single(c) => scan_delete(&mut Conn::Single(c), None, &pattern).await,
+            Conn::Cluster(mut c) => {
+                let mut deleted = 0;
+                for (host, port) in self.masters(&mut c).await? {
+                    let node = SingleNodeRoutingInfo::ByAddress { host, port };
+                    deleted +=
+                        scan_delete(&mut Conn::Cluster(c.clone()), Some(node), &pattern).await?;
+                }
+                Ok(deleted)
             }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
         }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         redis::cmd("PING")
             .query_async::<String>(&mut c)
             .await
             .map(drop)
             .map_err(|e| redis_err("ping", e))
+    }
+}
+
+/// Walks one server's keys with `SCAN MATCH` and unlinks them batch by batch. In a cluster,
+/// `node` pins the scan to one master (cursors are per node); the unlinks are routed by key.
+async fn scan_delete(
+    c: &mut Conn,
+    node: Option<SingleNodeRoutingInfo>,
+    pattern: &str,
+) -> Result<u64, StoreError> {
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = match (&mut *c, &node) {
+            (Conn::Cluster(cc), Some(node)) => cc
+                .route_command(scan, RoutingInfo::SingleNode(node.clone()))
+                .await
+                .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from)),
+            _ => scan.query_async(&mut *c).await,
+        };
+        let (next, keys): (u64, Vec<String>) = reply.map_err(|e| redis_err("delete_prefix", e))?;
+        if !keys.is_empty() {
+            let n: u64 = c
+                .unlink(&keys)
+                .await
+                .map_err(|e| redis_err("delete_prefix", e))?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
 }
 
@@ -286,8 +519,26 @@ mod tests {
     }
 
     #[test]
+    fn masters_are_parsed_from_cluster_nodes() {
+        let nodes = "07c3 127.0.0.1:30004@31004 slave e7d1 0 1426238317239 4 connected
+67ed 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 disconnected 10923-16383
+e7d1 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            parse_masters(nodes),
+            [
+                ("127.0.0.1".to_string(), 30002),
+                ("127.0.0.1".to_string(), 30001)
+            ]
+        );
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let s = RedisStore::open("redis://:hunter2@127.0.0.1:6379/0").unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+        let c = RedisStore::open_cluster(&["redis://:hunter2@127.0.0.1:7000"]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }
