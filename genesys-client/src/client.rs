@@ -223,7 +223,7 @@ impl ClientBuilder {
                 .ok_or(Error::MissingEnv { name })
         };
         let client_id = get(ENV_CLIENT_ID)?;
-        let secret = ClientSecret::new(get(ENV_CLIENT_SECRET)?);
+        let secret = ClientSecret::new(get(ENV_CLIENT_SECRET)?.trim());
         let region: Region = get(ENV_REGION)?.parse()?;
         Ok(ClientBuilder::default()
             .region(region)

@@ -370,6 +370,11 @@ impl FakeGenesys {
         self.shared.lock().requested_pages.clone()
     }
 
+    /// The path and query of every API request, in order.
+    pub fn api_request_uris(&self) -> Vec<String> {
+        self.shared.lock().api_uris.clone()
+    }
+
     /// Every token issued so far (to check they never leak into logs).
     pub fn issued_tokens(&self) -> Vec<String> {
         self.shared.lock().tokens.keys().cloned().collect()
@@ -419,6 +424,7 @@ struct Mutable {
     token_requests: usize,
     api_requests: BTreeMap<String, usize>,
     requested_pages: Vec<u32>,
+    api_uris: Vec<String>,
     faults: VecDeque<Fault>,
     token_faults: VecDeque<Fault>,
     next_id: u64,
@@ -512,6 +518,7 @@ impl Shared {
         let fault = {
             let mut state = self.lock();
             *state.api_requests.entry(uri.path().to_owned()).or_default() += 1;
+            state.api_uris.push(uri.to_string());
             state.faults.pop_front()
         };
         if let Some(fault) = fault {

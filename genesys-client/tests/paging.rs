@@ -231,3 +231,39 @@ async fn a_failing_page_ends_the_stream_with_its_error() {
     .unwrap_err();
     assert!(err.to_string().contains("boom"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_client_cursor_paginator_sends_each_cursor_back() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    // Three scripted cursor pages, as an endpoint that pages by cursor answers.
+    fake.push_faults([
+        genesys_client::fake::Fault::json(
+            200,
+            serde_json::json!({"entities": [1, 2], "cursor": "c/2"}),
+        ),
+        genesys_client::fake::Fault::json(
+            200,
+            serde_json::json!({"entities": [3], "cursor": "c3"}),
+        ),
+        genesys_client::fake::Fault::json(200, serde_json::json!({"entities": [4]})),
+    ]);
+    let all: Vec<u32> = client
+        .paginate_cursor(
+            "/api/v2/integrations/actions",
+            &[("pageSize", "2")],
+            "after",
+        )
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(all, [1, 2, 3, 4]);
+    assert_eq!(
+        fake.api_request_uris(),
+        [
+            "/api/v2/integrations/actions?pageSize=2",
+            "/api/v2/integrations/actions?pageSize=2&after=c%2F2",
+            "/api/v2/integrations/actions?pageSize=2&after=c3",
+        ]
+    );
+}
