@@ -60,13 +60,13 @@ pub mod __private {
         label = "cannot be copied for a background refresh",
         note = "derive `Clone` (hold clients in an `Arc`), or use `#[cached_action(refresh = \"inline\", ...)]`"
     )]
-    pub trait RefreshArg {
+    pub trait OwnedCopyForBackgroundRefresh {
         /// The owned copy.
         type Owned: Borrow<Self> + Send + 'static;
         /// Takes the copy.
         fn owned_copy(&self) -> Self::Owned;
     }
-    impl<T: ToOwned + ?Sized> RefreshArg for T
+    impl<T: ToOwned + ?Sized> OwnedCopyForBackgroundRefresh for T
     where
         T::Owned: Send + 'static,
     {
@@ -99,7 +99,7 @@ pub mod __private {
     }
 
     /// Copies a borrowed argument for a background refresh.
-    pub fn owned_copy<T: RefreshArg + ?Sized>(value: &T) -> T::Owned {
+    pub fn owned_copy<T: OwnedCopyForBackgroundRefresh + ?Sized>(value: &T) -> T::Owned {
         value.owned_copy()
     }
 
@@ -112,7 +112,7 @@ pub mod __private {
     }
 
     /// Clones an owned argument out of its slot for a background refresh.
-    pub fn clone_slot<T: RefreshArg>(slot: &Mutex<Option<T>>) -> T::Owned {
+    pub fn clone_slot<T: OwnedCopyForBackgroundRefresh>(slot: &Mutex<Option<T>>) -> T::Owned {
         slot.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
@@ -169,6 +169,16 @@ pub mod __private {
         cache
             .get_or_load_uncoalesced_with(key, policy, load, refresh)
             .await
+    }
+
+    /// `Cache::put`, with bounds that explain themselves.
+    pub async fn put<T: Cacheable>(
+        cache: &Cache,
+        key: &CacheKey,
+        policy: &Policy,
+        value: &T,
+    ) -> Result<(), CacheError> {
+        cache.put(key, policy, value).await
     }
 
     /// The full key under the default prefix, when no cache is configured.

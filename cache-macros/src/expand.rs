@@ -265,6 +265,32 @@ fn replace_self(tokens: TokenStream) -> TokenStream {
     out.into_iter().collect()
 }
 
+/// Gives every token (recursively) the span `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|tt| match tt {
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                TokenTree::Group(ng)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}
+
+/// The span of a type's first token (stable proc macros cannot join spans).
+fn first_span(ty: &Type) -> Span {
+    ty.to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |tt| tt.span())
+}
+
 fn mentions_self(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tt| match tt {
         TokenTree::Ident(id) => id == "self",
@@ -576,19 +602,26 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             match p.passing {
                 Passing::Ref => {
                     let referent = p.referent.as_ref().expect("references have a referent");
-                    quote_spanned!(referent.span()=> let #o = #private::owned_copy::<#referent>(#id);)
+                    let sp = first_span(referent);
+                    let pr = respan(private.clone(), sp);
+                    quote_spanned!(sp=> let #o = #pr::owned_copy::<#referent>(#id);)
                 }
                 Passing::Owned => {
                     let ty = &p.ty;
                     let s = slot(i);
-                    quote_spanned!(ty.span()=> let #o = #private::clone_slot::<#ty>(&#s);)
+                    let sp = first_span(ty);
+                    let pr = respan(private.clone(), sp);
+                    quote_spanned!(sp=> let #o = #pr::clone_slot::<#ty>(&#s);)
                 }
             }
         });
         let pass = params.iter().enumerate().map(|(i, p)| {
             let o = own(i);
             match p.passing {
-                Passing::Ref => quote!(::core::borrow::Borrow::borrow(&#o)),
+                Passing::Ref => {
+                    let sp = p.referent.as_ref().map_or_else(Span::call_site, first_span);
+                    quote_spanned!(sp=> ::core::borrow::Borrow::borrow(&#o))
+                }
                 Passing::Owned => quote!(#o),
             }
         });
@@ -615,7 +648,18 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         format_ident!("load_uncoalesced")
     };
     // Span the helper's type arguments at the user's types so unmet bounds point there.
-    let load_path = quote!(#private::#load_fn::<#t_ty, #e_ty, _, _, _>);
+    // ... and span the call itself (whose result and `.await` repeat those bounds) at the type
+    // most likely to be wrong, so rustc reports each unmet bound once.
+    let call_span = match &ret_kind {
+        ReturnKind::Result { err: Some(e), .. } => first_span(e),
+        ReturnKind::Result { ok: Some(t), .. } => first_span(t),
+        ReturnKind::Option(t) | ReturnKind::Plain(t) => first_span(t),
+        ReturnKind::Result { .. } => Span::call_site(),
+    };
+    let private_at_call = respan(private.clone(), call_span);
+    let load_call = quote_spanned! {call_span=>
+        #private_at_call::#load_fn::<#t_ty, #e_ty, _, _, _>(__ac_cache, &__ac_key, &*__AC_POLICY, #loader, #refresh).await
+    };
 
     let key_fail = quote! {
         ::core::result::Result::Err(e) => {
@@ -634,7 +678,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             };
             #policy_static
             #slots
-            let __ac_result = #load_path(__ac_cache, &__ac_key, &*__AC_POLICY, #loader, #refresh).await;
+            let __ac_result = #load_call;
             #from_result
         }
     };
@@ -735,6 +779,12 @@ fn companions(
         ReturnKind::Plain(t) => t.clone(),
     };
 
+    let value_span = first_span(&value_ty);
+    let private_at_value = respan(private.clone(), value_span);
+    let put_call = quote_spanned! {value_span=>
+        #private_at_value::put::<#value_ty>(c, &__ac_key, &*__AC_POLICY, value).await
+    };
+
     let key_generics = generics_for(&func.sig.generics, &key_types);
     let (kg_impl, _, kg_where) = key_generics.split_for_impl();
     let mut put_types = key_types.clone();
@@ -803,7 +853,7 @@ fn companions(
             };
             #policy_static
             match #cache_opt {
-                ::core::option::Option::Some(c) => c.put(&__ac_key, &*__AC_POLICY, value).await,
+                ::core::option::Option::Some(c) => #put_call,
                 ::core::option::Option::None => ::core::result::Result::Ok(()),
             }
         }
