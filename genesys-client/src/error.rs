@@ -237,6 +237,17 @@ impl Error {
         }
     }
 
+    /// Whether the default classifier calls the error transient (worth retrying later). After
+    /// retries ran out this is about the last attempt.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::RetriesExhausted { last, .. } => last.is_transient(),
+            other => {
+                crate::retry::default_classifier(other) == crate::retry::Classification::Transient
+            }
+        }
+    }
+
     /// Whether the error is about credentials: a refused token request or an API 401.
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Auth { .. }) || self.status() == Some(StatusCode::UNAUTHORIZED)

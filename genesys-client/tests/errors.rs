@@ -203,3 +203,21 @@ async fn bad_input_is_a_typed_error_before_any_request() {
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     assert_eq!(fake.api_requests_total(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn transient_and_fatal_predicates() {
+    let (fake, client) = setup().await;
+    fake.push_fault(Fault::server_error(503));
+    let err = client
+        .list_actions(&ListActionsQuery::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    fake.push_fault(Fault::server_error(400));
+    let err = client
+        .list_actions(&ListActionsQuery::new())
+        .await
+        .unwrap_err();
+    assert!(!err.is_transient());
+    assert!(!err.is_timeout() && !err.is_auth() && !err.is_rate_limited());
+}
