@@ -224,3 +224,34 @@ async fn retries_are_logged_at_warn_with_status_attempt_and_wait() {
     assert!(line.contains("wait_ms=4000"), "{line}");
     assert!(line.contains("correlation_id="), "{line}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn connections_closed_without_an_answer_are_retried() {
+    // A server that reads the request and hangs up without answering, like a reset.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            drop(stream);
+        }
+    });
+    let client = genesys_client::Client::builder()
+        .base_url(format!("http://127.0.0.1:{port}/"))
+        .allow_http(true)
+        .credentials("id", genesys_client::ClientSecret::new("secret"))
+        .retry_policy(common::seeded_policy(4).with_max_attempts(3))
+        .build()
+        .unwrap();
+    let err = client.access_token().await.unwrap_err();
+    assert_eq!(err.attempts(), Some(3), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
