@@ -93,7 +93,10 @@ async fn fresh_stale_and_expired_windows() {
     h.clock.advance(Duration::from_secs(15));
     assert_eq!(windows(1).await, 1, "stale hit returns the old value");
     eventually("background refresh", || count(&CALLS) == 2).await;
-    eventually("refresh stored", || h.cache.stats().refreshes_succeeded == 1).await;
+    eventually("refresh stored", || {
+        h.cache.stats().refreshes_succeeded == 1
+    })
+    .await;
     assert_eq!(windows(1).await, 101, "refreshed value");
     assert_eq!(count(&CALLS), 2);
 
@@ -187,12 +190,12 @@ async fn option_returns_cache_some_but_not_none_by_default() {
     #[cached_action(fresh = 60, cache = cache())]
     async fn find(id: u32) -> Option<String> {
         CALLS.fetch_add(1, Ordering::SeqCst);
-        (id % 2 == 0).then(|| format!("even {id}"))
+        id.is_multiple_of(2).then(|| format!("even {id}"))
     }
     #[cached_action(fresh = 60, cache_none = true, cache = cache())]
     async fn find_cache_none(id: u32) -> Option<String> {
         CALLS_NONE.fetch_add(1, Ordering::SeqCst);
-        (id % 2 == 0).then(|| format!("even {id}"))
+        id.is_multiple_of(2).then(|| format!("even {id}"))
     }
 
     let _h = harness();
@@ -206,7 +209,9 @@ async fn option_returns_cache_some_but_not_none_by_default() {
     assert_eq!(find_cache_none(3).await, None);
     assert_eq!(find_cache_none(3).await, None);
     assert_eq!(count(&CALLS_NONE), 1, "None is cached with cache_none");
-    find_cache_none_put(5, &Some("planted".into())).await.unwrap();
+    find_cache_none_put(5, &Some("planted".into()))
+        .await
+        .unwrap();
     assert_eq!(find_cache_none(5).await.as_deref(), Some("planted"));
 }
 
@@ -317,7 +322,10 @@ async fn methods_with_self() {
     // A stale hit refreshes in the background with an owned copy of `self` and of `id`.
     h.clock.advance(Duration::from_secs(11));
     assert_eq!(svc.lookup("x").await.unwrap(), "t1:x:1");
-    eventually("background refresh", || h.cache.stats().refreshes_succeeded == 1).await;
+    eventually("background refresh", || {
+        h.cache.stats().refreshes_succeeded == 1
+    })
+    .await;
     assert_eq!(svc.lookup("x").await.unwrap(), "t1:x:2");
 
     // Associated companions.
@@ -350,7 +358,10 @@ async fn borrowed_arguments_are_refreshed_in_the_background() {
         let parts = parts.clone();
         assert_eq!(join(&sep, &parts, "o".into(), &7).await, "a-b-o7#0");
     }
-    eventually("background refresh", || h.cache.stats().refreshes_succeeded == 1).await;
+    eventually("background refresh", || {
+        h.cache.stats().refreshes_succeeded == 1
+    })
+    .await;
     assert_eq!(join("-", &parts, "o".into(), &7).await, "a-b-o7#1");
     assert_eq!(count(&CALLS), 2);
 }
@@ -371,7 +382,11 @@ async fn inline_refresh_and_uncoalesced() {
     let h = harness();
     assert_eq!(inline(1).await.unwrap(), 1);
     h.clock.advance(Duration::from_secs(6));
-    assert_eq!(inline(1).await.unwrap(), 2, "inline refresh returns the new value");
+    assert_eq!(
+        inline(1).await.unwrap(),
+        2,
+        "inline refresh returns the new value"
+    );
     assert_eq!(inline(0).await.unwrap_err().0, "zero");
 }
 
@@ -390,7 +405,11 @@ async fn named_versioned_keys_and_unkeyable_arguments() {
 
     let _h = harness();
     assert!(lookup_v2_key(1.5).starts_with("ac:orders.lookup:"));
-    assert_ne!(lookup_v2_key(1.5), lookup_v1_key(1.5), "version is part of the key");
+    assert_ne!(
+        lookup_v2_key(1.5),
+        lookup_v1_key(1.5),
+        "version is part of the key"
+    );
     assert_eq!(lookup_v2(1.5).await, 3.0);
     assert_eq!(lookup_v2(1.5).await, 3.0);
     assert_eq!(count(&CALLS), 1);

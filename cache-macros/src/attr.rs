@@ -223,12 +223,14 @@ impl Parse for CachedArgs {
                     })?;
                     set_once(&mut args.krate, path, &ident)?;
                 }
-                _ => return Err(syn::Error::new_spanned(
-                    &ident,
-                    format!(
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        &ident,
+                        format!(
                         "unknown `cached_action` option `{key}`; valid options are {VALID_OPTIONS}"
                     ),
-                )),
+                    ))
+                }
             }
             if input.is_empty() {
                 break;

@@ -64,6 +64,7 @@ struct Param {
 
 /// What the function returns and how it maps onto `Result<T, E>` for the core.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // built once per expansion
 enum ReturnKind {
     /// `Result<T, E>`; either part may be unknown when the return type is an alias.
     Result { ok: Option<Type>, err: Option<Type> },
@@ -386,7 +387,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         if p.receiver {
             args.include_self() && !args.skip.iter().any(|s| s == "self")
         } else {
-            !args.skip.iter().any(|s| *s == p.ident)
+            !args.skip.contains(&p.ident)
         }
     };
     let key_params: Vec<&Param> = params.iter().filter(|p| is_key(p)).collect();
@@ -410,12 +411,14 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
                         ),
                     )
                 }
-                Some(p) if !is_key(p) => return err(
-                    &tag.lit,
-                    format!(
+                Some(p) if !is_key(p) => {
+                    return err(
+                        &tag.lit,
+                        format!(
                         "tag placeholder `{{{a}}}` names an argument left out of the key by `skip`"
                     ),
-                ),
+                    )
+                }
                 Some(_) => {}
             }
         }

@@ -21,7 +21,13 @@ pub struct Order {
 pub struct NotClone;
 
 /// Docs stay on the function.
-#[cached_action(fresh = "250ms", stale = "1h", jitter = 0.2, name = "orders.lookup", version = 2)]
+#[cached_action(
+    fresh = "250ms",
+    stale = "1h",
+    jitter = 0.2,
+    name = "orders.lookup",
+    version = 2
+)]
 pub(crate) async fn durations_and_names(id: u64) -> Result<Order, String> {
     Ok(Order { id })
 }
@@ -36,8 +42,17 @@ async fn arc_error(id: u64) -> Result<Order, Arc<NotClone>> {
     Ok(Order { id })
 }
 
-#[cached_action(fresh = 1, crate = "::action_cache", refresh = "inline", coalesce = false)]
-async fn lifetimes<'a, T>(name: &'a str, items: &'a [T], _unused: Option<&'a T>) -> std::io::Result<Vec<String>>
+#[cached_action(
+    fresh = 1,
+    crate = "::action_cache",
+    refresh = "inline",
+    coalesce = false
+)]
+async fn lifetimes<'a, T>(
+    name: &'a str,
+    items: &'a [T],
+    _unused: Option<&'a T>,
+) -> std::io::Result<Vec<String>>
 where
     T: Serialize + std::fmt::Debug + Sync,
 {
@@ -82,7 +97,9 @@ impl Repo {
     #[cached_action(fresh = 1)]
     async fn no_receiver(id: u64) -> Self {
         let _ = id;
-        Repo { cache: Cache::in_memory() }
+        Repo {
+            cache: Cache::in_memory(),
+        }
     }
 }
 
@@ -94,14 +111,18 @@ impl Serialize for Repo {
 impl<'de> Deserialize<'de> for Repo {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         <()>::deserialize(d)?;
-        Ok(Repo { cache: Cache::in_memory() })
+        Ok(Repo {
+            cache: Cache::in_memory(),
+        })
     }
 }
 
 fn is_send<T: Send>(_: &T) {}
 
 fn main() {
-    let repo = Repo { cache: Cache::in_memory() };
+    let repo = Repo {
+        cache: Cache::in_memory(),
+    };
     is_send(&durations_and_names(1));
     is_send(&uncoalesced_error_need_not_be_clone(1));
     is_send(&arc_error(1));
