@@ -43,9 +43,16 @@ use proc_macro::TokenStream;
 
 /// Caches the result of an `async fn` in action-cache's fresh / stale / miss scheme.
 ///
-/// ```ignore
+/// ```
+/// # use action_cache::cached_action;
+/// # #[derive(Clone)] struct Crm;
+/// # impl Crm { async fn summary(&self, _id: &str) -> Result<Summary, CrmError> { Ok(Summary) } }
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Summary;
+/// # #[derive(Debug, Clone)] struct CrmError;
 /// #[cached_action(fresh = 300, stale = 900, skip(client), tags = ["account:{account_id}"])]
-/// async fn account_summary(client: &Crm, account_id: &str) -> Result<Summary, CrmError> { … }
+/// async fn account_summary(client: &Crm, account_id: &str) -> Result<Summary, CrmError> {
+///     client.summary(account_id).await
+/// }
 /// ```
 ///
 /// The function keeps its signature, attributes, docs, visibility, generics and `where` clause.
