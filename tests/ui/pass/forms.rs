@@ -6,6 +6,10 @@ use std::sync::{Arc, LazyLock};
 use action_cache::{cached_action, Cache};
 use serde::{Deserialize, Serialize};
 
+mod reexport {
+    pub use ::action_cache;
+}
+
 static CACHE: LazyLock<Cache> = LazyLock::new(Cache::in_memory);
 
 fn shared() -> Arc<Cache> {
@@ -44,7 +48,7 @@ async fn arc_error(id: u64) -> Result<Order, Arc<NotClone>> {
 
 #[cached_action(
     fresh = 1,
-    crate = "::action_cache",
+    crate = "crate::reexport::action_cache",
     refresh = "inline",
     coalesce = false
 )]
