@@ -350,7 +350,10 @@ async fn borrowed_arguments_are_refreshed_in_the_background() {
 
     let h = harness();
     let parts = vec!["a".to_string(), "b".to_string()];
-    assert_eq!(join("-", &parts, "o".into(), &7).await, "a-b-o7#0");
+    assert_eq!(
+        assert_send(join("-", &parts, "o".into(), &7)).await,
+        "a-b-o7#0"
+    );
     h.clock.advance(Duration::from_secs(6));
     {
         // The caller's borrows end with the call; the refresh owns its copies.
@@ -455,5 +458,25 @@ async fn composes_with_tracing_instrument() {
     let _h = harness();
     assert_eq!(traced_outer(1).await + traced_outer(1).await, 2);
     assert_eq!(traced_inner(2).await + traced_inner(2).await, 4);
+    assert_eq!(count(&CALLS), 2);
+}
+
+#[tokio::test]
+async fn a_panicking_body_panics_in_the_caller_and_the_key_stays_usable() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    #[cached_action(fresh = 60, cache = cache())]
+    async fn boom(id: u32) -> Result<u32, String> {
+        if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("backend exploded");
+        }
+        Ok(id)
+    }
+
+    let _h = harness();
+    // A current-thread runtime: the task runs on this thread and sees this test's cache.
+    let result = tokio::spawn(boom(1)).await;
+    assert!(result.unwrap_err().is_panic());
+    assert_eq!(boom(1).await, Ok(1));
+    assert_eq!(boom(1).await, Ok(1));
     assert_eq!(count(&CALLS), 2);
 }
