@@ -480,3 +480,20 @@ async fn a_panicking_body_panics_in_the_caller_and_the_key_stays_usable() {
     assert_eq!(boom(1).await, Ok(1));
     assert_eq!(count(&CALLS), 2);
 }
+
+#[tokio::test]
+async fn argument_names_do_not_clash_with_generated_code() {
+    #[cached_action(fresh = 60, cache = cache())]
+    async fn clash(e: f64, c: u8, v: u8, k: u8, value: u8) -> String {
+        format!("{e}{c}{v}{k}{value}")
+    }
+
+    let _h = harness();
+    // A NaN argument makes the key fail: the uncached call must still get the caller's `e`.
+    assert_eq!(clash(f64::NAN, 1, 2, 3, 4).await, "NaN1234");
+    assert_eq!(clash(0.5, 1, 2, 3, 4).await, "0.51234");
+    clash_put(0.5, 1, 2, 3, 4, &"planted".to_string())
+        .await
+        .unwrap();
+    assert_eq!(clash(0.5, 1, 2, 3, 4).await, "planted");
+}

@@ -510,7 +510,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         Some(expr) => quote!(let __ac_cache: &#private::Cache = &(#expr);),
         None => quote! {
             let __ac_cache: &#private::Cache = match #private::global_or_warn(#site) {
-                ::core::option::Option::Some(c) => c,
+                ::core::option::Option::Some(__ac_c) => __ac_c,
                 ::core::option::Option::None => { #uncached }
             };
         },
@@ -539,7 +539,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             ReturnKind::Option(_) if !args.cache_none() => quote! {
                 async move {
                     match __ac_fut.await {
-                        ::core::option::Option::Some(v) => ::core::result::Result::Ok(v),
+                        ::core::option::Option::Some(__ac_v) => ::core::result::Result::Ok(__ac_v),
                         ::core::option::Option::None => ::core::result::Result::Err(#private::NotCached),
                     }
                 }
@@ -553,23 +553,23 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     let from_result = match &ret_kind {
         ReturnKind::Result { .. } => quote! {
             match __ac_result {
-                ::core::result::Result::Ok(v) => ::core::result::Result::Ok(v),
-                ::core::result::Result::Err(e) => ::core::result::Result::Err(e.into_loader_error()),
+                ::core::result::Result::Ok(__ac_v) => ::core::result::Result::Ok(__ac_v),
+                ::core::result::Result::Err(__ac_e) => ::core::result::Result::Err(__ac_e.into_loader_error()),
             }
         },
         ReturnKind::Option(_) if !args.cache_none() => quote! {
             match __ac_result {
-                ::core::result::Result::Ok(v) => ::core::option::Option::Some(v),
-                ::core::result::Result::Err(e) => {
-                    let #private::NotCached = e.into_loader_error();
+                ::core::result::Result::Ok(__ac_v) => ::core::option::Option::Some(__ac_v),
+                ::core::result::Result::Err(__ac_e) => {
+                    let #private::NotCached = __ac_e.into_loader_error();
                     ::core::option::Option::None
                 }
             }
         },
         _ => quote! {
             match __ac_result {
-                ::core::result::Result::Ok(v) => v,
-                ::core::result::Result::Err(e) => match e.into_loader_error() {},
+                ::core::result::Result::Ok(__ac_v) => __ac_v,
+                ::core::result::Result::Err(__ac_e) => match __ac_e.into_loader_error() {},
             }
         },
     };
@@ -665,8 +665,8 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     };
 
     let key_fail = quote! {
-        ::core::result::Result::Err(e) => {
-            #private::warn_key_error(#site, &e);
+        ::core::result::Result::Err(__ac_e) => {
+            #private::warn_key_error(#site, &__ac_e);
             #uncached
         }
     };
@@ -676,7 +676,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             #body_closure
             #select_cache
             let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(k) => k,
+                ::core::result::Result::Ok(__ac_k) => __ac_k,
                 #key_fail
             };
             #policy_static
@@ -782,10 +782,16 @@ fn companions(
         ReturnKind::Plain(t) => t.clone(),
     };
 
+    // The value parameter is `value` unless a key argument already has that name.
+    let value_ident = if key_params.iter().any(|p| p.ident == "value") {
+        format_ident!("cached_value")
+    } else {
+        format_ident!("value")
+    };
     let value_span = first_span(&value_ty);
     let private_at_value = respan(private.clone(), value_span);
     let put_call = quote_spanned! {value_span=>
-        #private_at_value::put::<#value_ty>(c, &__ac_key, &*__AC_POLICY, value).await
+        #private_at_value::put::<#value_ty>(__ac_c, &__ac_key, &*__AC_POLICY, #value_ident).await
     };
 
     let key_generics = generics_for(&func.sig.generics, &key_types);
@@ -814,11 +820,11 @@ fn companions(
         #[allow(dead_code)]
         #vis fn #key_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::std::string::String #kg_where {
             let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(k) => k,
-                ::core::result::Result::Err(e) => #private::key_error_panic(#site, &e),
+                ::core::result::Result::Ok(__ac_k) => __ac_k,
+                ::core::result::Result::Err(__ac_e) => #private::key_error_panic(#site, &__ac_e),
             };
             match #cache_opt {
-                ::core::option::Option::Some(c) => c.full_key(&__ac_key),
+                ::core::option::Option::Some(__ac_c) => __ac_c.full_key(&__ac_key),
                 ::core::option::Option::None => #private::default_full_key(&__ac_key),
             }
         }
@@ -827,29 +833,29 @@ fn companions(
         #[allow(dead_code)]
         #vis async fn #inv_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::core::result::Result<bool, #private::CacheError> #kg_where {
             let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(k) => k,
+                ::core::result::Result::Ok(__ac_k) => __ac_k,
                 // Calls whose arguments cannot form a key never touch the cache.
                 ::core::result::Result::Err(_) => return ::core::result::Result::Ok(false),
             };
             match #cache_opt {
-                ::core::option::Option::Some(c) => c.invalidate(&__ac_key).await,
+                ::core::option::Option::Some(__ac_c) => __ac_c.invalidate(&__ac_key).await,
                 ::core::option::Option::None => ::core::result::Result::Ok(false),
             }
         }
 
         #[doc = #doc_put]
         #[allow(dead_code)]
-        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* value: &#value_ty) -> ::core::result::Result<(), #private::CacheError> #pg_where {
+        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* #value_ident: &#value_ty) -> ::core::result::Result<(), #private::CacheError> #pg_where {
             let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(k) => k,
-                ::core::result::Result::Err(e) => {
-                    #private::warn_key_error(#site, &e);
+                ::core::result::Result::Ok(__ac_k) => __ac_k,
+                ::core::result::Result::Err(__ac_e) => {
+                    #private::warn_key_error(#site, &__ac_e);
                     return ::core::result::Result::Ok(());
                 }
             };
             #policy_static
             match #cache_opt {
-                ::core::option::Option::Some(c) => #put_call,
+                ::core::option::Option::Some(__ac_c) => #put_call,
                 ::core::option::Option::None => ::core::result::Result::Ok(()),
             }
         }
