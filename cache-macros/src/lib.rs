@@ -74,7 +74,7 @@ use proc_macro::TokenStream;
 /// |---|---|
 /// | `fresh = 300` / `fresh = "5m"` | **Required.** How long a value is served without refreshing it. Integer seconds or a string with unit `ms`, `s`, `m`, `h`, `d` (`"250ms"`, `"5m"`, `"1h"`). |
 /// | `stale = 900` / `stale = "15m"` | How long, counted from the write, a value may still be served while it is refreshed. Must not be shorter than `fresh`; defaults to `fresh` (no stale window). |
-/// | `jitter = 0.2` | Spreads expiries by up to this fraction (0.0 – 1.0) so entries written together do not expire together. |
+/// | `jitter = 0.2` | Stretches each entry's windows by a random fraction up to this (0.0 – 1.0) so entries written together do not expire together. Default: the core's `Policy::DEFAULT_JITTER` (0.1); `jitter = 0.0` makes windows exact. |
 /// | `name = "orders.lookup"` | The stable key name. Default: `module_path!()::fn_name`, so **moving or renaming the function changes its keys** (old entries are simply not found again). Methods of different types with the same name in one module share the default name: give them a `name`. |
 /// | `version = 2` | Part of the key: bump it to retire values stored with an old schema. |
 /// | `skip(client, conn)` | Arguments left out of the key (clients, connections, loggers). A method's receiver is always left out unless `include_self = true`. |
