@@ -1,7 +1,7 @@
 //! Configuring a [`Cache`].
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::cache::{Cache, Shared};
 use crate::clock::{Clock, SystemClock};
 use crate::error::CacheError;
 use crate::flight::Flights;
+use crate::near::Near;
 use crate::policy::Policy;
 use crate::stats::Counters;
 use crate::store::{MemoryStore, RedisStore, Store};
@@ -45,6 +46,7 @@ pub struct CacheBuilder {
     breaker_cooldown: Duration,
     clock: Arc<dyn Clock>,
     rng_seed: Option<u64>,
+    near_capacity: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -83,6 +85,7 @@ impl CacheBuilder {
             breaker_cooldown: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
             rng_seed: None,
+            near_capacity: None,
         }
     }
 
@@ -206,6 +209,16 @@ impl CacheBuilder {
         self
     }
 
+    /// Adds a near cache: a bounded in-process tier of up to `capacity` entries in front of
+    /// Redis, answering fresh hits without a round trip. It holds an entry no longer than its
+    /// fresh window, and stays coherent across processes through Redis pub/sub (every write and
+    /// invalidation is announced on `{prefix}:__near`); when the subscription is lost it is
+    /// emptied and bypassed until it is back. Needs a Redis store.
+    pub fn near_cache(mut self, capacity: usize) -> Self {
+        self.near_capacity = Some(capacity);
+        self
+    }
+
     /// Seeds the random number generator (jitter, write ids, early refresh), for reproducible
     /// tests.
     pub fn rng_seed(mut self, seed: u64) -> Self {
@@ -235,6 +248,11 @@ impl CacheBuilder {
         if self.refresh_capacity == 0 {
             return bad("the refresh capacity must be at least 1");
         }
+        if self.near_capacity.is_some() && matches!(self.backend, Backend::Memory { .. }) {
+            return bad(
+                "a near cache needs a Redis store (the memory store is already in-process)",
+            );
+        }
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
@@ -255,10 +273,18 @@ impl CacheBuilder {
             }
             Backend::Store(store) => store,
         };
-        let rng = match self.rng_seed {
+        let mut rng = match self.rng_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
+        let near = self.near_capacity.map(|capacity| {
+            Near::new(
+                capacity,
+                Arc::clone(&self.clock),
+                &self.prefix,
+                rng.next_u64(),
+            )
+        });
         Ok(Cache::from_shared(Shared {
             store,
             prefix: self.prefix,
@@ -275,6 +301,7 @@ impl CacheBuilder {
             breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
             flights: Arc::new(Flights::default()),
             refreshing: Mutex::new(HashSet::new()),
+            near,
         }))
     }
 }

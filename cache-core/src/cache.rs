@@ -19,6 +19,7 @@ use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
 use crate::flight::{self, Flights, Outcome, Role};
 use crate::key::CacheKey;
+use crate::near::{Event, Near};
 use crate::policy::{Policy, RefreshMode};
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) breaker: Breaker,
     pub(crate) flights: Arc<Flights>,
     pub(crate) refreshing: Mutex<HashSet<String>>,
+    /// The optional in-process tier.
+    pub(crate) near: Option<Near>,
 }
 
 impl fmt::Debug for Cache {
@@ -273,12 +276,26 @@ impl Cache {
         let s = &self.inner.shared;
         let full = self.full_key(key);
         let mut stale_value = None;
-        if let Some(found) = s.read::<T>(&full).await {
+        let (found, from_near, epoch) = self.read_through_near::<T>(&full).await;
+        if let Some(found) = found {
             let now = s.clock.now_ms();
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
                 Counters::incr(&s.counters.fresh_hits);
-                tracing::debug!(key = %full, age_ms = age, "fresh hit");
+                if from_near {
+                    Counters::incr(&s.counters.near_hits);
+                } else if let Some(near) = &s.near {
+                    near.fill(
+                        &full,
+                        &found.bytes,
+                        &found.meta,
+                        now,
+                        &s.tag_keys(key),
+                        epoch,
+                    )
+                    .await;
+                }
+                tracing::debug!(key = %full, age_ms = age, near = from_near, "fresh hit");
                 if s.early_refresh_due(policy, &found.meta, now) {
                     tracing::debug!(key = %full, "early refresh (xfetch)");
                     self.spawn_refresh(
@@ -348,6 +365,7 @@ impl Cache {
         let tags = s.tag_keys(key);
         s.store_op("set", s.store.set(&full, &bytes, ttl, &tags))
             .await?;
+        s.written(&full, &bytes, &tags).await;
         Ok(())
     }
 
@@ -359,7 +377,9 @@ impl Cache {
     pub async fn invalidate(&self, key: &CacheKey) -> Result<bool, CacheError> {
         let s = &self.inner.shared;
         let full = self.full_key(key);
-        Ok(s.store_op("delete", s.store.delete(&full)).await?)
+        let existed = s.store_op("delete", s.store.delete(&full)).await?;
+        s.purged(Event::Key(&full)).await;
+        Ok(existed)
     }
 
     /// Removes every entry that carries `tag`, across functions; returns how many.
@@ -370,8 +390,11 @@ impl Cache {
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         let s = &self.inner.shared;
         let tag_key = s.tag_key(tag);
-        Ok(s.store_op("delete_tagged", s.store.delete_tagged(&tag_key))
-            .await?)
+        let n = s
+            .store_op("delete_tagged", s.store.delete_tagged(&tag_key))
+            .await?;
+        s.purged(Event::Tag(&tag_key)).await;
+        Ok(n)
     }
 
     /// Removes every entry whose name starts with `name_prefix` (e.g. `"crm."` or a whole
@@ -387,13 +410,46 @@ impl Cache {
         let s = &self.inner.shared;
         let pattern = format!("{}:{name_prefix}", s.prefix);
         let op = s.store.delete_prefix(&pattern);
-        match tokio::time::timeout(s.refresh_timeout, op).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(StoreError::Timeout {
-                op: "delete_prefix",
-                timeout: s.refresh_timeout,
+        let n = match tokio::time::timeout(s.refresh_timeout, op).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    op: "delete_prefix",
+                    timeout: s.refresh_timeout,
+                }
+                .into())
             }
-            .into()),
+        };
+        s.purged(Event::Prefix(&pattern)).await;
+        Ok(n)
+    }
+
+    /// Reads from the near cache when it holds the key, else from the store. Also returns the
+    /// near cache's epoch from before the store read, for a later fill.
+    async fn read_through_near<T: DeserializeOwned>(
+        &self,
+        full: &str,
+    ) -> (Option<Found<T>>, bool, u64) {
+        let s = &self.inner.shared;
+        let Some(near) = &s.near else {
+            return (s.read(full).await, false, 0);
+        };
+        self.start_near_subscriber();
+        if let Some(bytes) = near.get(full).await {
+            if let Ok((value, meta)) = entry::decode::<T>(&bytes) {
+                return (Some(Found { value, meta, bytes }), true, 0);
+            }
+        }
+        let epoch = near.epoch();
+        (s.read(full).await, false, epoch)
+    }
+
+    fn start_near_subscriber(&self) {
+        if let Some(near) = &self.inner.shared.near {
+            if near.start() {
+                let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+                tasks.spawn(crate::near::subscriber(Arc::clone(&self.inner.shared)));
+            }
         }
     }
 
@@ -557,9 +613,38 @@ impl Shared {
 
     /// The store expiry of an encoded entry: its stale window.
     pub(crate) fn ttl_of(&self, bytes: &[u8]) -> u64 {
-        entry::decode::<serde::de::IgnoredAny>(bytes)
-            .map(|(_, m)| m.stale)
-            .unwrap_or(1)
+        entry::meta(bytes).map_or(1, |m| m.stale)
+    }
+
+    /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
+    pub(crate) async fn written(&self, full: &str, bytes: &[u8], tag_keys: &[String]) {
+        let Some(near) = &self.near else { return };
+        if let Some(meta) = entry::meta(bytes) {
+            near.fill(
+                full,
+                bytes,
+                &meta,
+                self.clock.now_ms(),
+                tag_keys,
+                near.epoch(),
+            )
+            .await;
+        }
+        self.publish(near, Event::Key(full)).await;
+    }
+
+    /// After this process purged entries: drop them here and in every other process.
+    pub(crate) async fn purged(&self, event: Event<'_>) {
+        let Some(near) = &self.near else { return };
+        near.forget(event).await;
+        self.publish(near, event).await;
+    }
+
+    async fn publish(&self, near: &Near, event: Event<'_>) {
+        let message = near.message(event);
+        let _ = self
+            .store_op("publish", self.store.publish(&near.channel, &message))
+            .await;
     }
 
     fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {
@@ -607,12 +692,14 @@ impl Shared {
         };
         let ttl = Duration::from_millis(self.ttl_of(&bytes));
         // A failed write was counted and logged by `store_op`; the caller still gets its value.
-        let _ = self
-            .store_op(
-                "set",
-                self.store.set(full, &bytes, ttl, &self.tag_keys(key)),
-            )
-            .await;
+        let tag_keys = self.tag_keys(key);
+        if self
+            .store_op("set", self.store.set(full, &bytes, ttl, &tag_keys))
+            .await
+            .is_ok()
+        {
+            self.written(full, &bytes, &tag_keys).await;
+        }
         Ok((value, Some(Arc::from(bytes))))
     }
 

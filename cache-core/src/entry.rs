@@ -93,6 +93,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Meta), Dec
     ))
 }
 
+/// The timing metadata of an encoded entry, without decoding its value.
+pub(crate) fn meta(bytes: &[u8]) -> Option<Meta> {
+    decode::<serde::de::IgnoredAny>(bytes).ok().map(|(_, m)| m)
+}
+
 /// The write token of an encoded entry.
 pub(crate) fn token(bytes: &[u8]) -> &[u8] {
     &bytes[..TOKEN_LEN.min(bytes.len())]

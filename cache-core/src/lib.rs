@@ -57,6 +57,7 @@ mod error;
 mod flight;
 mod global;
 mod key;
+mod near;
 mod policy;
 mod refresh;
 mod stats;

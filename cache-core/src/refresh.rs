@@ -43,12 +43,66 @@ impl Drop for Slot {
     }
 }
 
+/// How a refresh ended, counted only once its slot and lock are released, so that anyone who
+/// sees the count can also start the next refresh of the key.
+#[derive(Clone, Copy)]
+enum Ended {
+    /// Another process held the refresh lock.
+    Elsewhere,
+    Succeeded,
+    Failed,
+    Discarded,
+}
+
 impl<T, E> Job<T, E>
 where
     T: Serialize + Send + 'static,
     E: fmt::Debug + Send + 'static,
 {
     pub(crate) async fn run(self) {
+        let shared = Arc::clone(&self.shared);
+        let mut slot = Slot {
+            shared: Arc::clone(&shared),
+            full: self.full.clone(),
+            done: false,
+        };
+        let lock_key = Shared::lock_key(&self.full);
+        let lock_token = format!("{:016x}", shared.random_token());
+        let locked = shared
+            .store_op(
+                "lock",
+                shared
+                    .store
+                    .try_lock(&lock_key, &lock_token, shared.lock_ttl),
+            )
+            .await;
+        let ended = match locked {
+            Ok(true) => {
+                let lock = LockGuard::new(Arc::clone(&shared), lock_key, lock_token);
+                let ended = self.refresh().await;
+                lock.release().await;
+                ended
+            }
+            Ok(false) => {
+                tracing::debug!(key = %self.full, "another process is refreshing this key");
+                Ended::Elsewhere
+            }
+            // The store is unreachable: a refreshed value could not be written anyway.
+            Err(_) => Ended::Failed,
+        };
+        slot.done = true;
+        drop(slot);
+        let counter = match ended {
+            Ended::Elsewhere => return,
+            Ended::Succeeded => &shared.counters.refreshes_succeeded,
+            Ended::Failed => &shared.counters.refreshes_failed,
+            Ended::Discarded => &shared.counters.refreshes_discarded,
+        };
+        Counters::incr(counter);
+    }
+
+    /// Runs the loader (bounded) and replaces the entry only if it is still the one read stale.
+    async fn refresh(self) -> Ended {
         let Job {
             shared,
             full,
@@ -57,81 +111,42 @@ where
             policy,
             future,
         } = self;
-        let mut slot = Slot {
-            shared: Arc::clone(&shared),
-            full: full.clone(),
-            done: false,
-        };
-        let lock_key = Shared::lock_key(&full);
-        let lock_token = format!("{:016x}", shared.random_token());
-        match shared
-            .store_op(
-                "lock",
-                shared
-                    .store
-                    .try_lock(&lock_key, &lock_token, shared.lock_ttl),
-            )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(key = %full, "another process is refreshing this key");
-                slot.done = true;
-                return;
-            }
-            Err(_) => {
-                // The store is unreachable: a refreshed value could not be written anyway.
-                Counters::incr(&shared.counters.refreshes_failed);
-                slot.done = true;
-                return;
-            }
-        }
-        let lock = LockGuard::new(Arc::clone(&shared), lock_key, lock_token);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(shared.refresh_timeout, future).await;
-        let value = match outcome {
+        let value = match tokio::time::timeout(shared.refresh_timeout, future).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                Counters::incr(&shared.counters.refreshes_failed);
                 tracing::warn!(key = %full, error = ?e, "refresh failed; keeping the old entry");
-                slot.done = true;
-                lock.release().await;
-                return;
+                return Ended::Failed;
             }
             Err(_) => {
-                Counters::incr(&shared.counters.refreshes_failed);
                 tracing::warn!(key = %full, timeout = ?shared.refresh_timeout, "refresh timed out; keeping the old entry");
-                slot.done = true;
-                lock.release().await;
-                return;
+                return Ended::Failed;
             }
         };
         let delta = started.elapsed().as_millis() as u64;
-        match shared.encode(&full, &value, &policy, delta) {
-            Ok(bytes) => {
-                let ttl = Duration::from_millis(shared.ttl_of(&bytes));
-                let op = shared
-                    .store
-                    .replace_if(&full, &token, &bytes, ttl, &tag_keys);
-                match shared.store_op("replace_if", op).await {
-                    Ok(true) => {
-                        Counters::incr(&shared.counters.refreshes_succeeded);
-                        tracing::debug!(key = %full, "refreshed");
-                    }
-                    Ok(false) => {
-                        Counters::incr(&shared.counters.refreshes_discarded);
-                        tracing::debug!(key = %full, "entry changed during refresh (invalidated or replaced); result discarded");
-                    }
-                    Err(_) => Counters::incr(&shared.counters.refreshes_failed),
-                }
-            }
+        let bytes = match shared.encode(&full, &value, &policy, delta) {
+            Ok(bytes) => bytes,
             Err(e) => {
                 Counters::incr(&shared.counters.unstorable_values);
-                Counters::incr(&shared.counters.refreshes_failed);
                 tracing::warn!(key = %full, error = %e, "refreshed value not cached");
+                return Ended::Failed;
             }
+        };
+        let ttl = Duration::from_millis(shared.ttl_of(&bytes));
+        let op = shared
+            .store
+            .replace_if(&full, &token, &bytes, ttl, &tag_keys);
+        match shared.store_op("replace_if", op).await {
+            Ok(true) => {
+                shared.written(&full, &bytes, &tag_keys).await;
+                tracing::debug!(key = %full, "refreshed");
+                Ended::Succeeded
+            }
+            Ok(false) => {
+                tracing::debug!(key = %full, "entry changed during refresh (invalidated or replaced); result discarded");
+                Ended::Discarded
+            }
+            Err(_) => Ended::Failed,
         }
-        slot.done = true;
-        lock.release().await;
     }
 }

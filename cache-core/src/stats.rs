@@ -53,6 +53,10 @@ counters! {
     store_skipped,
     /// Entries that could not be decoded (foreign data, older format, wrong type); each was a miss.
     corrupt_entries,
+    /// Fresh hits answered by the near cache without a store round trip.
+    near_hits,
+    /// Times the near cache was emptied because its invalidation subscription was lost.
+    near_resets,
     /// Values not stored because they could not be encoded or were over the size limit.
     unstorable_values,
 }

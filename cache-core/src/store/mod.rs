@@ -1,7 +1,9 @@
 //! Where entries live: the [`Store`] trait, with a Redis and an in-memory implementation.
 
 use async_trait::async_trait;
+use futures_util::Stream;
 use std::fmt::Debug;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -11,6 +13,9 @@ pub mod redis;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+
+/// Messages received on a pub/sub channel; the stream ends when the subscription is lost.
+pub type Subscription = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;
 
 /// A key-value store with expiry, compare-and-set, short locks and tag sets.
 ///
@@ -98,4 +103,26 @@ pub trait Store: Send + Sync + Debug + 'static {
     ///
     /// When the store cannot be reached.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Publishes `message` on `channel` to every process (used to keep near caches coherent).
+    /// Stores without pub/sub do nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        let _ = (channel, message);
+        Ok(())
+    }
+
+    /// Subscribes to `channel`; `None` when the store has no pub/sub. The stream ends when the
+    /// subscription is lost.
+    ///
+    /// # Errors
+    ///
+    /// When the subscription cannot be made.
+    async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
+        let _ = channel;
+        Ok(None)
+    }
 }

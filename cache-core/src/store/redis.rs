@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::Store;
+use super::{Store, Subscription};
 use crate::error::StoreError;
 
 /// Replace the value only if it still starts with the expected write token.
@@ -64,6 +64,8 @@ enum Target {
     },
     Cluster {
         client: ClusterClient,
+        /// One client per seed node, for pub/sub (which the cluster client does not carry).
+        seeds: Vec<redis::Client>,
         nodes: Vec<String>,
         conn: Arc<OnceLock<ClusterConnection>>,
         connecting: Mutex<Option<Attempt>>,
@@ -165,9 +167,14 @@ impl RedisStore {
                     .to_string()
             })
             .collect();
+        let seeds = nodes
+            .iter()
+            .map(|n| redis::Client::open(n.as_str()))
+            .collect::<Result<_, _>>()?;
         Ok(RedisStore {
             target: Arc::new(Target::Cluster {
                 client,
+                seeds,
                 nodes: shown,
                 conn: Arc::new(OnceLock::new()),
                 connecting: Mutex::new(None),
@@ -459,6 +466,44 @@ impl Store for RedisStore {
                 Ok(deleted)
             }
         }
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        c.publish::<_, _, ()>(channel, message)
+            .await
+            .map_err(|e| redis_err("publish", e))
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
+        // A cluster propagates classic PUBLISH to every node, so one node's subscription hears
+        // all of them; try the seeds in turn.
+        let clients: Vec<redis::Client> = match &*self.target {
+            Target::Single { client, .. } => vec![client.clone()],
+            Target::Cluster { seeds, .. } => seeds.clone(),
+        };
+        let mut last = None;
+        for client in clients {
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    pubsub
+                        .subscribe(channel)
+                        .await
+                        .map_err(|e| redis_err("subscribe", e))?;
+                    let stream = futures_util::StreamExt::map(pubsub.into_on_message(), |m| {
+                        m.get_payload_bytes().to_vec()
+                    });
+                    return Ok(Some(Box::pin(stream)));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or(
+            StoreError::Connect {
+                message: "no node to subscribe to".into(),
+            },
+            |e| redis_err("subscribe", e),
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
