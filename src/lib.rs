@@ -1,5 +1,10 @@
 //! action-cache: stale-while-revalidate caching of expensive backend calls over Redis.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 
 pub use action_cache_core::*;
 pub use action_cache_macros::*;
@@ -25,7 +30,10 @@ pub mod __private {
         message = "`{Self}` cannot be cached: a `#[cached_action]` value must implement `Serialize + DeserializeOwned + Send + Sync + 'static`",
         label = "not cacheable"
     )]
-    pub trait Cacheable: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {}
+    pub trait Cacheable:
+        serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+    {
+    }
     impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static> Cacheable for T {}
 
     /// An error type shared among coalesced callers.

@@ -30,6 +30,8 @@ fn harness() -> Harness {
     let clock = ManualClock::new();
     let cache = Cache::builder()
         .redis_url(server.url())
+        // Generous: under load a timed-out read fails open into a miss; these tests count.
+        .op_timeout(std::time::Duration::from_secs(2))
         .clock(Arc::new(clock.clone()))
         .build()
         .expect("cache");

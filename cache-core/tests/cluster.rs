@@ -30,7 +30,7 @@ fn policy() -> Policy {
 fn cache_on(cluster: &RedisCluster, clock: Option<&ManualClock>) -> Cache {
     let mut b = Cache::builder()
         .redis_cluster(cluster.seed_urls())
-        .op_timeout(Duration::from_millis(500));
+        .op_timeout(Duration::from_secs(2));
     if let Some(c) = clock {
         b = b.clock(Arc::new(c.clone()));
     }

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(10);
+/// Thousands of concurrent commands on a loaded 2-core machine can exceed the 50 ms default,
+/// and a timed-out store call correctly fails open into an extra load; these tests count loads.
+const LOADED: Duration = Duration::from_secs(2);
 
 fn key(name: &str) -> CacheKey {
     let mut b = CacheKey::builder(name);
@@ -35,7 +38,11 @@ async fn until_waiting(cache: &Cache, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_misses_make_one_loader_call() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let k = key("stampede");
     let mut tasks = Vec::new();
@@ -65,8 +72,16 @@ async fn a_thousand_concurrent_misses_make_one_loader_call() {
 async fn two_caches_on_one_redis_make_one_loader_call() {
     let server = RedisServer::start();
     // Two `Cache` values share nothing in process, as two service instances would.
-    let a = Cache::builder().redis_url(server.url()).build().unwrap();
-    let b = Cache::builder().redis_url(server.url()).build().unwrap();
+    let a = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
+    let b = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let k = key("two-processes");
     let mut tasks = Vec::new();
@@ -98,7 +113,11 @@ async fn two_caches_on_one_redis_make_one_loader_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loader_error_reaches_every_waiter_and_is_not_cached() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let k = key("error");
     let mut tasks = Vec::new();
@@ -138,7 +157,11 @@ async fn a_loader_error_reaches_every_waiter_and_is_not_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_answered_when_the_first_callers_future_is_dropped() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
     let k = key("dropped-leader");
     let started = Arc::new(AtomicUsize::new(0));
     let leader = {
@@ -187,7 +210,11 @@ async fn waiters_are_answered_when_the_first_callers_future_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_loader_answers_its_waiters_and_frees_the_key() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
     let k = key("panic");
     let started = Arc::new(AtomicUsize::new(0));
     let leader = {

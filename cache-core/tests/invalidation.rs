@@ -20,7 +20,11 @@ async fn exists(server: &RedisServer, cache: &Cache, k: &CacheKey) -> bool {
 #[tokio::test]
 async fn by_key_tag_and_prefix() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let p = Policy::new(Duration::from_secs(60), Duration::from_secs(120)).unwrap();
     let summary = key("crm.summary", 42, &["account:42"]);
     let orders = key("crm.orders", 42, &["account:42", "orders"]);
@@ -53,7 +57,11 @@ async fn by_key_tag_and_prefix() {
 #[tokio::test]
 async fn prefix_invalidation_scans_many_keys_and_treats_glob_characters_literally() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let p = Policy::default();
     for i in 0..2_500 {
         cache.put(&key("bulk", i, &[]), &p, &i).await.unwrap();

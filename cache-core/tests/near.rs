@@ -26,6 +26,7 @@ fn policy() -> Policy {
 fn near_cache(server: &RedisServer) -> Cache {
     Cache::builder()
         .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
         .near_cache(1_000)
         .build()
         .unwrap()
@@ -133,7 +134,11 @@ async fn a_lost_subscription_clears_the_near_cache_instead_of_trusting_it() {
     let server = RedisServer::start();
     let b = near_cache(&server);
     // A writer without a near cache announces nothing: only a cleared near cache can see it.
-    let silent = Cache::builder().redis_url(server.url()).build().unwrap();
+    let silent = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     assert_eq!(get(&b, 1, "old").await, "old");
     until_near_hit(&b, 1).await;
 
@@ -158,6 +163,7 @@ async fn the_near_cache_never_holds_an_entry_past_its_fresh_window() {
     let clock = ManualClock::new();
     let cache = Cache::builder()
         .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
         .near_cache(100)
         .clock(Arc::new(clock.clone()))
         .build()

@@ -32,6 +32,7 @@ async fn fresh_then_stale_with_one_refresh_then_miss() {
     let clock = ManualClock::new();
     let cache = Cache::builder()
         .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
@@ -90,6 +91,7 @@ async fn the_redis_expiry_is_the_drawn_stale_window_within_jitter_bounds() {
     let server = RedisServer::start();
     let cache = Cache::builder()
         .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
         .rng_seed(7)
         .build()
         .unwrap();
@@ -132,7 +134,11 @@ async fn the_redis_expiry_is_the_drawn_stale_window_within_jitter_bounds() {
 #[tokio::test]
 async fn put_writes_through_as_if_freshly_loaded() {
     let server = RedisServer::start();
-    let cache = Cache::builder().redis_url(server.url()).build().unwrap();
+    let cache = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let policy = Policy::new(Duration::from_secs(10), Duration::from_secs(20)).unwrap();
     let k = key("put", 1);
     let calls = Arc::new(AtomicUsize::new(0));
@@ -148,6 +154,7 @@ async fn values_over_the_size_limit_are_returned_but_not_stored() {
     let server = RedisServer::start();
     let cache = Cache::builder()
         .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
         .max_entry_bytes(1024)
         .build()
         .unwrap();
