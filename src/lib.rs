@@ -1,4 +1,46 @@
-//! action-cache: stale-while-revalidate caching of expensive backend calls over Redis.
+//! action-cache: make expensive backend calls (Genesys Cloud Data Actions, CRM and ERP
+//! lookups) cheap and safe with stale-while-revalidate caching over Redis.
+//!
+//! Annotate an `async fn`; its result is cached under a SHA-256 key of the function and its
+//! arguments. Inside `fresh` the cached value returns at once; inside `stale` it returns at once
+//! and one background refresh runs; past `stale` it is a miss. Concurrent misses for one key
+//! make one backend call, in one process and across processes.
+//!
+//! ```
+//! use action_cache::{cached_action, Cache};
+//!
+//! #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+//! struct Order {
+//!     id: String,
+//!     status: String,
+//! }
+//!
+//! #[cached_action(fresh = 300, stale = 900, tags = ["order:{order_id}"])]
+//! async fn order_status(order_id: &str) -> Result<Order, String> {
+//!     // The expensive call to the order system goes here.
+//!     Ok(Order { id: order_id.to_string(), status: "shipped".into() })
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Redis when REDIS_URL (or REDIS_CLUSTER_NODES) is set, the in-memory store otherwise.
+//! action_cache::set_global(Cache::from_env()?).unwrap();
+//!
+//! let first = order_status("A-1001").await?; // miss: the body runs
+//! let again = order_status("A-1001").await?; // fresh hit: it does not
+//! assert_eq!(first, again);
+//!
+//! // The order system says A-1001 changed: purge by tag (or `order_status_invalidate`).
+//! action_cache::global().unwrap().invalidate_tag("order:A-1001").await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - [`macro@cached_action`] documents every option of the attribute.
+//! - [`Cache`] is the engine underneath, usable directly through [`Cache::get_or_load`];
+//!   [`CacheBuilder`] lists its settings (Redis, Redis Cluster, near cache, timeouts).
+//! - [`genesys`] is a Genesys Cloud Platform API client (OAuth client credentials, retries
+//!   honouring `Retry-After`, paging), with a faithful fake server behind the `fake` feature.
 #![warn(
     missing_docs,
     missing_debug_implementations,
