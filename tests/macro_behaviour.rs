@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache, ManualClock};
@@ -44,12 +44,8 @@ fn harness() -> Harness {
 }
 
 /// Polls until `done()` or a 5 s deadline, yielding to spawned refreshes in between.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+async fn eventually(what: &str, done: impl FnMut() -> bool) {
+    action_cache::testing::eventually(what, Duration::from_secs(5), done).await;
 }
 
 fn count(c: &AtomicUsize) -> usize {
