@@ -4,7 +4,7 @@
 //! (and optionally `ORDER_ID`). Without them it starts the in-process fake server:
 //!
 //! ```sh
-//! cargo run -p action-cache-genesys --features fake --example order_lookup
+//! cargo run -p action-cache-genesys --features fake --example list_actions
 //! ```
 
 use genesys_client::fake::FakeGenesys;
