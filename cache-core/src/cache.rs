@@ -739,12 +739,15 @@ impl Shared {
                 }
                 Role::Waiter(slot) => {
                     Counters::incr(&self.counters.coalesced_waits);
+                    let joined = slot.clone();
                     let outcome = match tokio::time::timeout(self.lock_wait, flight::wait(slot))
                         .await
                     {
                         Ok(o) => o,
                         Err(_) => {
                             tracing::warn!(key = %full, wait = ?self.lock_wait, "coalesced load is taking too long; loading directly");
+                            // Later misses must not wait out the same stuck leader again.
+                            self.flights.abandon(full, &joined);
                             return self
                                 .load_and_store(full, key, policy, load)
                                 .await

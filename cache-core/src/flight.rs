@@ -62,6 +62,16 @@ impl Flights {
         })
     }
 
+    /// Drops the flight `slot` waits on, if it is still the current one for `key`: a waiter
+    /// that gave up on a stuck leader calls this, so later callers lead a new flight instead of
+    /// waiting out the same stuck one.
+    pub(crate) fn abandon(&self, key: &str, slot: &Slot) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(key).is_some_and(|(_, s)| s.0.same_channel(slot)) {
+            map.remove(key);
+        }
+    }
+
     fn leave(&self, key: &str, id: u64) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(key).is_some_and(|(held, _)| *held == id) {
