@@ -330,11 +330,12 @@ pub(crate) async fn run(args: &Args, setup: Setup<'_>, out: &mut dyn Write) -> R
     writeln!(out, "\n3. {name} for order {}", args.order_id).map_err(io)?;
     for step in 0..3 {
         if step == 2 {
-            let purged = orders
-                .order_invalidate(&action.id, &args.order_id)
-                .await
-                .map_err(|e| format!("purge failed: {e}"))?;
-            writeln!(out, "   purged    order_invalidate(..) -> {purged}").map_err(io)?;
+            // A purge needs the store: with Redis down it fails (the entry expires on its own).
+            match orders.order_invalidate(&action.id, &args.order_id).await {
+                Ok(purged) => writeln!(out, "   purged    order_invalidate(..) -> {purged}"),
+                Err(e) => writeln!(out, "   purge     failed: {e}"),
+            }
+            .map_err(io)?;
         }
         let (result, took, outcome) = timed(&cache, orders.order(&action.id, &args.order_id)).await;
         match result {
