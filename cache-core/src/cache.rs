@@ -834,12 +834,28 @@ impl Shared {
             }
         }
         let held = matches!(attempt, Ok(true));
-        let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key, token));
+        let uncertain = matches!(attempt, Err(StoreError::Timeout { .. }));
+        let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key.clone(), token.clone()));
         let result = self.load_and_store(full, key, policy, load).await;
         if let Some(guard) = guard {
             guard.release().await;
+        } else if uncertain {
+            self.release_in_background(lock_key, token);
         }
         result
+    }
+
+    /// Releases a lock whose `SET NX` timed out in the client: Redis may still run it once it
+    /// catches up, leaving a lock nobody would release, on which the key's next miss would wait
+    /// `lock_wait`. The unlock is queued behind it on the same connection (a no-op if the lock
+    /// never landed); it runs in the background, past the breaker and the operation timeout
+    /// (which protect callers, not this clean-up), bounded by the lock's own TTL.
+    pub(crate) fn release_in_background(self: &Arc<Self>, lock_key: String, token: String) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let unlock = shared.store.unlock(&lock_key, &token);
+            let _ = tokio::time::timeout(shared.lock_ttl, unlock).await;
+        });
     }
 
     async fn read_usable<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::{LockGuard, RefreshFuture, Shared};
+use crate::error::StoreError;
 use crate::policy::Policy;
 use crate::stats::Counters;
 
@@ -86,6 +87,11 @@ where
             Ok(false) => {
                 tracing::debug!(key = %self.full, "another process is refreshing this key");
                 Ended::Elsewhere
+            }
+            // The lock may still land once the store catches up: release it after it.
+            Err(StoreError::Timeout { .. }) => {
+                shared.release_in_background(lock_key, lock_token);
+                Ended::Failed
             }
             // The store is unreachable: a refreshed value could not be written anyway.
             Err(_) => Ended::Failed,
