@@ -578,8 +578,8 @@ impl Shared {
         }
     }
 
-    /// Encodes a value with windows drawn from `policy`.
-    pub(crate) fn encode<T: Serialize + ?Sized>(
+    /// Encodes a value with windows drawn from `policy`, whatever its size.
+    pub(crate) fn encode_any<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
@@ -597,10 +597,26 @@ impl Shared {
             stale,
             delta: delta_ms,
         };
-        let bytes = entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
+        entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
             key: full.to_string(),
             source: Arc::new(e),
-        })?;
+        })
+    }
+
+    /// Encodes a value like [`Shared::encode_any`], refusing entries over the size limit.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        delta_ms: u64,
+    ) -> Result<Vec<u8>, CacheError> {
+        let bytes = self.encode_any(full, value, policy, delta_ms)?;
+        self.check_size(full, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), CacheError> {
         if bytes.len() > self.max_entry_bytes {
             return Err(CacheError::TooLarge {
                 key: full.to_string(),
@@ -608,7 +624,7 @@ impl Shared {
                 max: self.max_entry_bytes,
             });
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// The store expiry of an encoded entry: its stale window.
@@ -656,8 +672,8 @@ impl Shared {
         now as f64 + gap >= (meta.at + meta.fresh) as f64
     }
 
-    /// Calls the loader and stores its value; returns the value and the stored bytes (when
-    /// encoding worked).
+    /// Calls the loader and stores its value; returns the value and its encoded bytes for
+    /// coalesced waiters (when encoding worked, even if the entry was too large to store).
     pub(crate) async fn load_and_store<T, E, L, LFut>(
         &self,
         full: &str,
@@ -682,7 +698,7 @@ impl Shared {
             }
         };
         let delta = started.elapsed().as_millis() as u64;
-        let bytes = match self.encode(full, &value, policy, delta) {
+        let bytes = match self.encode_any(full, &value, policy, delta) {
             Ok(b) => b,
             Err(e) => {
                 Counters::incr(&self.counters.unstorable_values);
@@ -690,6 +706,13 @@ impl Shared {
                 return Ok((value, None));
             }
         };
+        if let Err(e) = self.check_size(full, &bytes) {
+            // Too large for the store, but still handed to this load's coalesced waiters, who
+            // would otherwise run the loader one after another.
+            Counters::incr(&self.counters.unstorable_values);
+            tracing::warn!(key = %full, error = %e, "value not cached");
+            return Ok((value, Some(Arc::from(bytes))));
+        }
         let ttl = Duration::from_millis(self.ttl_of(&bytes));
         // A failed write was counted and logged by `store_op`; the caller still gets its value.
         let tag_keys = self.tag_keys(key);
