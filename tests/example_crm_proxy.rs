@@ -6,7 +6,7 @@
 #[path = "../examples/crm_proxy/mod.rs"]
 mod proxy;
 
-use action_cache::testing::{eventually, RedisServer};
+use action_cache::testing::{eventually, free_port, RedisServer};
 use action_cache::{Cache, ManualClock};
 use proxy::app::App;
 use proxy::crm::Crm;
@@ -37,9 +37,15 @@ impl Drop for Running {
 
 async fn start() -> Running {
     let redis = RedisServer::start();
+    let url = redis.url();
+    start_on(redis, &url).await
+}
+
+/// The proxy with its cache on `redis_url` (which may point elsewhere than `redis`).
+async fn start_on(redis: RedisServer, redis_url: &str) -> Running {
     let clock = ManualClock::new();
     let cache = Cache::builder()
-        .redis_url(redis.url())
+        .redis_url(redis_url)
         // Generous: under load a timed-out read fails open into a miss; these tests count.
         .op_timeout(Duration::from_secs(2))
         .clock(Arc::new(clock.clone()))
@@ -284,4 +290,25 @@ async fn health_and_metrics() {
             "missing {line}:\n{metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_it_is_healthy_and_serves_fail_open() {
+    let redis = RedisServer::start();
+    let proxy = start_on(redis, &format!("redis://127.0.0.1:{}", free_port())).await;
+    let (status, health) = proxy.get_text("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["store"]["status"], "unreachable", "{health}");
+
+    let (status, _, body) = proxy.account("42").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], "42");
+    let (status, _, _) = proxy.account("42").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        proxy.crm.calls(),
+        2,
+        "nothing cached: every read reaches the CRM"
+    );
 }
