@@ -285,7 +285,15 @@ fn redis_err(op: &'static str, e: RedisError) -> StoreError {
 }
 
 fn classify(op: &'static str, key: &str, e: RedisError) -> StoreError {
-    if e.code() == Some("WRONGTYPE") {
+    // A pipeline (an entry's `SET` with its tag sets) reports its commands' errors inside one
+    // "pipeline failure" whose own code is empty: look inside, or a foreign value under a tag
+    // set would count as the store failing and open the breaker for every key.
+    let in_pipeline = || {
+        e.clone()
+            .into_server_errors()
+            .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "WRONGTYPE"))
+    };
+    if e.code() == Some("WRONGTYPE") || in_pipeline() {
         StoreError::WrongType {
             key: key.to_string(),
         }
