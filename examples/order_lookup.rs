@@ -128,6 +128,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
     /// A manual clock instead of real time: waits advance it instead of sleeping.
     pub(crate) clock: Option<ManualClock>,
+    /// A configured Genesys client to use instead of the environment's.
+    pub(crate) genesys: Option<ClientBuilder>,
 }
 
 const GENESYS_VARS: [&str; 3] = [
@@ -149,9 +151,17 @@ pub(crate) async fn run(args: &Args, setup: Setup<'_>, out: &mut dyn Write) -> R
     // 1. Genesys: a real org when any GENESYS_* variable is set, else the fake server (kept
     //    alive in `_fake` for as long as the client talks to it).
     let env = setup.env;
-    let (client, _fake) = if GENESYS_VARS.iter().any(|v| env(v).is_some()) {
-        let client = ClientBuilder::from_env_lookup(env)
-            .and_then(ClientBuilder::build)
+    let configured = match setup.genesys {
+        Some(builder) => Some(builder),
+        None if GENESYS_VARS.iter().any(|v| env(v).is_some()) => Some(
+            ClientBuilder::from_env_lookup(env)
+                .map_err(|e| format!("Genesys configuration: {e}"))?,
+        ),
+        None => None,
+    };
+    let (client, _fake) = if let Some(builder) = configured {
+        let client = builder
+            .build()
             .map_err(|e| format!("Genesys configuration: {e}"))?;
         writeln!(out, "genesys: {}", client.api_base_url()).map_err(io)?;
         (client, None)
@@ -442,6 +452,7 @@ async fn main() -> ExitCode {
     let setup = Setup {
         env: &env,
         clock: None,
+        genesys: None,
     };
     match run(&args, setup, &mut std::io::stdout()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,8 @@
 #[path = "../examples/order_lookup.rs"]
 mod order_lookup;
 
+use action_cache::genesys::fake::FakeGenesys;
+use action_cache::genesys::ClientSecret;
 use action_cache::testing::{free_port, RedisServer};
 use action_cache::ManualClock;
 use order_lookup::{run, Args, Setup};
@@ -26,6 +28,7 @@ async fn report(args: &Args) -> Result<String, String> {
     let setup = Setup {
         env: &no_env,
         clock: Some(ManualClock::new()),
+        genesys: None,
     };
     let mut out = Vec::new();
     run(args, setup, &mut out).await?;
@@ -141,6 +144,7 @@ async fn unknown_region_is_one_clear_error() {
     let setup = Setup {
         env: &env,
         clock: None,
+        genesys: None,
     };
     let mut out = Vec::new();
     let err = run(&args(None), setup, &mut out).await.unwrap_err();
@@ -161,4 +165,29 @@ async fn unparsable_redis_url_is_one_clear_error() {
         .unwrap_err();
     assert!(err.starts_with("REDIS_URL:"), "{err}");
     assert!(!err.contains('\n'), "{err}");
+}
+
+#[tokio::test]
+async fn rejected_credentials_are_one_clear_error_naming_the_client_id() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let no_env = |_: &str| None;
+    let setup = Setup {
+        env: &no_env,
+        clock: None,
+        genesys: Some(
+            fake.client_builder()
+                .credentials(fake.client_id(), ClientSecret::new("wrong-secret")),
+        ),
+    };
+    let mut out = Vec::new();
+    let err = run(&args(None), setup, &mut out).await.unwrap_err();
+    assert!(
+        err.contains("rejected the OAuth client credentials"),
+        "{err}"
+    );
+    assert!(err.contains(fake.client_id()), "{err}");
+    assert!(
+        !err.contains('\n') && !err.contains("wrong-secret"),
+        "{err}"
+    );
 }
