@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use action_cache::testing::RedisServer;
-use action_cache::{cached_action, Cache};
+use action_cache::{cached_action, Cache, KeyBuilder};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const LOADED: Duration = Duration::from_secs(2);
@@ -134,8 +134,15 @@ async fn hostile_arguments_hash_to_safe_bounded_keys() {
     // call runs uncached; a correct value either way.
     for depth in [1, 100, 128, 129, 1_000] {
         assert_eq!(deep(Deep(depth)).await, Ok(depth), "depth {depth}");
-        assert_safe_key(&deep_key(Deep(depth)), "ac", "hostile.deep");
+        assert_eq!(deep(Deep(depth)).await, Ok(depth), "depth {depth}");
+        // `_key` panics by design when the arguments cannot form a key.
+        if let Ok(key) = std::panic::catch_unwind(|| deep_key(Deep(depth))) {
+            assert_safe_key(&key, "ac", "hostile.deep");
+        }
     }
+    // Depths up to 128 are keyed and cached (one call each); deeper ones are not.
+    let deep_calls = DEEP_CALLS.load(Ordering::SeqCst);
+    assert!((3..=10).contains(&deep_calls), "{deep_calls} calls");
 
     // NaN / infinities cannot be keyed (JSON would write null): the call runs uncached with
     // the right value, and the companions say so instead of addressing a wrong entry.
@@ -163,10 +170,16 @@ async fn hostile_arguments_hash_to_safe_bounded_keys() {
     assert_eq!(cache.stats().store_errors, 0);
 }
 
-/// What [`deeper_than_the_stack_in_a_child_process`] runs in a child process: keys (through the
-/// macro's `_key`, on a Tokio worker thread with its default stack) a map nested
-/// `FAULT_HOSTILE_DEPTH` levels deep. Without that variable (a normal test run) it checks
-/// the same at a shallow depth.
+#[cached_action(fresh = 300, name = "hostile.deep", cache = MEMORY.get_or_init(Cache::in_memory))]
+async fn deep_in_memory(d: Deep) -> Result<usize, String> {
+    Ok(d.0)
+}
+static MEMORY: OnceLock<Cache> = OnceLock::new();
+
+/// What [`deeper_than_the_stack_in_a_child_process`] runs in a child process: keys a map nested
+/// `FAULT_HOSTILE_DEPTH` levels deep, with `KeyBuilder` and through a `#[cached_action]` call,
+/// on a Tokio worker thread with its default stack. Without that variable (a normal test run)
+/// it does the same at a shallow depth.
 #[test]
 fn deep_key_child() {
     let depth: usize = std::env::var("FAULT_HOSTILE_DEPTH")
@@ -175,24 +188,26 @@ fn deep_key_child() {
         .unwrap_or(10);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .enable_all()
         .build()
         .unwrap();
-    let outcome = rt.block_on(async move {
-        tokio::spawn(
-            async move { std::panic::catch_unwind(|| deep_key(Deep(depth))).map_err(|_| ()) },
-        )
+    let keyed = rt.block_on(async move {
+        tokio::spawn(async move {
+            let keyed = match KeyBuilder::new("hostile.deep").arg("d", &Deep(depth)) {
+                Ok(_) => true,
+                Err(e) => {
+                    assert!(e.to_string().contains("nested deeper than"), "{e}");
+                    false
+                }
+            };
+            // Keyed or not, the call returns the body's value.
+            assert_eq!(deep_in_memory(Deep(depth)).await, Ok(depth));
+            keyed
+        })
         .await
         .unwrap()
     });
-    match outcome {
-        Ok(key) => {
-            assert_safe_key(&key, "ac", "hostile.deep");
-            println!("depth {depth}: key");
-        }
-        // `_key` panics by design when the arguments cannot form a key; the call itself then
-        // runs uncached.
-        Err(()) => println!("depth {depth}: no key (refused)"),
-    }
+    println!("depth {depth}: {}", if keyed { "keyed" } else { "refused" });
 }
 
 /// Injects: maps nested 10,000 and 100,000 levels deep, keyed on a Tokio worker thread.
