@@ -139,7 +139,7 @@ impl KeyBuilder {
         name: &str,
         value: &V,
     ) -> Result<&mut Self, KeyError> {
-        value.serialize(FiniteCheck).map_err(|e| match e {
+        value.serialize(FiniteCheck::TOP).map_err(|e| match e {
             CheckError::NonFinite => KeyError::NonFiniteFloat {
                 arg: name.to_string(),
             },
@@ -253,8 +253,31 @@ impl ser::Error for CheckError {
 }
 
 /// A serializer that produces nothing and fails on the first NaN or infinite float, which
-/// `serde_json` would otherwise silently write as `null`.
-struct FiniteCheck;
+/// `serde_json` would otherwise silently write as `null`, and on nesting deeper than
+/// [`MAX_DEPTH`], which would otherwise recurse (here, in `serde_json` and in hashing) until the
+/// stack overflows and aborts the process.
+#[derive(Clone, Copy)]
+struct FiniteCheck {
+    depth: usize,
+}
+
+/// How deeply an argument may nest (as deep as `serde_json` parses).
+const MAX_DEPTH: usize = 128;
+
+impl FiniteCheck {
+    const TOP: FiniteCheck = FiniteCheck { depth: 0 };
+
+    fn deeper(self) -> Result<FiniteCheck, CheckError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(CheckError::Custom(format!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(FiniteCheck {
+            depth: self.depth + 1,
+        })
+    }
+}
 
 macro_rules! ok_scalars {
     ($($method:ident: $ty:ty),* $(,)?) => {
@@ -298,7 +321,7 @@ impl ser::Serializer for FiniteCheck {
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(self.deeper()?)
     }
     fn serialize_unit(self) -> Result<(), CheckError> {
         Ok(())
@@ -319,7 +342,7 @@ impl ser::Serializer for FiniteCheck {
         _: &'static str,
         value: &T,
     ) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(self.deeper()?)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -328,16 +351,16 @@ impl ser::Serializer for FiniteCheck {
         _: &'static str,
         value: &T,
     ) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(self.deeper()?)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_tuple(self, _: usize) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_tuple_variant(
         self,
@@ -346,13 +369,13 @@ impl ser::Serializer for FiniteCheck {
         _: &'static str,
         _: usize,
     ) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_map(self, _: Option<usize>) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
     fn serialize_struct_variant(
         self,
@@ -361,7 +384,7 @@ impl ser::Serializer for FiniteCheck {
         _: &'static str,
         _: usize,
     ) -> Result<FiniteCheck, CheckError> {
-        Ok(FiniteCheck)
+        self.deeper()
     }
 }
 
@@ -369,7 +392,7 @@ impl ser::SerializeSeq for FiniteCheck {
     type Ok = ();
     type Error = CheckError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -380,7 +403,7 @@ impl ser::SerializeTuple for FiniteCheck {
     type Ok = ();
     type Error = CheckError;
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -391,7 +414,7 @@ impl ser::SerializeTupleStruct for FiniteCheck {
     type Ok = ();
     type Error = CheckError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -402,7 +425,7 @@ impl ser::SerializeTupleVariant for FiniteCheck {
     type Ok = ();
     type Error = CheckError;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -413,10 +436,10 @@ impl ser::SerializeMap for FiniteCheck {
     type Ok = ();
     type Error = CheckError;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CheckError> {
-        key.serialize(FiniteCheck)
+        key.serialize(*self)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -431,7 +454,7 @@ impl ser::SerializeStruct for FiniteCheck {
         _: &'static str,
         value: &T,
     ) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -446,7 +469,7 @@ impl ser::SerializeStructVariant for FiniteCheck {
         _: &'static str,
         value: &T,
     ) -> Result<(), CheckError> {
-        value.serialize(FiniteCheck)
+        value.serialize(*self)
     }
     fn end(self) -> Result<(), CheckError> {
         Ok(())
@@ -464,6 +487,18 @@ mod tests {
             b.arg(n, v).unwrap();
         }
         b.build()
+    }
+
+    #[test]
+    fn nesting_deeper_than_serde_json_parses_is_refused() {
+        let mut v = Value::from(0);
+        for _ in 0..MAX_DEPTH {
+            v = Value::Array(vec![v]);
+        }
+        assert!(KeyBuilder::new("f").arg("x", &v).is_ok());
+        let v = Value::Array(vec![v]);
+        let e = KeyBuilder::new("f").arg("x", &v).unwrap_err();
+        assert!(matches!(e, KeyError::Serialize { .. }), "{e}");
     }
 
     #[test]
