@@ -1,0 +1,343 @@
+//! The workload every benchmark binary and `examples/bench_report.rs` measure, defined once so
+//! the criterion figures and the report table describe the same calls.
+//!
+//! One `redis-server` (started by the binary through `RedisServer`) holds every entry. On it:
+//!
+//! * [`order`]: a `#[cached_action]` function on a Redis `Cache` (one multiplexed
+//!   `ConnectionManager` connection);
+//! * [`order_near`]: the same function on a Redis `Cache` with a near cache;
+//! * [`order_memory`]: the same function on an in-memory `Cache`;
+//! * [`cached_crate_order`]: the same function through the `cached` crate's
+//!   `#[concurrent_cached]` (the 4.x name of `#[io_cached]`) with its async Redis store, also on a
+//!   `ConnectionManager`;
+//! * [`RawRedis`]: a plain `GET` of the bytes [`order`] stored, on its own `ConnectionManager`:
+//!   the floor.
+//!
+//! Each binary uses part of this module.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use action_cache::{cached_action, Cache, CacheKey, KeyBuilder, Policy};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+/// Distinct orders the hit workloads cycle through (all warmed before measuring).
+pub(crate) const ORDERS: usize = 64;
+
+/// A typical cached backend answer (about 300 bytes of JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Order {
+    /// The order id.
+    pub(crate) id: String,
+    /// Who placed it.
+    pub(crate) customer: String,
+    /// Where it is.
+    pub(crate) status: String,
+    /// Total in cents.
+    pub(crate) total_cents: u64,
+    /// Its lines.
+    pub(crate) lines: Vec<Line>,
+}
+
+/// One line of an [`Order`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Line {
+    /// Stock keeping unit.
+    pub(crate) sku: String,
+    /// How many.
+    pub(crate) quantity: u32,
+    /// Unit price in cents.
+    pub(crate) unit_cents: u64,
+}
+
+/// The order the "backend" returns for `id`.
+pub(crate) fn backend_order(id: &str) -> Order {
+    Order {
+        id: id.to_string(),
+        customer: "Ada Lovelace <ada@example.com>".into(),
+        status: "shipped".into(),
+        total_cents: 12_990,
+        lines: (1..=3)
+            .map(|n| Line {
+                sku: format!("SKU-{n:05}"),
+                quantity: n,
+                unit_cents: 1_000 * u64::from(n) + 330,
+            })
+            .collect(),
+    }
+}
+
+/// The ids of the warmed orders.
+pub(crate) fn order_ids() -> Vec<String> {
+    (0..ORDERS).map(|i| format!("A-{:04}", 1000 + i)).collect()
+}
+
+/// Loader (function body) runs, across every cached function of this module.
+pub(crate) static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+static REDIS_CACHE: OnceLock<Cache> = OnceLock::new();
+static NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
+static MEMORY_CACHE: OnceLock<Cache> = OnceLock::new();
+static REDIS_URL: OnceLock<String> = OnceLock::new();
+
+/// The Redis cache [`order`] uses.
+pub(crate) fn redis_cache() -> &'static Cache {
+    REDIS_CACHE.get().expect("support::install ran")
+}
+
+/// The near-cached Redis cache [`order_near`] uses.
+pub(crate) fn near_cache() -> &'static Cache {
+    NEAR_CACHE.get().expect("support::install ran")
+}
+
+/// The in-memory cache [`order_memory`] uses.
+pub(crate) fn memory_cache() -> &'static Cache {
+    MEMORY_CACHE.get().expect("support::install ran")
+}
+
+/// The Redis URL, for the `cached` crate's store (built inside its macro on first use).
+pub(crate) fn redis_url() -> &'static str {
+    REDIS_URL.get().expect("support::install ran")
+}
+
+/// Builds the caches on the server at `url`. Call once, before any cached function.
+pub(crate) fn install(url: &str) {
+    REDIS_URL.set(url.to_string()).expect("install once");
+    let redis = Cache::builder()
+        .redis_url(url)
+        .prefix("bench")
+        .build()
+        .expect("redis cache");
+    let near = Cache::builder()
+        .redis_url(url)
+        .prefix("bench_near")
+        .near_cache(1_000)
+        .build()
+        .expect("near cache");
+    let memory = Cache::builder().in_memory().build().expect("memory cache");
+    let _ = REDIS_CACHE.set(redis);
+    let _ = NEAR_CACHE.set(near);
+    let _ = MEMORY_CACHE.set(memory);
+}
+
+/// The cached function, on Redis.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = redis_cache())]
+pub(crate) async fn order(order_id: &str) -> Result<Order, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_order(order_id))
+}
+
+/// The cached function, on Redis with a near cache.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = near_cache())]
+pub(crate) async fn order_near(order_id: &str) -> Result<Order, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_order(order_id))
+}
+
+/// The cached function, in memory.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = memory_cache())]
+pub(crate) async fn order_memory(order_id: &str) -> Result<Order, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_order(order_id))
+}
+
+/// The cached function through the `cached` crate, on Redis through a `ConnectionManager`.
+#[cached::macros::concurrent_cached(
+    map_error = r##"|e| format!("cached store: {e}")"##,
+    ty = "cached::AsyncRedisCache<String, Order>",
+    create = r##"{
+        cached::AsyncRedisCache::builder("bench_cached")
+            .ttl(Duration::from_secs(3600))
+            .connection_string(redis_url())
+            .connection_manager(true)
+            .build()
+            .await
+            .expect("cached crate redis store")
+    }"##,
+    convert = r##"{ order_id.to_string() }"##
+)]
+pub(crate) async fn cached_crate_order(order_id: &str) -> Result<Order, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_order(order_id))
+}
+
+/// Fills every cache with every order, so the measured calls are all hits, and waits until the
+/// near cache answers (its subscription must be up before it is trusted).
+///
+/// # Panics
+///
+/// When a call fails or the near cache does not start answering within 10 s.
+pub(crate) async fn warm() {
+    for id in order_ids() {
+        order(&id).await.expect("order");
+        order_near(&id).await.expect("order_near");
+        order_memory(&id).await.expect("order_memory");
+        cached_crate_order(&id).await.expect("cached_crate_order");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let before = near_cache().stats().near_hits;
+    while near_cache().stats().near_hits == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "near cache never answered"
+        );
+        for id in order_ids() {
+            order_near(&id).await.expect("order_near");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for id in order_ids() {
+        order_near(&id).await.expect("order_near");
+    }
+}
+
+/// A plain `GET` on its own `ConnectionManager`: the floor for a Redis hit.
+#[derive(Clone)]
+pub(crate) struct RawRedis {
+    conn: ConnectionManager,
+    keys: Arc<Vec<String>>,
+}
+
+impl RawRedis {
+    /// Connects to the server the caches use; reads the keys [`order`] stored.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot connect.
+    pub(crate) async fn connect() -> RawRedis {
+        let client = redis::Client::open(redis_url()).expect("redis url");
+        let conn = ConnectionManager::new(client).await.expect("connect");
+        let keys = order_ids().iter().map(|id| order_key(id)).collect();
+        RawRedis {
+            conn,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// `GET` of the `i`-th order's entry (the bytes the cache stored).
+    ///
+    /// # Panics
+    ///
+    /// When the key is missing or the command fails.
+    pub(crate) async fn get(&self, i: usize) -> Vec<u8> {
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, &self.keys[i % ORDERS])
+            .await
+            .expect("GET");
+        bytes.expect("warmed entry")
+    }
+}
+
+/// The argument set of a typical call: a few strings, a number and a small map.
+pub(crate) fn typical_key() -> CacheKey {
+    let filters = BTreeMap::from([("status", "open"), ("channel", "voice")]);
+    let mut b = KeyBuilder::new("crm.search");
+    b.arg("tenant", "acme-eu")
+        .and_then(|b| b.arg("query", "open orders for account"))
+        .and_then(|b| b.arg("region", "eu-west-1"))
+        .and_then(|b| b.arg("limit", &50u32))
+        .and_then(|b| b.arg("filters", &filters))
+        .expect("a valid key");
+    b.build()
+}
+
+/// A key for the engine-level benchmarks (no key building in the measured call).
+pub(crate) fn engine_key(id: &str) -> CacheKey {
+    let mut b = KeyBuilder::new("bench.engine");
+    b.arg("order_id", id).expect("a valid key");
+    b.build()
+}
+
+/// The policy of the engine-level benchmarks.
+pub(crate) fn policy() -> Policy {
+    Policy::new(Duration::from_secs(3600), Duration::from_secs(7200)).expect("policy")
+}
+
+/// Runs `total` operations spread evenly over `tasks` spawned tasks, `op(i)` for each `i`.
+///
+/// # Panics
+///
+/// When a task panics.
+pub(crate) async fn spread<F, Fut>(tasks: usize, total: usize, op: F)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let per = total / tasks;
+    let mut set = JoinSet::new();
+    for t in 0..tasks {
+        let op = op.clone();
+        set.spawn(async move {
+            for i in 0..per {
+                op(t * per + i).await;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("task");
+    }
+}
+
+/// How long the stampede loader takes: long enough that every caller arrives while it runs.
+pub(crate) const STAMPEDE_LOAD: Duration = Duration::from_millis(50);
+
+/// `callers` concurrent calls on one cold key for each of `caches` (sharing one store); returns
+/// how many times the loader ran.
+///
+/// # Panics
+///
+/// When a call fails or returns the wrong value.
+pub(crate) async fn stampede(caches: &[Cache], callers: usize, round: u64) -> usize {
+    let loads = Arc::new(AtomicUsize::new(0));
+    let key = {
+        let mut b = KeyBuilder::new("bench.stampede");
+        b.arg("round", &round).expect("a valid key");
+        b.build()
+    };
+    let policy = policy();
+    let mut set = JoinSet::new();
+    for cache in caches {
+        for _ in 0..callers {
+            let (cache, key, policy, loads) = (
+                cache.clone(),
+                key.clone(),
+                policy.clone(),
+                Arc::clone(&loads),
+            );
+            set.spawn(async move {
+                let v: u64 = cache
+                    .get_or_load(&key, &policy, move || async move {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(STAMPEDE_LOAD).await;
+                        Ok::<_, String>(round)
+                    })
+                    .await
+                    .expect("stampede call");
+                assert_eq!(v, round);
+            });
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("caller");
+    }
+    loads.load(Ordering::SeqCst)
+}
+
+/// `n` caches on the server at `url` sharing one prefix, as `n` processes would.
+pub(crate) fn processes(url: &str, n: usize) -> Vec<Cache> {
+    (0..n)
+        .map(|_| {
+            Cache::builder()
+                .redis_url(url)
+                .prefix("bench_stampede")
+                .build()
+                .expect("cache")
+        })
+        .collect()
+}
