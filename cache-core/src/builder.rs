@@ -89,20 +89,24 @@ impl CacheBuilder {
         }
     }
 
-    /// Reads `REDIS_URL` (Redis when set, in-memory otherwise) and `ACTION_CACHE_PREFIX`.
+    /// Reads `REDIS_CLUSTER_NODES` (comma-separated seed URLs: a Redis Cluster), else
+    /// `REDIS_URL` (one Redis), else uses memory; and `ACTION_CACHE_PREFIX`.
     pub fn from_env() -> CacheBuilder {
+        CacheBuilder::from_env_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`CacheBuilder::from_env`], reading variables through `lookup` (for tests, or
+    /// configuration from elsewhere). Empty values count as unset.
+    pub fn from_env_lookup(lookup: impl Fn(&str) -> Option<String>) -> CacheBuilder {
+        let var = |name| lookup(name).filter(|v| !v.trim().is_empty());
         let mut b = CacheBuilder::new();
-        if let Some(url) = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        {
+        if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
+            b = b.redis_cluster(nodes.split(',').map(str::trim).filter(|n| !n.is_empty()));
+        } else if let Some(url) = var("REDIS_URL") {
             b = b.redis_url(url.trim());
         }
-        if let Some(prefix) = std::env::var("ACTION_CACHE_PREFIX")
-            .ok()
-            .filter(|p| !p.is_empty())
-        {
-            b = b.prefix(prefix);
+        if let Some(prefix) = var("ACTION_CACHE_PREFIX") {
+            b = b.prefix(prefix.trim());
         }
         b
     }
@@ -319,5 +323,57 @@ trait KindDescription {
 impl KindDescription for redis::RedisError {
     fn kind_description(&self) -> String {
         format!("{:?}", self.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> CacheBuilder {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CacheBuilder::from_env_lookup(move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_environment_picks_cluster_then_redis_then_memory() {
+        let cluster = from(&[
+            ("REDIS_CLUSTER_NODES", "redis://a:1, redis://b:2,"),
+            ("REDIS_URL", "redis://c:3"),
+        ]);
+        assert!(
+            matches!(&cluster.backend, Backend::RedisCluster(n) if n == &["redis://a:1", "redis://b:2"])
+        );
+        let single = from(&[("REDIS_CLUSTER_NODES", " "), ("REDIS_URL", "redis://c:3")]);
+        assert!(matches!(&single.backend, Backend::RedisUrl(u) if u == "redis://c:3"));
+        let memory = from(&[("ACTION_CACHE_PREFIX", "orders")]);
+        assert!(matches!(memory.backend, Backend::Memory { .. }));
+        assert_eq!(memory.build().unwrap().prefix(), "orders");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_when_built() {
+        assert!(CacheBuilder::new().prefix("").build().is_err());
+        assert!(CacheBuilder::new().prefix("a{b}").build().is_err());
+        assert!(CacheBuilder::new()
+            .op_timeout(Duration::ZERO)
+            .build()
+            .is_err());
+        assert!(CacheBuilder::new().refresh_capacity(0).build().is_err());
+        assert!(CacheBuilder::new().redis_url("not a url").build().is_err());
+        assert!(CacheBuilder::new()
+            .redis_cluster(Vec::<String>::new())
+            .build()
+            .is_err());
+        let err = CacheBuilder::new()
+            .redis_url("redis://:hunter2@[::1")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }
