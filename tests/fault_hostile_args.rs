@@ -33,6 +33,17 @@ fn assert_safe_key(key: &str, prefix: &str, name: &str) {
     assert!(!key.contains(['{', '}']), "{key}");
 }
 
+/// Every key in `server`, byte for byte (redis-cli would split keys holding newlines).
+async fn all_keys(server: &RedisServer) -> Vec<Vec<u8>> {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
 /// A map nested `depth` levels deep (`{"k":{"k":…{"k":0}}}`), produced on the fly so the test
 /// itself holds nothing deep.
 #[derive(Clone, Copy, Debug)]
@@ -156,10 +167,10 @@ async fn hostile_arguments_hash_to_safe_bounded_keys() {
     assert!(key_of_nan.is_err(), "_key documents that it panics");
 
     // Everything in Redis has the safe shape.
-    let all = server.cli(&["--scan", "--pattern", "*"]);
-    let stored: Vec<&str> = all.lines().collect();
+    let stored = all_keys(&server).await;
     assert!(!stored.is_empty());
-    for key in stored {
+    for key in &stored {
+        let key = std::str::from_utf8(key).expect("keys are UTF-8");
         let name = key.split(':').nth(1).unwrap_or_default();
         assert!(
             ["hostile.text", "hostile.deep"].contains(&name),
@@ -237,4 +248,59 @@ fn deeper_than_the_stack_in_a_child_process() {
             out.status
         );
     }
+}
+
+/// Injects: hostile values in an argument that a tag template formats
+/// (`tags = ["account:{id}"]`): 1 MB, CR/LF, braces, glob characters, NUL, an RTL override.
+/// Proves: tag sets are Redis keys too, and they are as safe and bounded as entry keys
+/// (printable ASCII, no braces, at most a few hundred bytes), while `invalidate_tag` with the
+/// same hostile tag still purges exactly its entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_arguments_in_tags_give_safe_bounded_tag_keys() {
+    static TAGGED: OnceLock<Cache> = OnceLock::new();
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    #[cached_action(fresh = 300, name = "hostile.tagged", tags = ["account:{id}"], cache = TAGGED.get().unwrap())]
+    async fn tagged(id: String) -> Result<usize, String> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Ok(id.len())
+    }
+    let server = RedisServer::start();
+    let cache = TAGGED.get_or_init(|| {
+        Cache::builder()
+            .redis_url(server.url())
+            .op_timeout(LOADED)
+            .build()
+            .unwrap()
+    });
+    let ids = [
+        "y".repeat(1 << 20),
+        "a\r\nDEL *\r\n".to_string(),
+        "{slot}".to_string(),
+        "*?[x]\\".to_string(),
+        "nul\0".to_string(),
+        "\u{202E}txt".to_string(),
+        "plain-42".to_string(),
+    ];
+    for id in &ids {
+        assert_eq!(tagged(id.clone()).await, Ok(id.len()));
+    }
+    let keys = all_keys(&server).await;
+    assert_eq!(keys.len(), 2 * ids.len(), "an entry and a tag set per id");
+    for key in &keys {
+        let key = String::from_utf8_lossy(key);
+        assert!(
+            key.len() <= 200,
+            "unbounded key: {:.120}… ({} bytes)",
+            key,
+            key.len()
+        );
+        assert!(key.bytes().all(|b| b.is_ascii_graphic()), "{key:.120}");
+        assert!(!key.contains(['{', '}']), "{key:.120}");
+    }
+    for id in &ids {
+        let tag = format!("account:{id}");
+        assert_eq!(cache.invalidate_tag(&tag).await.unwrap(), 1, "{id:.40?}");
+        assert_eq!(tagged(id.clone()).await, Ok(id.len()));
+    }
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2 * ids.len());
 }
