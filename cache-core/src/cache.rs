@@ -4,6 +4,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sha2::Digest;
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
@@ -501,8 +502,20 @@ impl Shared {
     }
 
     pub(crate) fn tag_key(&self, tag: &str) -> String {
-        // Not under `{prefix}:` so prefix invalidation never eats the tag sets.
-        format!("{}#tag:{tag}", self.prefix)
+        // Not under `{prefix}:` so prefix invalidation never eats the tag sets. Tags are often
+        // made of call arguments: one that is long, or holds anything but printable ASCII
+        // without braces (a Redis Cluster hash tag), is hashed, so tag-set keys are as safe and
+        // bounded as entry keys. `#tag#` keeps hashed tags apart from plain ones.
+        let plain = tag.len() <= 100
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+        if plain {
+            format!("{}#tag:{tag}", self.prefix)
+        } else {
+            let digest = hex::encode(sha2::Sha256::digest(tag.as_bytes()));
+            format!("{}#tag#{digest}", self.prefix)
+        }
     }
 
     pub(crate) fn tag_keys(&self, key: &CacheKey) -> Vec<String> {
