@@ -557,6 +557,10 @@ impl Shared {
                     tracing::warn!(error = %e, "store operation failed (fail-open)");
                 }
             }
+            Err(e) if e.is_out_of_memory() => {
+                Counters::incr(&self.counters.store_errors);
+                tracing::debug!(error = %e, "store is full and refused a write (fail-open)");
+            }
             Err(_) => {}
         }
         result

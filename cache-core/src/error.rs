@@ -80,7 +80,20 @@ impl StoreError {
     /// Whether this error says something about the store's health (and so counts towards the
     /// circuit breaker), as opposed to the data under one key.
     pub fn is_unavailable(&self) -> bool {
-        !matches!(self, StoreError::WrongType { .. })
+        !matches!(self, StoreError::WrongType { .. }) && !self.is_out_of_memory()
+    }
+
+    /// Whether the store refused a write because it is full (Redis `maxmemory` with
+    /// `noeviction`). It still serves reads, so this does not count towards the circuit breaker.
+    pub fn is_out_of_memory(&self) -> bool {
+        let StoreError::Redis { source, .. } = self else {
+            return false;
+        };
+        // A pipeline (an entry's `SET` with its tag sets) reports it inside a pipeline failure.
+        source.code() == Some("OOM")
+            || redis::RedisError::clone(source)
+                .into_server_errors()
+                .is_some_and(|errs| errs.iter().any(|(_, e)| e.code() == "OOM"))
     }
 
     /// Whether the operation timed out.
