@@ -144,7 +144,10 @@ async fn a_full_redis_that_refuses_writes_keeps_values_correct_and_serves_hits()
         assert_eq!(blob(id).await, Ok(padded(id)));
     }
     let after = cache.stats();
-    assert_eq!(after.store_skipped, 0, "the breaker stayed closed: {after:?}");
+    assert_eq!(
+        after.store_skipped, 0,
+        "the breaker stayed closed: {after:?}"
+    );
     assert_eq!(
         after.fresh_hits - before.fresh_hits,
         stored.len() as u64,
