@@ -1,0 +1,395 @@
+//! Measures the benchmark figures directly (no criterion) and prints them as a markdown table
+//! with their targets, plus the machine they came from.
+//!
+//! ```text
+//! cargo run --release --example bench_report
+//! ```
+//!
+//! It starts its own `redis-server` (which must be installed) and runs for well under a minute.
+//! The workload is the one the criterion benches in `benches/` use (`benches/support`): the same
+//! `#[cached_action]` functions, the same raw `GET` floor and the same `cached` crate function.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use action_cache::testing::RedisServer;
+use support::{RawRedis, ORDERS};
+
+/// Timed calls per latency figure (after as many untimed ones).
+const LATENCY_CALLS: usize = 4_000;
+/// Timed calls per in-process latency figure.
+const LOCAL_CALLS: usize = 50_000;
+/// Hits per throughput run.
+const BATCH: usize = 20_480;
+/// Throughput runs per figure; the best is reported.
+const RUNS: usize = 3;
+/// Stampedes per case; the most loader calls seen is reported.
+const STAMPEDES: u64 = 5;
+
+fn main() {
+    let started = Instant::now();
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let server = RedisServer::start();
+    support::install(&server.url());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let raw = rt.block_on(async {
+        support::warm().await;
+        RawRedis::connect().await
+    });
+    let ids = Arc::new(support::order_ids());
+    let mut rows = Vec::new();
+
+    // 1 and 3: hit latency on Redis, the three kinds interleaved call by call so a busy moment
+    // hits them alike.
+    let [raw_p50, macro_p50, crate_p50] = rt.block_on(async {
+        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+        for i in 0..2 * LATENCY_CALLS {
+            let id = &ids[i % ORDERS];
+            let t = Instant::now();
+            black_box(raw.get(i).await);
+            let a = t.elapsed();
+            let t = Instant::now();
+            black_box(support::order(id).await.expect("hit"));
+            let b = t.elapsed();
+            let t = Instant::now();
+            black_box(support::cached_crate_order(id).await.expect("hit"));
+            let c = t.elapsed();
+            if i >= LATENCY_CALLS {
+                samples[0].push(a);
+                samples[1].push(b);
+                samples[2].push(c);
+            }
+        }
+        samples.map(p50)
+    });
+    let ratio = ratio_of(macro_p50, raw_p50);
+    rows.push(Row::new(
+        "Redis hit latency, p50: `#[cached_action]` vs raw `GET`",
+        format!("{} vs {}", us(macro_p50), us(raw_p50)),
+        format!("{ratio:.2}×"),
+        "≤ 1.15×",
+        ratio <= 1.15,
+    ));
+    rows.push(Row::info(
+        "Redis hit latency, p50: `cached` crate vs raw `GET`",
+        format!("{} vs {}", us(crate_p50), us(raw_p50)),
+        format!("{:.2}×", ratio_of(crate_p50, raw_p50)),
+    ));
+
+    // 2 and 3: throughput at 1, 64 and 256 tasks.
+    for n in [1, 64, 256] {
+        let raw_ops = best_ops(&rt, n, {
+            let raw = raw.clone();
+            move |i| {
+                let raw = raw.clone();
+                async move {
+                    black_box(raw.get(i).await);
+                }
+            }
+        });
+        let macro_ops = best_ops(&rt, n, {
+            let ids = Arc::clone(&ids);
+            move |i| {
+                let ids = Arc::clone(&ids);
+                async move {
+                    black_box(support::order(&ids[i % ORDERS]).await.expect("hit"));
+                }
+            }
+        });
+        let crate_ops = best_ops(&rt, n, {
+            let ids = Arc::clone(&ids);
+            move |i| {
+                let ids = Arc::clone(&ids);
+                async move {
+                    black_box(
+                        support::cached_crate_order(&ids[i % ORDERS])
+                            .await
+                            .expect("hit"),
+                    );
+                }
+            }
+        });
+        let figures = format!(
+            "{} (raw `GET` {}, `cached` crate {})",
+            ops(macro_ops),
+            ops(raw_ops),
+            ops(crate_ops)
+        );
+        let of_raw = format!("{:.2}× raw", macro_ops / raw_ops);
+        if n == 256 {
+            rows.push(Row::new(
+                "Hit throughput, 256 tasks, one `Cache`: `#[cached_action]`",
+                figures,
+                of_raw,
+                "≥ 150,000 hits/s",
+                macro_ops >= 150_000.0,
+            ));
+        } else {
+            rows.push(Row::info(
+                &format!("Hit throughput, {n} task(s), one `Cache`: `#[cached_action]`"),
+                figures,
+                of_raw,
+            ));
+        }
+    }
+
+    // 4: in-process figures.
+    let keys: Vec<_> = ids.iter().map(|id| support::engine_key(id)).collect();
+    let policy = support::policy();
+    let memory = support::memory_cache();
+    let (memory_engine, memory_macro, near, redis_engine) = rt.block_on(async {
+        for (key, id) in keys.iter().zip(ids.iter()) {
+            memory
+                .put(key, &policy, &support::backend_order(id))
+                .await
+                .expect("put");
+        }
+        let engine = local_p50(|i| {
+            let (key, policy) = (&keys[i % ORDERS], &policy);
+            async move {
+                let v: support::Order = memory
+                    .get_or_load(key, policy, || async {
+                        Err::<support::Order, _>("a hit never loads".to_string())
+                    })
+                    .await
+                    .expect("hit");
+                black_box(v);
+            }
+        })
+        .await;
+        let through_macro = local_p50(|i| {
+            let id = &ids[i % ORDERS];
+            async move {
+                black_box(support::order_memory(id).await.expect("hit"));
+            }
+        })
+        .await;
+        let near = local_p50(|i| {
+            let id = &ids[i % ORDERS];
+            async move {
+                black_box(support::order_near(id).await.expect("hit"));
+            }
+        })
+        .await;
+        (engine, through_macro, near, macro_p50)
+    });
+    rows.push(Row::new(
+        "Memory-store hit, p50: `Cache::get_or_load` (key prebuilt)",
+        us(memory_engine),
+        String::new(),
+        "≤ 1 µs",
+        memory_engine <= Duration::from_micros(1),
+    ));
+    rows.push(Row::new(
+        "Memory-store hit, p50: `#[cached_action]` (builds the key)",
+        us(memory_macro),
+        String::new(),
+        "≤ 1 µs",
+        memory_macro <= Duration::from_micros(1),
+    ));
+    let key_build = {
+        let mut samples = Vec::with_capacity(LOCAL_CALLS);
+        for _ in 0..LOCAL_CALLS {
+            let t = Instant::now();
+            black_box(memory.full_key(&support::typical_key()));
+            samples.push(t.elapsed());
+        }
+        p50(samples)
+    };
+    rows.push(Row::info(
+        "Key building, p50: 3 strings, a number, a 2-entry map",
+        us(key_build),
+        String::new(),
+    ));
+    let faster = ratio_of(redis_engine, near);
+    rows.push(Row::new(
+        "Near-cache hit vs Redis hit, p50 (`#[cached_action]`)",
+        format!("{} vs {}", us(near), us(redis_engine)),
+        format!("{faster:.1}× faster"),
+        "> 10× faster",
+        faster > 10.0,
+    ));
+
+    // 5: stampedes, counted.
+    let one = support::processes(&server.url(), 1);
+    let four = support::processes(&server.url(), 4);
+    for (case, label, caches, callers) in [
+        (0, "Stampede: 10,000 callers, one process", &one, 10_000),
+        (1, "Stampede: 4 `Cache` values × 2,500 callers", &four, 2_500),
+    ] {
+        let (most, total) = rt.block_on(async {
+            for cache in caches.iter() {
+                cache.ping().await.expect("ping");
+            }
+            let (mut most, mut total) = (0, 0);
+            for round in 0..STAMPEDES {
+                // A new cold key for every stampede.
+                let calls = support::stampede(caches, callers, case * STAMPEDES + round).await;
+                most = most.max(calls);
+                total += calls;
+            }
+            (most, total)
+        });
+        let errors: u64 = caches.iter().map(|c| c.stats().store_errors).sum();
+        rows.push(Row::new(
+            label,
+            format!("max {most} loader call(s) per stampede ({total} in {STAMPEDES} stampedes; {errors} store errors)"),
+            String::new(),
+            "1",
+            most == 1,
+        ));
+    }
+
+    let fail_open = support::redis_cache().stats().store_errors;
+    print_report(&rows, &load_before, fail_open, started.elapsed());
+}
+
+/// One line of the table.
+struct Row {
+    figure: String,
+    measured: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+}
+
+impl Row {
+    fn new(figure: &str, measured: String, ratio: String, target: &str, met: bool) -> Row {
+        Row {
+            figure: figure.into(),
+            measured,
+            ratio,
+            target: target.into(),
+            met: Some(met),
+        }
+    }
+
+    fn info(figure: &str, measured: String, ratio: String) -> Row {
+        Row {
+            figure: figure.into(),
+            measured,
+            ratio,
+            target: "—".into(),
+            met: None,
+        }
+    }
+}
+
+fn print_report(rows: &[Row], load_before: &str, fail_open: u64, took: Duration) {
+    println!("| Figure | Measured | Ratio | Target | Met? |");
+    println!("|---|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        println!(
+            "| {} | {} | {} | {} | {met} |",
+            r.figure, r.measured, r.ratio, r.target
+        );
+    }
+    println!();
+    println!("Machine: {}", machine());
+    println!(
+        "Load average before the run: {}; Redis hits that failed open during the run: {fail_open}; run took {:.0} s.",
+        load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        took.as_secs_f64()
+    );
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let redis = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .and_then(|v| {
+            v.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{cores} cores ({cpu}), Linux {kernel}, redis-server {redis}, tokio multi-thread runtime with 2 workers"
+    )
+}
+
+/// Median of per-call timings of `op(i)` run in the calling task, after as many untimed calls.
+async fn local_p50<F, Fut>(op: F) -> Duration
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for i in 0..LOCAL_CALLS {
+        op(i).await;
+    }
+    let mut samples = Vec::with_capacity(LOCAL_CALLS);
+    for i in 0..LOCAL_CALLS {
+        let t = Instant::now();
+        op(i).await;
+        samples.push(t.elapsed());
+    }
+    p50(samples)
+}
+
+/// The best of [`RUNS`] runs of [`BATCH`] operations over `tasks` tasks, in operations per second.
+fn best_ops<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, op: F) -> f64
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    // At one task a run takes about a second; fewer calls keep the report short.
+    let batch = if tasks == 1 { BATCH / 4 } else { BATCH };
+    (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            rt.block_on(support::spread(tasks, batch, op.clone()));
+            batch as f64 / t.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+fn p50(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn ratio_of(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ops(per_second: f64) -> String {
+    let n = per_second.round() as u64;
+    let (thousands, rest) = (n / 1000, n % 1000);
+    if thousands == 0 {
+        format!("{rest} hits/s")
+    } else {
+        format!("{thousands},{rest:03} hits/s")
+    }
+}
