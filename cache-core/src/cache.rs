@@ -568,9 +568,20 @@ impl Shared {
 
     /// Reads and decodes an entry; anything unusable is `None` (and counted).
     pub(crate) async fn read<T: DeserializeOwned>(&self, full: &str) -> Option<Found<T>> {
+        self.read_reporting(full, true).await
+    }
+
+    /// Reads like [`Shared::read`]; with `report` false an unusable entry is not counted or
+    /// logged again (the call already did so on its first read).
+    async fn read_reporting<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        report: bool,
+    ) -> Option<Found<T>> {
         let bytes = match self.store_op("get", self.store.get(full)).await {
             Ok(Some(b)) => b,
             Ok(None) => return None,
+            Err(StoreError::WrongType { .. }) if !report => return None,
             Err(StoreError::WrongType { .. }) => {
                 Counters::incr(&self.counters.corrupt_entries);
                 tracing::warn!(key = %full, "key holds a non-string value; treating as a miss");
@@ -580,6 +591,7 @@ impl Shared {
         };
         match entry::decode::<T>(&bytes) {
             Ok((value, meta)) => Some(Found { value, meta, bytes }),
+            Err(_) if !report => None,
             Err(e) => {
                 Counters::incr(&self.counters.corrupt_entries);
                 match e {
@@ -758,6 +770,11 @@ impl Shared {
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<T, E>>,
     {
+        // A caller waits on other callers' loads for at most twice the lock wait in all: long
+        // enough to outlast a leader that first waited out another process's lock, short
+        // enough to bound a hung loader. Past it, the caller loads itself.
+        let deadline = tokio::time::Instant::now() + self.lock_wait * 2;
+        let mut counted = false;
         loop {
             match self.flights.join(full) {
                 Role::Leader(guard) => {
@@ -778,16 +795,23 @@ impl Shared {
                     };
                 }
                 Role::Waiter(slot) => {
-                    Counters::incr(&self.counters.coalesced_waits);
+                    if !counted {
+                        Counters::incr(&self.counters.coalesced_waits);
+                        counted = true;
+                    }
                     let joined = slot.clone();
-                    let outcome = match tokio::time::timeout(self.lock_wait, flight::wait(slot))
-                        .await
-                    {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let patience = self.lock_wait.min(left);
+                    let outcome = match tokio::time::timeout(patience, flight::wait(slot)).await {
                         Ok(o) => o,
                         Err(_) => {
-                            tracing::warn!(key = %full, wait = ?self.lock_wait, "coalesced load is taking too long; loading directly");
-                            // Later misses must not wait out the same stuck leader again.
+                            // Drop the stuck flight so that one waiter leads a new load and the
+                            // others wait on it, rather than every waiter loading at once.
                             self.flights.abandon(full, &joined);
+                            if tokio::time::Instant::now() < deadline {
+                                continue;
+                            }
+                            tracing::warn!(key = %full, wait = ?(self.lock_wait * 2), "coalesced load is taking too long; loading directly");
                             return self
                                 .load_and_store(full, key, policy, load)
                                 .await
@@ -855,19 +879,10 @@ impl Shared {
             while matches!(attempt, Ok(false)) && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
-                if let Some(v) = self.read_usable::<T>(full).await {
+                if let Some(v) = self.read_fresh::<T>(full).await {
                     return Ok(v);
                 }
                 attempt = lock(self).await;
-                if matches!(attempt, Ok(true)) {
-                    // Double-check: the holder may have stored its value just before releasing.
-                    if let Some(v) = self.read_usable::<T>(full).await {
-                        let _ = self
-                            .store_op("unlock", self.store.unlock(&lock_key, &token))
-                            .await;
-                        return Ok(v);
-                    }
-                }
             }
             if matches!(attempt, Ok(false)) {
                 tracing::warn!(key = %full, wait = ?self.lock_wait, "another process holds the load lock too long; loading directly");
@@ -876,10 +891,20 @@ impl Shared {
         let held = matches!(attempt, Ok(true));
         let uncertain = matches!(attempt, Err(StoreError::Timeout { .. }));
         let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key.clone(), token.clone()));
-        let result = self.load_and_store(full, key, policy, load).await;
         if let Some(guard) = guard {
+            // Double-check under the lock: another caller, here or in another process, may have
+            // stored the value after our read and released the lock before we asked for it.
+            // One GET per genuine miss buys "one loader call per stampede".
+            if let Some(v) = self.read_fresh::<T>(full).await {
+                guard.release().await;
+                return Ok(v);
+            }
+            let result = self.load_and_store(full, key, policy, load).await;
             guard.release().await;
-        } else if uncertain {
+            return result;
+        }
+        let result = self.load_and_store(full, key, policy, load).await;
+        if uncertain {
             self.release_in_background(lock_key, token);
         }
         result
@@ -898,10 +923,12 @@ impl Shared {
         });
     }
 
-    async fn read_usable<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {
-        let found = self.read::<T>(full).await?;
+    /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
+    /// count: it is what an inline refresh is replacing.
+    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {
+        let found = self.read_reporting::<T>(full, false).await?;
         let age = self.clock.now_ms().saturating_sub(found.meta.at);
-        (age < found.meta.stale).then(|| (found.value, Some(Arc::from(found.bytes))))
+        (age < found.meta.fresh).then(|| (found.value, Some(Arc::from(found.bytes))))
     }
 }
 

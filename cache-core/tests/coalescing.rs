@@ -1,9 +1,11 @@
 //! Miss coalescing in one process and across processes, and what happens when the shared load
 //! fails, panics, is abandoned or never returns. Real Redis throughout.
 
+use action_cache_core::store::{RedisStore, Store};
 use action_cache_core::testing::{eventually, RedisServer};
-use action_cache_core::{Cache, CacheKey, LoadError, Policy};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use action_cache_core::{Cache, CacheKey, LoadError, Policy, StoreError};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -301,7 +303,163 @@ async fn a_loader_that_never_returns_holds_waiters_only_for_the_coalescing_wait(
     let (same, other) = tokio::time::timeout(DEADLINE, async { tokio::join!(same, other) })
         .await
         .expect("waiters are bounded");
-    assert_eq!(same.unwrap(), "same process");
-    // The other process either loaded itself or picked up the value the first waiter stored.
-    assert!(["same process", "other process"].contains(&other.unwrap().as_str()));
+    // Each either loaded itself or picked up the value the other stored: never hung.
+    for v in [same.unwrap(), other.unwrap()] {
+        assert!(
+            ["same process", "other process"].contains(&v.as_str()),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_outlasting_the_lock_wait_do_not_all_load() {
+    // Process A holds the load lock with a slow load (1 s). Process B's leader waits out
+    // `lock_wait` (300 ms) and then loads itself (200 ms); B's 49 waiters run out of patience
+    // meanwhile. They must hand the wait on to one new leader, not each call the loader.
+    let server = RedisServer::start();
+    let build = || {
+        Cache::builder()
+            .redis_url(server.url())
+            .op_timeout(LOADED)
+            .lock_wait(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let k = key("outlasting");
+    let (a_loads, b_loads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let slow_a = {
+        let (a, k, loads) = (a.clone(), k.clone(), Arc::clone(&a_loads));
+        tokio::spawn(async move {
+            a.get_or_load(&k, &policy(), move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, String>("from A".to_string())
+            })
+            .await
+        })
+    };
+    eventually("A holds the lock", DEADLINE, || {
+        a_loads.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (b, k, loads) = (b.clone(), k.clone(), Arc::clone(&b_loads));
+        tasks.push(tokio::spawn(async move {
+            b.get_or_load(&k, &policy(), move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, String>("from B".to_string())
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        let v = t.await.unwrap().unwrap();
+        assert!(v == "from A" || v == "from B", "{v}");
+    }
+    assert_eq!(slow_a.await.unwrap().unwrap(), "from A");
+    let b_loads = b_loads.load(Ordering::SeqCst);
+    assert!(
+        b_loads <= 2,
+        "B's waiters each loaded: {b_loads} loader calls"
+    );
+}
+
+/// The real Redis store, except that its first read answers "absent": a read that reached Redis
+/// just before another process's write.
+#[derive(Debug)]
+struct FirstReadRacesTheWrite {
+    redis: RedisStore,
+    raced: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FirstReadRacesTheWrite {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.redis.get(key).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<(), StoreError> {
+        self.redis.set(key, value, ttl, tags).await
+    }
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<bool, StoreError> {
+        self.redis.replace_if(key, expected, value, ttl, tags).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.redis.delete(key).await
+    }
+    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.redis.try_lock(key, token, ttl).await
+    }
+    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        self.redis.unlock(key, token).await
+    }
+    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
+        self.redis.delete_tagged(tag_key).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.redis.delete_prefix(prefix).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_whose_read_raced_the_leaders_write_does_not_load_again() {
+    // Process A loads and stores the value and releases its lock. Process B's read had reached
+    // Redis just before A's write (injected: B's first read answers "absent"), so B misses and
+    // finds the lock free. The double-check under the lock must find A's value: one loader call.
+    let server = RedisServer::start();
+    let a = Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
+    let racing = FirstReadRacesTheWrite {
+        redis: RedisStore::open(&server.url()).unwrap(),
+        raced: AtomicBool::new(false),
+    };
+    let b = Cache::builder()
+        .store(Arc::new(racing))
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
+    let k = key("raced-write");
+    let loads = Arc::new(AtomicUsize::new(0));
+    for cache in [&a, &b] {
+        let loads = Arc::clone(&loads);
+        let v = cache
+            .get_or_load(&k, &policy(), move || async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>("v".to_string())
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, "v");
+    }
+    assert_eq!(b.stats().misses, 1, "B's raced read was a miss");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "but B did not call the loader again"
+    );
 }
