@@ -10,7 +10,7 @@ use crate::breaker::Breaker;
 use crate::cache::{Cache, Shared};
 use crate::clock::{Clock, SystemClock};
 use crate::error::CacheError;
-use crate::flight::Flights;
+use crate::flight::{Flights, ReadFlights};
 use crate::near::Near;
 use crate::policy::Policy;
 use crate::stats::Counters;
@@ -262,6 +262,7 @@ impl CacheBuilder {
                 "a near cache needs a Redis store (the memory store is already in-process)",
             );
         }
+        let remote = !matches!(self.backend, Backend::Memory { .. });
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
@@ -311,6 +312,7 @@ impl CacheBuilder {
             flights: Arc::new(Flights::default()),
             refreshing: Mutex::new(HashSet::new()),
             near,
+            reads: remote.then(ReadFlights::default),
         }))
     }
 }

@@ -18,7 +18,7 @@ use crate::builder::CacheBuilder;
 use crate::clock::Clock;
 use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
-use crate::flight::{self, Flights, Outcome, Role};
+use crate::flight::{self, Flights, Outcome, ReadFlights, ReadRole, Role};
 use crate::key::CacheKey;
 use crate::near::{Event, Near};
 use crate::policy::{Policy, RefreshMode};
@@ -88,6 +88,9 @@ pub(crate) struct Shared {
     pub(crate) refreshing: Mutex<HashSet<String>>,
     /// The optional in-process tier.
     pub(crate) near: Option<Near>,
+    /// Shared in-flight reads; `None` for the in-process store, where sharing costs more than
+    /// it saves.
+    pub(crate) reads: Option<ReadFlights>,
 }
 
 impl fmt::Debug for Cache {
@@ -106,7 +109,7 @@ impl fmt::Debug for Cache {
 pub(crate) struct Found<T> {
     pub(crate) value: T,
     pub(crate) meta: Meta,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) bytes: Arc<[u8]>,
 }
 
 impl Cache {
@@ -438,6 +441,7 @@ impl Cache {
         self.start_near_subscriber();
         if let Some(bytes) = near.get(full).await {
             if let Ok((value, meta)) = entry::decode::<T>(&bytes) {
+                let bytes = Arc::from(bytes);
                 return (Some(Found { value, meta, bytes }), true, 0);
             }
         }
@@ -578,7 +582,7 @@ impl Shared {
         full: &str,
         report: bool,
     ) -> Option<Found<T>> {
-        let bytes = match self.store_op("get", self.store.get(full)).await {
+        let bytes = match self.get(full).await {
             Ok(Some(b)) => b,
             Ok(None) => return None,
             Err(StoreError::WrongType { .. }) if !report => return None,
@@ -605,6 +609,46 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// One store `GET`, shared with concurrent readers of the same key when the store is
+    /// remote. A follower waits for the shared read at most the operation timeout, and reads
+    /// itself if the reading caller went away.
+    async fn get(&self, full: &str) -> Result<Option<Arc<[u8]>>, StoreError> {
+        let Some(reads) = &self.reads else {
+            return self.own_read(full).await;
+        };
+        match reads.join(full) {
+            ReadRole::Reader(guard) => {
+                let result = self.own_read(full).await;
+                guard.publish(&result);
+                result
+            }
+            ReadRole::Follower(mut rx) => {
+                let waited = tokio::time::timeout(self.op_timeout, rx.wait_for(Option::is_some));
+                // Owned before any await: the channel's read guard must not be held across one.
+                let shared = match waited.await {
+                    Ok(Ok(shared)) => shared.clone(),
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        return Err(StoreError::Timeout {
+                            op: "get",
+                            timeout: self.op_timeout,
+                        })
+                    }
+                };
+                match shared {
+                    Some(result) => result,
+                    // The reading caller went away before it read: read for ourselves.
+                    None => self.own_read(full).await,
+                }
+            }
+        }
+    }
+
+    async fn own_read(&self, full: &str) -> Result<Option<Arc<[u8]>>, StoreError> {
+        let got = self.store_op("get", self.store.get(full)).await;
+        got.map(|bytes| bytes.map(Arc::from))
     }
 
     /// Encodes a value with windows drawn from `policy`, whatever its size.
@@ -928,7 +972,7 @@ impl Shared {
     async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {
         let found = self.read_reporting::<T>(full, false).await?;
         let age = self.clock.now_ms().saturating_sub(found.meta.at);
-        (age < found.meta.fresh).then(|| (found.value, Some(Arc::from(found.bytes))))
+        (age < found.meta.fresh).then_some((found.value, Some(found.bytes)))
     }
 }
 

@@ -174,3 +174,73 @@ mod tests {
         assert_eq!(f.len(), 0);
     }
 }
+
+/// What a shared read gives its followers: the bytes under the key, or the store's error.
+pub(crate) type ReadResult = Result<Option<Arc<[u8]>>, crate::error::StoreError>;
+
+/// In-flight store reads, so that concurrent readers of one key share one `GET` instead of
+/// queueing thousands of identical commands on the connection (which, during a stampede on a
+/// cold key, pushed reads and the load lock past the operation timeout).
+#[derive(Default)]
+pub(crate) struct ReadFlights {
+    map: Mutex<HashMap<String, watch::Receiver<Option<ReadResult>>>>,
+}
+
+impl std::fmt::Debug for ReadFlights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadFlights")
+    }
+}
+
+/// Whether this caller reads for everyone, or follows another caller's read.
+pub(crate) enum ReadRole<'a> {
+    Reader(ReadGuard<'a>),
+    Follower(watch::Receiver<Option<ReadResult>>),
+}
+
+impl ReadFlights {
+    pub(crate) fn join(&self, key: &str) -> ReadRole<'_> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(key) {
+            return ReadRole::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(key.to_string(), rx);
+        ReadRole::Reader(ReadGuard {
+            flights: self,
+            key: key.to_string(),
+            tx,
+        })
+    }
+}
+
+/// Held by the caller that reads; publishing or dropping it (e.g. the caller was cancelled)
+/// ends the shared read, and followers then read for themselves.
+pub(crate) struct ReadGuard<'a> {
+    flights: &'a ReadFlights,
+    key: String,
+    tx: watch::Sender<Option<ReadResult>>,
+}
+
+impl ReadGuard<'_> {
+    pub(crate) fn publish(self, result: &ReadResult) {
+        // Leave first: a caller arriving after the publish must read afresh, not reuse it.
+        self.flights.leave(&self.key);
+        self.tx.send_replace(Some(result.clone()));
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.flights.leave(&self.key);
+    }
+}
+
+impl ReadFlights {
+    fn leave(&self, key: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 /// Thousands of concurrent commands on a loaded 2-core machine can exceed the 50 ms default,
@@ -368,18 +369,34 @@ async fn waiters_outlasting_the_lock_wait_do_not_all_load() {
     );
 }
 
-/// The real Redis store, except that its first read answers "absent": a read that reached Redis
-/// just before another process's write.
+/// The real Redis store with two injections: its first read can answer "absent" (a read that
+/// reached Redis just before another process's write), and reads can be held at a gate. It
+/// counts the reads that reach it.
 #[derive(Debug)]
-struct FirstReadRacesTheWrite {
+struct Injected {
     redis: RedisStore,
-    raced: AtomicBool,
+    first_read_absent: AtomicBool,
+    gate: Semaphore,
+    gets: AtomicUsize,
+}
+
+impl Injected {
+    fn new(server: &RedisServer, first_read_absent: bool, gate_open: bool) -> Injected {
+        Injected {
+            redis: RedisStore::open(&server.url()).unwrap(),
+            first_read_absent: AtomicBool::new(first_read_absent),
+            gate: Semaphore::new(if gate_open { Semaphore::MAX_PERMITS } else { 0 }),
+            gets: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[async_trait]
-impl Store for FirstReadRacesTheWrite {
+impl Store for Injected {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if !self.raced.swap(true, Ordering::SeqCst) {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let _pass = self.gate.acquire().await.expect("gate open");
+        if self.first_read_absent.swap(false, Ordering::SeqCst) {
             return Ok(None);
         }
         self.redis.get(key).await
@@ -434,10 +451,7 @@ async fn a_miss_whose_read_raced_the_leaders_write_does_not_load_again() {
         .op_timeout(LOADED)
         .build()
         .unwrap();
-    let racing = FirstReadRacesTheWrite {
-        redis: RedisStore::open(&server.url()).unwrap(),
-        raced: AtomicBool::new(false),
-    };
+    let racing = Injected::new(&server, true, true);
     let b = Cache::builder()
         .store(Arc::new(racing))
         .op_timeout(LOADED)
@@ -462,4 +476,48 @@ async fn a_miss_whose_read_raced_the_leaders_write_does_not_load_again() {
         1,
         "but B did not call the loader again"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_readers_of_one_key_share_one_get() {
+    // 100 callers read one cached key while the first read is held at the gate. On this
+    // single-threaded runtime each spawned caller runs up to its first wait before the next
+    // starts, so all 100 are reading before the gate opens: they must share that one GET
+    // rather than queue 100 identical commands on the connection.
+    let server = RedisServer::start();
+    let store = Arc::new(Injected::new(&server, false, false));
+    let cache = Cache::builder()
+        .store(Arc::clone(&store) as Arc<dyn Store>)
+        .op_timeout(LOADED)
+        .build()
+        .unwrap();
+    let k = key("shared-read");
+    cache.put(&k, &policy(), "v").await.unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (cache, k, started) = (cache.clone(), k.clone(), Arc::clone(&started));
+        tasks.push(tokio::spawn(async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            cache
+                .get_or_load(&k, &policy(), || async {
+                    Ok::<String, String>("unused".into())
+                })
+                .await
+        }));
+    }
+    while started.load(Ordering::SeqCst) < 100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        store.gets.load(Ordering::SeqCst),
+        1,
+        "one read reached the store"
+    );
+    store.gate.add_permits(Semaphore::MAX_PERMITS);
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "v");
+    }
+    assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().fresh_hits, 100);
 }
