@@ -959,9 +959,14 @@ impl Shared {
     /// `lock_wait`. The unlock is queued behind it on the same connection (a no-op if the lock
     /// never landed); it runs in the background, past the breaker and the operation timeout
     /// (which protect callers, not this clean-up), bounded by the lock's own TTL.
+    /// Also used by a lock guard dropped mid-load; outside a runtime (a cache dropped after its
+    /// runtime) there is nothing to run it on, and the lock expires at its TTL.
     pub(crate) fn release_in_background(self: &Arc<Self>, lock_key: String, token: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let shared = Arc::clone(self);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let unlock = shared.store.unlock(&lock_key, &token);
             let _ = tokio::time::timeout(shared.lock_ttl, unlock).await;
         });
@@ -1007,14 +1012,7 @@ impl Drop for LockGuard {
         let Some((key, token)) = self.held.take() else {
             return;
         };
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let shared = Arc::clone(&self.shared);
-            handle.spawn(async move {
-                let _ = shared
-                    .store_op("unlock", shared.store.unlock(&key, &token))
-                    .await;
-            });
-        }
+        self.shared.release_in_background(key, token);
     }
 }
 
