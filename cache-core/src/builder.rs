@@ -172,8 +172,10 @@ impl CacheBuilder {
         self
     }
 
-    /// How long a miss waits for another caller's load before loading itself (default: the lock
-    /// TTL).
+    /// How long a miss waits on another caller's load (default: the lock TTL). In another
+    /// process: then it loads itself. In this process: then the stuck load is handed to one of
+    /// its waiters, and a waiter loads itself only after `lock_wait + lock_ttl` in all, so a
+    /// slow or hung load costs one more backend call, not one per waiter.
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = Some(wait);
         self

@@ -109,7 +109,7 @@ impl fmt::Debug for Cache {
 pub(crate) struct Found<T> {
     pub(crate) value: T,
     pub(crate) meta: Meta,
-    pub(crate) bytes: Arc<[u8]>,
+    pub(crate) bytes: Arc<Vec<u8>>,
 }
 
 impl Cache {
@@ -441,7 +441,7 @@ impl Cache {
         self.start_near_subscriber();
         if let Some(bytes) = near.get(full).await {
             if let Ok((value, meta)) = entry::decode::<T>(&bytes) {
-                let bytes = Arc::from(bytes);
+                let bytes = Arc::new(bytes);
                 return (Some(Found { value, meta, bytes }), true, 0);
             }
         }
@@ -614,7 +614,7 @@ impl Shared {
     /// One store `GET`, shared with concurrent readers of the same key when the store is
     /// remote. A follower waits for the shared read at most the operation timeout, and reads
     /// itself if the reading caller went away.
-    async fn get(&self, full: &str) -> Result<Option<Arc<[u8]>>, StoreError> {
+    async fn get(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         let Some(reads) = &self.reads else {
             return self.own_read(full).await;
         };
@@ -646,9 +646,9 @@ impl Shared {
         }
     }
 
-    async fn own_read(&self, full: &str) -> Result<Option<Arc<[u8]>>, StoreError> {
+    async fn own_read(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         let got = self.store_op("get", self.store.get(full)).await;
-        got.map(|bytes| bytes.map(Arc::from))
+        got.map(|bytes| bytes.map(Arc::new))
     }
 
     /// Encodes a value with windows drawn from `policy`, whatever its size.
@@ -753,7 +753,7 @@ impl Shared {
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<(T, Option<Arc<[u8]>>), E>
+    ) -> Result<(T, Option<Arc<Vec<u8>>>), E>
     where
         T: Serialize,
         E: fmt::Debug,
@@ -784,7 +784,7 @@ impl Shared {
             // would otherwise run the loader one after another.
             Counters::incr(&self.counters.unstorable_values);
             tracing::warn!(key = %full, error = %e, "value not cached");
-            return Ok((value, Some(Arc::from(bytes))));
+            return Ok((value, Some(Arc::new(bytes))));
         }
         let ttl = Duration::from_millis(self.ttl_of(&bytes));
         // A failed write was counted and logged by `store_op`; the caller still gets its value.
@@ -796,7 +796,7 @@ impl Shared {
         {
             self.written(full, &bytes, &tag_keys).await;
         }
-        Ok((value, Some(Arc::from(bytes))))
+        Ok((value, Some(Arc::new(bytes))))
     }
 
     /// The miss path with coalescing: in-process flights, then the cross-process lock.
@@ -814,10 +814,12 @@ impl Shared {
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<T, E>>,
     {
-        // A caller waits on other callers' loads for at most twice the lock wait in all: long
-        // enough to outlast a leader that first waited out another process's lock, short
-        // enough to bound a hung loader. Past it, the caller loads itself.
-        let deadline = tokio::time::Instant::now() + self.lock_wait * 2;
+        // A caller waits on other callers' loads for at most what a leader may legitimately
+        // take: its wait on another process's lock plus one load (whose expected bound is the
+        // lock's TTL). Every `lock_wait` of that, a stuck flight is handed to a new leader. Past
+        // it, the caller loads itself, which bounds a hung loader.
+        let patience_in_all = self.lock_wait + self.lock_ttl;
+        let deadline = tokio::time::Instant::now() + patience_in_all;
         let mut counted = false;
         loop {
             match self.flights.join(full) {
@@ -855,7 +857,7 @@ impl Shared {
                             if tokio::time::Instant::now() < deadline {
                                 continue;
                             }
-                            tracing::warn!(key = %full, wait = ?(self.lock_wait * 2), "coalesced load is taking too long; loading directly");
+                            tracing::warn!(key = %full, wait = ?patience_in_all, "coalesced load is taking too long; loading directly");
                             return self
                                 .load_and_store(full, key, policy, load)
                                 .await
@@ -893,7 +895,7 @@ impl Shared {
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<(T, Option<Arc<[u8]>>), E>
+    ) -> Result<(T, Option<Arc<Vec<u8>>>), E>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Debug,
@@ -974,7 +976,10 @@ impl Shared {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<(T, Option<Arc<[u8]>>)> {
+    async fn read_fresh<T: DeserializeOwned>(
+        &self,
+        full: &str,
+    ) -> Option<(T, Option<Arc<Vec<u8>>>)> {
         let found = self.read_reporting::<T>(full, false).await?;
         let age = self.clock.now_ms().saturating_sub(found.meta.at);
         (age < found.meta.fresh).then_some((found.value, Some(found.bytes)))

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub(crate) enum Outcome {
     /// The encoded entry the leader stored.
-    Value(Arc<[u8]>),
+    Value(Arc<Vec<u8>>),
     /// The leader's error, type-erased (the key's function fixes the type).
     Failed(Arc<dyn Any + Send + Sync>),
     /// The loader panicked.
@@ -136,7 +136,7 @@ mod tests {
         let Role::Waiter(w) = f.join("k") else {
             panic!("second waits")
         };
-        guard.finish(Outcome::Value(Arc::from(&b"v"[..])));
+        guard.finish(Outcome::Value(Arc::new(b"v".to_vec())));
         assert!(matches!(wait(w).await, Some(Outcome::Value(v)) if &*v == b"v"));
         assert_eq!(f.len(), 0);
         assert!(matches!(f.join("k"), Role::Leader(_)));
@@ -176,7 +176,7 @@ mod tests {
 }
 
 /// What a shared read gives its followers: the bytes under the key, or the store's error.
-pub(crate) type ReadResult = Result<Option<Arc<[u8]>>, crate::error::StoreError>;
+pub(crate) type ReadResult = Result<Option<Arc<Vec<u8>>>, crate::error::StoreError>;
 
 /// In-flight store reads, so that concurrent readers of one key share one `GET` instead of
 /// queueing thousands of identical commands on the connection (which, during a stampede on a
