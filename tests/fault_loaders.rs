@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use action_cache::testing::{eventually, RedisServer};
+use action_cache::testing::{bounded, eventually, until_coalesced, RedisServer};
 use action_cache::{cached_action, Cache, ManualClock};
 
 /// Bounds every test: a hang fails the test instead of blocking CI.
@@ -19,21 +19,6 @@ const LOADED: Duration = Duration::from_secs(2);
 
 fn count(c: &AtomicUsize) -> usize {
     c.load(Ordering::SeqCst)
-}
-
-/// Waits (bounded) until `cache` counts `n` coalesced waiters.
-async fn until_waiting(cache: &Cache, n: u64) {
-    eventually(&format!("{n} coalesced waiters"), DEADLINE, || {
-        cache.stats().coalesced_waits >= n
-    })
-    .await;
-}
-
-/// Runs `f` under the test deadline, with a message naming what hung.
-async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for more than {DEADLINE:?}"))
 }
 
 /// Injects: a body that panics on the first miss of a key while 15 other callers wait on that
@@ -52,7 +37,7 @@ async fn a_panicking_body_panics_every_coalesced_caller_and_frees_the_key() {
     async fn boom(id: u32) -> Result<String, String> {
         if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
             // Hold the load until every other caller waits on it, then blow up.
-            until_waiting(CACHE.get().unwrap(), 15).await;
+            until_coalesced(CACHE.get().unwrap(), 15, DEADLINE).await;
             panic!("backend client bug");
         }
         Ok(format!("value-{id}"))
@@ -90,7 +75,7 @@ async fn a_panicking_body_panics_every_coalesced_caller_and_frees_the_key() {
     let callers: Vec<_> = (0..16).map(|_| tokio::spawn(boom(1))).collect();
     let mut panicked = 0;
     for c in callers {
-        match bounded("a caller of the panicking load", c).await {
+        match bounded("a caller of the panicking load", DEADLINE, c).await {
             Err(e) if e.is_panic() => panicked += 1,
             other => panic!("expected a panic, got {other:?}"),
         }
@@ -103,7 +88,7 @@ async fn a_panicking_body_panics_every_coalesced_caller_and_frees_the_key() {
     );
 
     for l in load {
-        bounded("the background load", l).await.unwrap();
+        bounded("the background load", DEADLINE, l).await.unwrap();
     }
     assert_eq!(
         count(&OTHER_CALLS),
@@ -119,7 +104,10 @@ async fn a_panicking_body_panics_every_coalesced_caller_and_frees_the_key() {
     .await;
 
     let started = Instant::now();
-    assert_eq!(bounded("the next call", boom(1)).await.unwrap(), "value-1");
+    assert_eq!(
+        bounded("the next call", DEADLINE, boom(1)).await.unwrap(),
+        "value-1"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the next call did not wait out the 5 s lock TTL: {:?}",
@@ -145,7 +133,7 @@ async fn a_panicking_plain_body_panics_its_waiters() {
     #[cached_action(fresh = 60, cache = CACHE.get().unwrap())]
     async fn plain(id: u32) -> String {
         if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
-            until_waiting(CACHE.get().unwrap(), 5).await;
+            until_coalesced(CACHE.get().unwrap(), 5, DEADLINE).await;
             panic!("plain body bug");
         }
         format!("plain-{id}")
@@ -161,7 +149,7 @@ async fn a_panicking_plain_body_panics_its_waiters() {
     });
     let callers: Vec<_> = (0..6).map(|_| tokio::spawn(plain(3))).collect();
     for c in callers {
-        let r = bounded("a caller of the panicking plain load", c).await;
+        let r = bounded("a caller of the panicking plain load", DEADLINE, c).await;
         assert!(r.unwrap_err().is_panic());
     }
     assert_eq!(plain(3).await, "plain-3");
@@ -264,7 +252,9 @@ async fn a_body_that_never_returns_holds_waiters_only_for_the_coalescing_wait() 
         .collect();
     let mut worst = Duration::ZERO;
     for w in waiters {
-        let (v, took) = bounded("a waiter of a stuck load", w).await.unwrap();
+        let (v, took) = bounded("a waiter of a stuck load", DEADLINE, w)
+            .await
+            .unwrap();
         assert_eq!(v.unwrap(), "value-5");
         worst = worst.max(took);
     }
@@ -282,7 +272,10 @@ async fn a_body_that_never_returns_holds_waiters_only_for_the_coalescing_wait() 
     // Later callers are answered from the store, not held by the stuck leader.
     let calls = count(&CALLS);
     let started = Instant::now();
-    assert_eq!(bounded("a later call", stuck(5)).await.unwrap(), "value-5");
+    assert_eq!(
+        bounded("a later call", DEADLINE, stuck(5)).await.unwrap(),
+        "value-5"
+    );
     assert!(
         started.elapsed() < WAIT,
         "a later call waited on the stuck load: {:?}",
@@ -305,7 +298,7 @@ async fn a_body_that_never_returns_holds_waiters_only_for_the_coalescing_wait() 
     assert!(stuck_invalidate(5).await.unwrap());
     let started = Instant::now();
     assert_eq!(
-        bounded("a miss after invalidation", stuck(5))
+        bounded("a miss after invalidation", DEADLINE, stuck(5))
             .await
             .unwrap(),
         "value-5"

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use action_cache::testing::RedisServer;
+use action_cache::testing::{bounded, RedisServer};
 use action_cache::{cached_action, Cache, CacheError};
 
 /// Bounds every test: a hang fails the test instead of blocking CI.
@@ -33,13 +33,6 @@ fn info_stat(server: &RedisServer, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in INFO stats:\n{info}"))
 }
 
-/// Runs `f` under the test deadline, with a message naming what hung.
-async fn bounded<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} hung for more than {DEADLINE:?}"))
-}
-
 /// Writes 2,000 keys of ~10 KB each (about 20 MB) from 4 tasks, then reads them all again.
 async fn fill_and_reread<F, Fut>(call: F)
 where
@@ -58,7 +51,7 @@ where
         })
         .collect();
     for t in tasks {
-        bounded("the fill", t).await.unwrap();
+        bounded("the fill", DEADLINE, t).await.unwrap();
     }
 }
 
@@ -174,11 +167,11 @@ async fn a_five_megabyte_value_is_cached() {
             .build()
             .unwrap()
     });
-    let first = bounded("a 5 MB miss", huge(1)).await.unwrap();
+    let first = bounded("a 5 MB miss", DEADLINE, huge(1)).await.unwrap();
     assert_eq!(first.len(), 2 + (5 << 20));
     let len: usize = server.cli(&["STRLEN", &huge_key(1)]).parse().unwrap();
     assert!(len > 5 << 20, "stored whole: {len} bytes");
-    let again = bounded("a 5 MB hit", huge(1)).await.unwrap();
+    let again = bounded("a 5 MB hit", DEADLINE, huge(1)).await.unwrap();
     assert_eq!(again, first);
     assert_eq!(count(&CALLS), 1);
     assert_eq!(cache.stats().fresh_hits, 1);
@@ -207,7 +200,9 @@ async fn a_value_over_the_maximum_entry_size_is_returned_but_refused_by_the_stor
             .unwrap()
     });
     for _ in 0..2 {
-        let v = bounded("an oversized miss", huge(1)).await.unwrap();
+        let v = bounded("an oversized miss", DEADLINE, huge(1))
+            .await
+            .unwrap();
         assert_eq!(v.len(), 2 + (5 << 20));
     }
     assert_eq!(count(&CALLS), 2, "not cached, so each call loads");
@@ -261,7 +256,9 @@ async fn concurrent_callers_of_an_oversized_value_share_one_load() {
     let started = Arc::new(Instant::now());
     let callers: Vec<_> = (0..8).map(|_| tokio::spawn(huge(7))).collect();
     for c in callers {
-        let v = bounded("a caller of an oversized value", c).await.unwrap();
+        let v = bounded("a caller of an oversized value", DEADLINE, c)
+            .await
+            .unwrap();
         assert_eq!(v.unwrap().len(), 2 + (5 << 20));
     }
     assert_eq!(

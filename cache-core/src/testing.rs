@@ -332,3 +332,29 @@ pub async fn eventually(what: &str, deadline: Duration, mut condition: impl FnMu
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Runs `future` for at most `deadline`, so that a hang fails the test instead of blocking it.
+///
+/// # Panics
+///
+/// When the deadline passes first; the message names `what` hung.
+pub async fn bounded<F: std::future::Future>(
+    what: &str,
+    deadline: Duration,
+    future: F,
+) -> F::Output {
+    tokio::time::timeout(deadline, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for more than {deadline:?}"))
+}
+
+/// Waits (polling, at most `deadline`) until `cache` counts `n` coalesced waiters, e.g. to hold
+/// a load until every other caller is waiting on it.
+///
+/// # Panics
+///
+/// When fewer than `n` callers are waiting by the deadline.
+pub async fn until_coalesced(cache: &crate::Cache, n: u64, deadline: Duration) {
+    let what = format!("{n} coalesced waiters");
+    eventually(&what, deadline, || cache.stats().coalesced_waits >= n).await;
+}

@@ -2,7 +2,7 @@
 //! fails, panics, is abandoned or never returns. Real Redis throughout.
 
 use action_cache_core::store::{RedisStore, Store};
-use action_cache_core::testing::{eventually, RedisServer};
+use action_cache_core::testing::{eventually, until_coalesced, RedisServer};
 use action_cache_core::{Cache, CacheKey, LoadError, Policy, StoreError};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,19 +25,6 @@ fn policy() -> Policy {
     Policy::new(Duration::from_secs(60), Duration::from_secs(120)).unwrap()
 }
 
-/// Waits (polling, bounded) until `cache` counts `n` coalesced waiters.
-async fn until_waiting(cache: &Cache, n: u64) {
-    let end = tokio::time::Instant::now() + DEADLINE;
-    while cache.stats().coalesced_waits < n {
-        assert!(
-            tokio::time::Instant::now() < end,
-            "only {} waiters joined",
-            cache.stats().coalesced_waits
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_misses_make_one_loader_call() {
     let server = RedisServer::start();
@@ -57,7 +44,7 @@ async fn a_thousand_concurrent_misses_make_one_loader_call() {
                 .get_or_load(&k, &policy(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     // Hold the load until every other caller is waiting on it.
-                    until_waiting(&watcher, 999).await;
+                    until_coalesced(&watcher, 999, DEADLINE).await;
                     Ok::<_, String>("loaded".to_string())
                 })
                 .await
@@ -95,8 +82,8 @@ async fn two_caches_on_one_redis_make_one_loader_call() {
             cache
                 .get_or_load(&k, &policy(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    until_waiting(&a, 199).await;
-                    until_waiting(&b, 199).await;
+                    until_coalesced(&a, 199, DEADLINE).await;
+                    until_coalesced(&b, 199, DEADLINE).await;
                     Ok::<_, String>("loaded".to_string())
                 })
                 .await
@@ -131,7 +118,7 @@ async fn a_loader_error_reaches_every_waiter_and_is_not_cached() {
             cache
                 .get_or_load(&k, &policy(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    until_waiting(&watcher, 9).await;
+                    until_coalesced(&watcher, 9, DEADLINE).await;
                     Err::<String, _>("crm said 503".to_string())
                 })
                 .await
@@ -193,7 +180,7 @@ async fn waiters_are_answered_when_the_first_callers_future_is_dropped() {
                 .await
         }));
     }
-    until_waiting(&cache, 10).await;
+    until_coalesced(&cache, 10, DEADLINE).await;
     leader.abort(); // the client went away mid-load
     for w in waiters {
         assert_eq!(w.await.unwrap().unwrap(), "from a waiter");
@@ -227,7 +214,7 @@ async fn a_panicking_loader_answers_its_waiters_and_frees_the_key() {
             cache
                 .get_or_load(&k, &policy(), move || async move {
                     started.fetch_add(1, Ordering::SeqCst);
-                    until_waiting(&watcher, 5).await;
+                    until_coalesced(&watcher, 5, DEADLINE).await;
                     panic!("loader bug");
                     #[allow(unreachable_code)]
                     Ok::<String, String>(String::new())
