@@ -183,7 +183,8 @@ pub mod __private {
         unreachable!("cached_action: an inline-refresh function never spawns a background refresh")
     }
 
-    /// `get_or_load_with`, with bounds that explain themselves.
+    /// `get_or_load_with`, with bounds that explain themselves; a caller whose patience runs
+    /// out runs the body itself (the function cannot return `LoadError::TimedOut`).
     pub async fn load_coalesced<T, E, L, LFut, R>(
         cache: &Cache,
         key: &CacheKey,
@@ -198,7 +199,11 @@ pub mod __private {
         LFut: Future<Output = Result<T, E>>,
         R: FnOnce() -> RefreshFuture<T, E>,
     {
-        cache.get_or_load_with(key, policy, load, refresh).await
+        // Waiters decode the leader's entry; a value that cannot be stored faithfully is then
+        // loaded again by its waiters (the typed hand-over needs `T: Clone`, see `Cache`).
+        cache
+            .get_or_load_for_macro(key, policy, load, refresh, None)
+            .await
     }
 
     /// `get_or_load_uncoalesced_with`, with bounds that explain themselves.

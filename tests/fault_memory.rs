@@ -90,8 +90,10 @@ async fn tiny_maxmemory_with_eviction_keeps_values_correct() {
     assert_eq!(cache.stats().fresh_hits, before + 1);
 }
 
-/// Injects: `maxmemory 1mb` with `noeviction`: once full, Redis refuses every write (`SET`,
-/// the `SET NX` lock) with an OOM error, while reads still work.
+/// Injects: `maxmemory 2mb` with `noeviction`: once full, Redis refuses every write (`SET`,
+/// the `SET NX` lock, the guarded-write script) with an OOM error, while reads still work.
+/// (2 MB, not 1: an empty Redis 7 uses about 0.9 MB, and its first script call about 0.1 MB
+/// more, so at 1 MB not even the first key would fit.)
 /// Proves: values are always correct (refused writes fail open); the keys that did fit keep
 /// being served from Redis as hits while writes are refused — a full Redis is not a dead one,
 /// and refused writes must not open the circuit breaker in front of the reads.
@@ -103,7 +105,7 @@ async fn a_full_redis_that_refuses_writes_keeps_values_correct_and_serves_hits()
         Ok(padded(id))
     }
     let server =
-        RedisServer::start_with_args(&["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"]);
+        RedisServer::start_with_args(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
     let cache = CACHE.get_or_init(|| {
         Cache::builder()
             .redis_url(server.url())

@@ -2,7 +2,6 @@
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use crate::error::CacheError;
 use crate::flight::{Flights, ReadFlights};
 use crate::near::Near;
 use crate::policy::Policy;
+use crate::refresh::Refreshing;
 use crate::stats::Counters;
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -38,7 +38,7 @@ pub struct CacheBuilder {
     default_policy: Policy,
     op_timeout: Duration,
     lock_ttl: Duration,
-    lock_wait: Option<Duration>,
+    lock_wait: Duration,
     refresh_capacity: usize,
     refresh_timeout: Duration,
     max_entry_bytes: usize,
@@ -65,7 +65,8 @@ impl Default for CacheBuilder {
 
 impl CacheBuilder {
     /// Defaults: in-memory store of 10,000 keys, prefix `ac`, policy fresh 300 s / stale 900 s,
-    /// operation timeout 50 ms, lock TTL 5 s, coalescing wait = lock TTL, 64 refreshes in
+    /// operation timeout 50 ms, lock TTL 5 s (renewed while a load runs), waiting on another
+    /// caller's load up to 30 s, 64 refreshes in
     /// flight, refresh timeout 30 s, entries up to 8 MiB, circuit breaker after 5 consecutive
     /// store failures for 1 s, system clock.
     pub fn new() -> CacheBuilder {
@@ -77,7 +78,7 @@ impl CacheBuilder {
             default_policy: Policy::default(),
             op_timeout: Duration::from_millis(50),
             lock_ttl: Duration::from_secs(5),
-            lock_wait: None,
+            lock_wait: Duration::from_secs(30),
             refresh_capacity: 64,
             refresh_timeout: Duration::from_secs(30),
             max_entry_bytes: 8 << 20,
@@ -166,18 +167,23 @@ impl CacheBuilder {
         self
     }
 
-    /// How long the cross-process load/refresh lock lives if never released (default 5 s).
+    /// The lease of the cross-process load/refresh lock (default 5 s). Its holder renews it
+    /// every third of it while its loader runs, for up to [`CacheBuilder::lock_wait`] (the
+    /// longest anyone waits on it); if the holder's process dies, the lock lapses within this
+    /// time and exactly one waiter takes over.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl;
         self
     }
 
-    /// How long a miss waits on another caller's load (default: the lock TTL). In another
-    /// process: then it loads itself. In this process: then the stuck load is handed to one of
-    /// its waiters, and a waiter loads itself only after `lock_wait + lock_ttl` in all, so a
-    /// slow or hung load costs one more backend call, not one per waiter.
+    /// How long a miss waits, in all, for another caller's load of the same key, in this
+    /// process or another (default 30 s). A slow load is waited for, not duplicated: when the
+    /// wait runs out, [`Cache::get_or_load`] returns
+    /// [`LoadError::TimedOut`](crate::LoadError::TimedOut) rather than loading on its own (a
+    /// `#[cached_action]` function, whose signature cannot carry that error, runs its body
+    /// then).
     pub fn lock_wait(mut self, wait: Duration) -> Self {
-        self.lock_wait = Some(wait);
+        self.lock_wait = wait;
         self
     }
 
@@ -303,7 +309,7 @@ impl CacheBuilder {
             default_policy: self.default_policy,
             op_timeout: self.op_timeout,
             lock_ttl: self.lock_ttl,
-            lock_wait: self.lock_wait.unwrap_or(self.lock_ttl),
+            lock_wait: self.lock_wait,
             refresh_capacity: self.refresh_capacity,
             refresh_timeout: self.refresh_timeout,
             max_entry_bytes: self.max_entry_bytes,
@@ -312,7 +318,7 @@ impl CacheBuilder {
             counters: Counters::default(),
             breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
             flights: Arc::new(Flights::default()),
-            refreshing: Mutex::new(HashSet::new()),
+            refreshing: Mutex::new(Refreshing::default()),
             near,
             reads: remote.then(ReadFlights::default),
         }))

@@ -5,7 +5,6 @@ use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::Digest;
-use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +21,7 @@ use crate::flight::{self, Flights, Outcome, ReadFlights, ReadRole, Role};
 use crate::key::CacheKey;
 use crate::near::{Event, Near};
 use crate::policy::{Policy, RefreshMode};
+use crate::refresh::Refreshing;
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 
@@ -85,7 +85,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) breaker: Breaker,
     pub(crate) flights: Arc<Flights>,
-    pub(crate) refreshing: Mutex<HashSet<String>>,
+    pub(crate) refreshing: Mutex<Refreshing>,
     /// The optional in-process tier.
     pub(crate) near: Option<Near>,
     /// Shared in-flight reads; `None` for the in-process store, where sharing costs more than
@@ -179,15 +179,22 @@ impl Cache {
     ///
     /// Fresh hit: the cached value. Stale hit: the cached value, and one background refresh
     /// with `loader` (per key, per process; across processes a short Redis lock decides).
-    /// Miss: concurrent callers in this process share one `loader` call, and across processes
-    /// one holds the lock while the others wait (bounded) for its value. Errors are not cached;
-    /// every waiter of a failed load gets a clone of the error. If the store is down, slow or
-    /// holds garbage, the call goes to `loader` (fail-open).
+    /// Miss: concurrent callers in this process share one `loader` call (each waiter gets a
+    /// clone of its value or error), and across processes one holds a lock, renewed like a
+    /// lease while its loader runs however long it takes, while the others wait for its value.
+    /// Only when the holder is gone (its process died and the lease expired) does exactly one
+    /// waiter take over. Errors are never cached, nor are values that cannot be encoded
+    /// faithfully or exceed the size limit (they still reach every waiter). A load that began
+    /// before a purge or a put of its entry ([`Cache::invalidate`], [`Cache::invalidate_tag`],
+    /// [`Cache::invalidate_prefix`], [`Cache::put`], from any process) gives its value to its
+    /// own caller but does not store it. If the store is down, slow or holds garbage, the call
+    /// goes to `loader` (fail-open).
     ///
     /// # Errors
     ///
-    /// [`LoadError::Loader`] with the loader's error, or [`LoadError::Panicked`] for a waiter
-    /// whose shared load panicked.
+    /// [`LoadError::Loader`] with the loader's error, [`LoadError::Panicked`] for a waiter
+    /// whose shared load panicked, [`LoadError::TimedOut`] for a waiter whose patience
+    /// ([`CacheBuilder::lock_wait`]) ran out before another caller's load ended.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &CacheKey,
@@ -195,7 +202,7 @@ impl Cache {
         loader: F,
     ) -> Result<T, LoadError<E>>
     where
-        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: Clone + fmt::Debug + Send + Sync + 'static,
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -229,13 +236,45 @@ impl Cache {
         refresh: R,
     ) -> Result<T, LoadError<E>>
     where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + fmt::Debug + Send + Sync + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
+        let share = Share {
+            value: Some(T::clone),
+            error: E::clone,
+            load_after_patience: false,
+        };
+        self.fetch(key, policy, load, refresh, Some(share)).await
+    }
+
+    /// [`Cache::get_or_load_with`] for `#[cached_action]`, whose functions cannot return
+    /// [`LoadError::TimedOut`] (a caller whose patience runs out loads on its own instead) and
+    /// whose values need not be `Clone` (`clone_value`: how to share one, if it is).
+    #[doc(hidden)]
+    pub async fn get_or_load_for_macro<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+        clone_value: Option<fn(&T) -> T>,
+    ) -> Result<T, LoadError<E>>
+    where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         E: Clone + fmt::Debug + Send + Sync + 'static,
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<T, E>>,
         R: FnOnce() -> RefreshFuture<T, E>,
     {
-        self.fetch(key, policy, load, refresh, Some(E::clone)).await
+        let share = Share {
+            value: clone_value,
+            error: E::clone,
+            load_after_patience: true,
+        };
+        self.fetch(key, policy, load, refresh, Some(share)).await
     }
 
     /// Like [`Cache::get_or_load_with`] without miss coalescing, for error types that are not
@@ -268,7 +307,7 @@ impl Cache {
         policy: &Policy,
         load: L,
         refresh: R,
-        share: Option<fn(&E) -> E>,
+        share: Option<Share<T, E>>,
     ) -> Result<T, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -335,11 +374,11 @@ impl Cache {
             tracing::debug!(key = %full, "miss");
         }
         let loaded = match share {
-            Some(clone_err) => s.load_coalesced(&full, key, policy, load, clone_err).await,
+            Some(share) => s.load_coalesced(&full, key, policy, load, share).await,
             None => s
                 .load_and_store(&full, key, policy, load)
                 .await
-                .map(|(v, _)| v)
+                .map(|loaded| loaded.value)
                 .map_err(LoadError::Loader),
         };
         match (loaded, stale_value) {
@@ -351,7 +390,8 @@ impl Cache {
         }
     }
 
-    /// Stores `value` under `key` as if freshly loaded (write-through).
+    /// Stores `value` under `key` as if freshly loaded (write-through). A load of `key` already
+    /// in flight does not overwrite it.
     ///
     /// # Errors
     ///
@@ -367,13 +407,16 @@ impl Cache {
         let bytes = s.encode(&full, value, policy, 0)?;
         let ttl = Duration::from_millis(s.ttl_of(&bytes));
         let tags = s.tag_keys(key);
+        // First the generation, so that a load in flight does not replace this value.
+        s.bump(Shared::gen_key(&full)).await?;
         s.store_op("set", s.store.set(&full, &bytes, ttl, &tags))
             .await?;
         s.written(&full, &bytes, &tags).await;
         Ok(())
     }
 
-    /// Removes the entry for `key`; returns whether there was one.
+    /// Removes the entry for `key`; returns whether there was one. A load of `key` already in
+    /// flight, in this process or another, does not store its value afterwards.
     ///
     /// # Errors
     ///
@@ -381,12 +424,17 @@ impl Cache {
     pub async fn invalidate(&self, key: &CacheKey) -> Result<bool, CacheError> {
         let s = &self.inner.shared;
         let full = self.full_key(key);
+        // First the generation, so that a load in flight does not store its pre-purge value.
+        s.bump(Shared::gen_key(&full)).await?;
         let existed = s.store_op("delete", s.store.delete(&full)).await?;
         s.purged(Event::Key(&full)).await;
         Ok(existed)
     }
 
-    /// Removes every entry that carries `tag`, across functions; returns how many.
+    /// Removes every entry that carries `tag`, across functions; returns how many. A load in
+    /// flight of an entry with `tag` does not store its value afterwards (on one Redis server,
+    /// atomically; on a Redis Cluster, whose tag sets live in other slots, such a write may be
+    /// visible for the one round trip it takes the loader to see the purge and delete it again).
     ///
     /// # Errors
     ///
@@ -394,6 +442,7 @@ impl Cache {
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         let s = &self.inner.shared;
         let tag_key = s.tag_key(tag);
+        s.bump(Shared::tag_gen_key(&tag_key)).await?;
         let n = s
             .store_op("delete_tagged", s.store.delete_tagged(&tag_key))
             .await?;
@@ -403,6 +452,8 @@ impl Cache {
 
     /// Removes every entry whose name starts with `name_prefix` (e.g. `"crm."` or a whole
     /// function name); returns how many. Redis walks the keys with `SCAN`, never `KEYS`.
+    /// Every load in flight when it starts, of any key of this cache's prefix, is then not
+    /// stored (its value still reaches its own caller).
     ///
     /// This may take longer than the operation timeout on a large keyspace, so it is bounded by
     /// the refresh timeout instead.
@@ -413,6 +464,7 @@ impl Cache {
     pub async fn invalidate_prefix(&self, name_prefix: &str) -> Result<u64, CacheError> {
         let s = &self.inner.shared;
         let pattern = format!("{}:{name_prefix}", s.prefix);
+        s.bump(s.prefix_gen_key()).await?;
         let op = s.store.delete_prefix(&pattern);
         let n = match tokio::time::timeout(s.refresh_timeout, op).await {
             Ok(r) => r?,
@@ -472,16 +524,16 @@ impl Cache {
     {
         let s = &self.inner.shared;
         {
-            let mut running = s.refreshing.lock().unwrap_or_else(|p| p.into_inner());
-            if running.contains(&full) {
+            let mut refreshing = s.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            if !refreshing.is_due(&full, &token) {
                 return;
             }
-            if running.len() >= s.refresh_capacity {
+            if refreshing.running() >= s.refresh_capacity {
                 Counters::incr(&s.counters.refreshes_dropped);
                 tracing::warn!(key = %full, capacity = s.refresh_capacity, "refresh dropped: too many in flight");
                 return;
             }
-            running.insert(full.clone());
+            refreshing.start(full.clone());
         }
         Counters::incr(&s.counters.refreshes_started);
         let job = crate::refresh::Job {
@@ -503,6 +555,42 @@ impl Shared {
     /// never contains braces) is the lock's hash tag.
     pub(crate) fn lock_key(full: &str) -> String {
         format!("{{{full}}}:lock")
+    }
+
+    /// The purge generation of one entry, in the entry's hash slot (like its lock).
+    pub(crate) fn gen_key(full: &str) -> String {
+        format!("{{{full}}}:gen")
+    }
+
+    /// The purge generation of a tag, beside its tag set.
+    pub(crate) fn tag_gen_key(tag_key: &str) -> String {
+        format!("{{{tag_key}}}:gen")
+    }
+
+    /// The generation bumped by every prefix purge of this cache. Not under `{prefix}:`, so a
+    /// prefix purge never deletes it.
+    pub(crate) fn prefix_gen_key(&self) -> String {
+        format!("{}#gen", self.prefix)
+    }
+
+    /// Every generation a load of `full` must find unchanged to store its value: the entry's
+    /// own first (it shares the entry's slot), then its tags', then the prefix purges'.
+    fn guard_keys(&self, full: &str, key: &CacheKey) -> Vec<String> {
+        let mut keys = Vec::with_capacity(key.tags().len() + 2);
+        keys.push(Shared::gen_key(full));
+        keys.extend(self.tag_keys(key).iter().map(|t| Shared::tag_gen_key(t)));
+        keys.push(self.prefix_gen_key());
+        keys
+    }
+
+    /// Bumps one purge generation (before the purge or put it announces).
+    async fn bump(&self, gen_key: String) -> Result<(), StoreError> {
+        let keys = [gen_key];
+        self.store_op(
+            "bump_generations",
+            self.store.bump_generations(&keys, GENERATION_TTL),
+        )
+        .await
     }
 
     pub(crate) fn tag_key(&self, tag: &str) -> String {
@@ -745,21 +833,27 @@ impl Shared {
         now as f64 + gap >= (meta.at + meta.fresh) as f64
     }
 
-    /// Calls the loader and stores its value; returns the value and its encoded bytes for
-    /// coalesced waiters (when encoding worked, even if the entry was too large to store).
+    /// Calls the loader and stores its value, unless a purge or put of the entry happened
+    /// since the load began, or the value cannot be stored faithfully.
     pub(crate) async fn load_and_store<T, E, L, LFut>(
         &self,
         full: &str,
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<(T, Option<Arc<Vec<u8>>>), E>
+    ) -> Result<Loaded<T>, E>
     where
-        T: Serialize,
+        T: Serialize + DeserializeOwned,
         E: fmt::Debug,
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<T, E>>,
     {
+        // The generations before the loader starts: any purge after this point moves one.
+        let guard_keys = self.guard_keys(full, key);
+        let seen = self
+            .store_op("generations", self.store.generations(&guard_keys))
+            .await
+            .ok();
         Counters::incr(&self.counters.loads);
         let started = Instant::now();
         let value = match load().await {
@@ -770,33 +864,71 @@ impl Shared {
                 return Err(e);
             }
         };
-        let delta = started.elapsed().as_millis() as u64;
-        let bytes = match self.encode_any(full, &value, policy, delta) {
-            Ok(b) => b,
-            Err(e) => {
-                Counters::incr(&self.counters.unstorable_values);
-                tracing::warn!(key = %full, error = %e, "value not cached");
-                return Ok((value, None));
-            }
+        let elapsed = started.elapsed();
+        let Some(bytes) = self.encoded(full, &value, policy, elapsed) else {
+            Counters::incr(&self.counters.unstorable_values);
+            return Ok(Loaded::new(value, Stored::No, None));
         };
         if let Err(e) = self.check_size(full, &bytes) {
-            // Too large for the store, but still handed to this load's coalesced waiters, who
-            // would otherwise run the loader one after another.
+            // Too large for the store, but still handed to this load's coalesced waiters.
             Counters::incr(&self.counters.unstorable_values);
             tracing::warn!(key = %full, error = %e, "value not cached");
-            return Ok((value, Some(Arc::new(bytes))));
+            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
         }
+        // Unknown generations (the store failed) or older than they are kept: do not store.
+        let Some(seen) = seen.filter(|_| elapsed < GENERATION_TTL) else {
+            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
+        };
+        let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
         let ttl = Duration::from_millis(self.ttl_of(&bytes));
-        // A failed write was counted and logged by `store_op`; the caller still gets its value.
         let tag_keys = self.tag_keys(key);
-        if self
-            .store_op("set", self.store.set(full, &bytes, ttl, &tag_keys))
-            .await
-            .is_ok()
-        {
-            self.written(full, &bytes, &tag_keys).await;
+        let op = self
+            .store
+            .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
+        // A failed write was counted and logged by `store_op`; the caller still gets its value.
+        let stored = match self.store_op("set", op).await {
+            Ok(true) => {
+                self.written(full, &bytes, &tag_keys).await;
+                Stored::Yes
+            }
+            Ok(false) => {
+                Counters::incr(&self.counters.superseded_loads);
+                tracing::debug!(key = %full, "purged or replaced while loading; value not cached");
+                Stored::Superseded
+            }
+            Err(_) => Stored::No,
+        };
+        Ok(Loaded::new(value, stored, Some(Arc::new(bytes))))
+    }
+
+    /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it
+    /// does not encode, or does not read back as written (JSON writes NaN as `null`).
+    fn encoded<T: Serialize + DeserializeOwned>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        elapsed: Duration,
+    ) -> Option<Vec<u8>> {
+        let delta = elapsed.as_millis() as u64;
+        let checked = self
+            .encode_any(full, value, policy, delta)
+            .and_then(|bytes| match entry::decode::<T>(&bytes) {
+                Ok(_) => Ok(bytes),
+                Err(e) => Err(CacheError::Encode {
+                    key: full.to_string(),
+                    source: Arc::new(serde::ser::Error::custom(format!(
+                        "the value does not read back as written ({e:?}); a NaN or infinite float?"
+                    ))),
+                }),
+            });
+        match checked {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::warn!(key = %full, error = %e, "value not cached");
+                None
+            }
         }
-        Ok((value, Some(Arc::new(bytes))))
     }
 
     /// The miss path with coalescing: in-process flights, then the cross-process lock.
@@ -806,7 +938,7 @@ impl Shared {
         key: &CacheKey,
         policy: &Policy,
         load: L,
-        clone_err: fn(&E) -> E,
+        share: Share<T, E>,
     ) -> Result<T, LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -814,29 +946,46 @@ impl Shared {
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<T, E>>,
     {
-        // A caller waits on other callers' loads for at most what a leader may legitimately
-        // take: its wait on another process's lock plus one load (whose expected bound is the
-        // lock's TTL). Every `lock_wait` of that, a stuck flight is handed to a new leader. Past
-        // it, the caller loads itself, which bounds a hung loader.
-        let patience_in_all = self.lock_wait + self.lock_ttl;
-        let deadline = tokio::time::Instant::now() + patience_in_all;
+        // A caller waits on other callers' loads, here or in other processes, for at most
+        // `lock_wait` in all. A leader renews its lock while it loads, so a slow load is waited
+        // for, not duplicated; a leader that goes away hands the flight to one waiter.
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.lock_wait;
+        let timed_out = || LoadError::TimedOut {
+            key: full.to_string(),
+            waited: started.elapsed(),
+        };
         let mut counted = false;
         loop {
-            match self.flights.join(full) {
+            match self.flights.join(full, self.lock_wait) {
                 Role::Leader(guard) => {
-                    return match self.load_locked(full, key, policy, load).await {
-                        Ok((v, Some(bytes))) => {
-                            guard.finish(Outcome::Value(bytes));
-                            Ok(v)
+                    return match self.load_locked(full, key, policy, load, deadline).await {
+                        Ok(loaded) => {
+                            match (loaded.stored, share.value, loaded.bytes) {
+                                (Stored::Superseded, _, _) => guard.finish(Outcome::Superseded),
+                                (_, Some(clone), _) => {
+                                    guard.finish(Outcome::Value(Arc::new(clone(&loaded.value))))
+                                }
+                                (_, None, Some(bytes)) => {
+                                    guard.finish(Outcome::Value(Arc::new(bytes)))
+                                }
+                                // Nothing to share: the waiters load.
+                                (_, None, None) => drop(guard),
+                            }
+                            Ok(loaded.value)
                         }
-                        // Nothing to share (the value could not be encoded): waiters load.
-                        Ok((v, None)) => {
-                            drop(guard);
-                            Ok(v)
-                        }
-                        Err(e) => {
-                            guard.finish(Outcome::Failed(Arc::new(SendCell::new(clone_err(&e)))));
+                        Err(NotLoaded::Failed(e)) => {
+                            let shared = Arc::new(SendCell::new((share.error)(&e)));
+                            guard.finish(Outcome::Failed(shared));
                             Err(LoadError::Loader(e))
+                        }
+                        Err(NotLoaded::TimedOut(load)) if share.load_after_patience => {
+                            drop(guard);
+                            self.load_after_patience(full, key, policy, load).await
+                        }
+                        Err(NotLoaded::TimedOut(_)) => {
+                            guard.finish(Outcome::TimedOut);
+                            Err(timed_out())
                         }
                     };
                 }
@@ -845,33 +994,31 @@ impl Shared {
                         Counters::incr(&self.counters.coalesced_waits);
                         counted = true;
                     }
-                    let joined = slot.clone();
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let patience = self.lock_wait.min(left);
-                    let outcome = match tokio::time::timeout(patience, flight::wait(slot)).await {
-                        Ok(o) => o,
-                        Err(_) => {
-                            // Drop the stuck flight so that one waiter leads a new load and the
-                            // others wait on it, rather than every waiter loading at once.
-                            self.flights.abandon(full, &joined);
-                            if tokio::time::Instant::now() < deadline {
-                                continue;
-                            }
-                            tracing::warn!(key = %full, wait = ?patience_in_all, "coalesced load is taking too long; loading directly");
-                            return self
-                                .load_and_store(full, key, policy, load)
-                                .await
-                                .map(|(v, _)| v)
-                                .map_err(LoadError::Loader);
+                    let outcome = match tokio::time::timeout_at(deadline, flight::wait(slot)).await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) if share.load_after_patience => {
+                            return self.load_after_patience(full, key, policy, load).await
                         }
+                        Err(_) => return Err(timed_out()),
                     };
                     match outcome {
-                        Some(Outcome::Value(bytes)) => match entry::decode::<T>(&bytes) {
-                            Ok((v, _)) => return Ok(v),
-                            Err(_) => continue,
+                        Some(Outcome::Value(any)) => match share.value {
+                            Some(clone) => match any.downcast_ref::<T>() {
+                                Some(v) => return Ok(clone(v)),
+                                // Another type under the same key: load for ourselves.
+                                None => continue,
+                            },
+                            None => match any
+                                .downcast_ref::<Arc<Vec<u8>>>()
+                                .and_then(|bytes| entry::decode::<T>(bytes).ok())
+                            {
+                                Some((v, _)) => return Ok(v),
+                                None => continue,
+                            },
                         },
                         Some(Outcome::Failed(err)) => match err.downcast_ref::<SendCell<E>>() {
-                            Some(e) => return Err(LoadError::Loader(clone_err(&e.get()))),
+                            Some(e) => return Err(LoadError::Loader((share.error)(&e.get()))),
                             None => continue,
                         },
                         Some(Outcome::Panicked) => {
@@ -880,22 +1027,47 @@ impl Shared {
                                 message: "the shared loader panicked in another task".into(),
                             })
                         }
-                        // The leader was dropped mid-load: try to lead.
-                        None => continue,
+                        // The leader's patience ran out before ours, the load began before a
+                        // purge, or the leader was dropped mid-load: lead or wait on a new
+                        // flight (until our own deadline).
+                        Some(Outcome::TimedOut | Outcome::Superseded) | None => continue,
                     }
                 }
             }
         }
     }
 
-    /// Loads under the cross-process lock, or waits (bounded) for the process that holds it.
+    /// A `#[cached_action]` caller whose patience ran out loads on its own (still guarded).
+    async fn load_after_patience<T, E, L, LFut>(
+        &self,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        tracing::warn!(key = %full, wait = ?self.lock_wait, "another caller's load is taking longer than lock_wait; loading directly");
+        self.load_and_store(full, key, policy, load)
+            .await
+            .map(|loaded| loaded.value)
+            .map_err(LoadError::Loader)
+    }
+
+    /// Loads under the cross-process lock, or waits until `deadline` for the process that holds
+    /// it, taking over only when that holder is gone.
     async fn load_locked<T, E, L, LFut>(
         self: &Arc<Self>,
         full: &str,
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<(T, Option<Arc<Vec<u8>>>), E>
+        deadline: tokio::time::Instant,
+    ) -> Result<Loaded<T>, NotLoaded<E, L>>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Debug,
@@ -904,62 +1076,57 @@ impl Shared {
     {
         let lock_key = Shared::lock_key(full);
         let token = format!("{:016x}", self.random_token());
-        let lock = |shared: &Arc<Self>| {
-            let shared = Arc::clone(shared);
-            let (lock_key, token) = (lock_key.clone(), token.clone());
-            async move {
-                shared
-                    .store_op(
-                        "lock",
-                        shared.store.try_lock(&lock_key, &token, shared.lock_ttl),
-                    )
-                    .await
-            }
+        let lock = || async {
+            self.store_op(
+                "lock",
+                self.store.try_lock(&lock_key, &token, self.lock_ttl),
+            )
+            .await
         };
-        let mut attempt = lock(self).await;
-        if matches!(attempt, Ok(false)) {
-            // Someone else is loading: wait for their value, taking over if they give up. A
-            // store error ends the wait at once (fail-open): the store cannot deliver a value.
-            let deadline = tokio::time::Instant::now() + self.lock_wait;
-            let mut pause = Duration::from_millis(5);
-            while matches!(attempt, Ok(false)) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
-                if let Some(v) = self.read_fresh::<T>(full).await {
-                    return Ok(v);
-                }
-                attempt = lock(self).await;
+        let mut attempt = lock().await;
+        // Someone else is loading: wait for their value while their lease lives, and take over
+        // when it lapses. A store error ends the wait at once (fail-open): the store cannot
+        // deliver a value.
+        let mut pause = Duration::from_millis(5);
+        while matches!(attempt, Ok(false)) {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(key = %full, wait = ?self.lock_wait, "another process's load is taking longer than lock_wait");
+                return Err(NotLoaded::TimedOut(load));
             }
-            if matches!(attempt, Ok(false)) {
-                tracing::warn!(key = %full, wait = ?self.lock_wait, "another process holds the load lock too long; loading directly");
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            if let Some(found) = self.read_fresh::<T>(full).await {
+                return Ok(found);
             }
+            attempt = lock().await;
         }
         let held = matches!(attempt, Ok(true));
         let uncertain = matches!(attempt, Err(StoreError::Timeout { .. }));
-        let guard = held.then(|| LockGuard::new(Arc::clone(self), lock_key.clone(), token.clone()));
-        if let Some(guard) = guard {
+        if held {
+            let guard = LockGuard::new(Arc::clone(self), lock_key, token);
             // Double-check under the lock: another caller, here or in another process, may have
             // stored the value after our read and released the lock before we asked for it.
             // One GET per genuine miss buys "one loader call per stampede".
-            if let Some(v) = self.read_fresh::<T>(full).await {
+            if let Some(found) = self.read_fresh::<T>(full).await {
                 guard.release().await;
-                return Ok(v);
+                return Ok(found);
             }
             let result = self.load_and_store(full, key, policy, load).await;
             guard.release().await;
-            return result;
+            return result.map_err(NotLoaded::Failed);
         }
         let result = self.load_and_store(full, key, policy, load).await;
         if uncertain {
             self.release_in_background(lock_key, token);
         }
-        result
+        result.map_err(NotLoaded::Failed)
     }
 
     /// Releases a lock whose `SET NX` timed out in the client: Redis may still run it once it
     /// catches up, leaving a lock nobody would release, on which the key's next miss would wait
-    /// `lock_wait`. The unlock is queued behind it on the same connection (a no-op if the lock
-    /// never landed); it runs in the background, past the breaker and the operation timeout
+    /// for the lock's TTL. The unlock is queued behind it on the same connection (a no-op if the
+    /// lock never landed); it runs in the background, past the breaker and the operation timeout
     /// (which protect callers, not this clean-up), bounded by the lock's own TTL.
     /// Also used by a lock guard dropped mid-load; outside a runtime (a cache dropped after its
     /// runtime) there is nothing to run it on, and the lock expires at its TTL.
@@ -976,32 +1143,112 @@ impl Shared {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(
-        &self,
-        full: &str,
-    ) -> Option<(T, Option<Arc<Vec<u8>>>)> {
+    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<Loaded<T>> {
         let found = self.read_reporting::<T>(full, false).await?;
         let age = self.clock.now_ms().saturating_sub(found.meta.at);
-        (age < found.meta.fresh).then_some((found.value, Some(found.bytes)))
+        (age < found.meta.fresh).then(|| Loaded::new(found.value, Stored::Yes, Some(found.bytes)))
     }
 }
 
-/// A held cross-process lock; released explicitly, or by a spawned task if dropped mid-load.
+/// How long a purge generation is kept after its last purge or put: a load that takes longer
+/// than this is not stored, since a purge during it might no longer be seen.
+pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How coalesced callers share a load: clones of its value (or, for a value type that is not
+/// `Clone`, decodes of its entry) and of its error.
+pub(crate) struct Share<T, E> {
+    value: Option<fn(&T) -> T>,
+    error: fn(&E) -> E,
+    /// Whether a caller whose patience ran out loads on its own (`#[cached_action]`) rather
+    /// than returning [`LoadError::TimedOut`].
+    load_after_patience: bool,
+}
+
+/// Why [`Shared::load_locked`] returned no value.
+enum NotLoaded<E, L> {
+    /// The loader failed.
+    Failed(E),
+    /// The deadline passed while another process still held the lock; the loader is unused.
+    TimedOut(L),
+}
+
+/// A loaded (or found) value, what became of its entry, and the entry's bytes when it encoded
+/// faithfully (to share with waiters whose value type is not `Clone`).
+pub(crate) struct Loaded<T> {
+    pub(crate) value: T,
+    stored: Stored,
+    bytes: Option<Arc<Vec<u8>>>,
+}
+
+impl<T> Loaded<T> {
+    fn new(value: T, stored: Stored, bytes: Option<Arc<Vec<u8>>>) -> Self {
+        Loaded {
+            value,
+            stored,
+            bytes,
+        }
+    }
+}
+
+/// What became of a loaded value's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// It is in the store (written now, or found there).
+    Yes,
+    /// It could not be stored: unstorable value, or the store failed.
+    No,
+    /// A purge or put of the entry since the load began: not stored, by design.
+    Superseded,
+}
+
+/// A held cross-process lock, renewed like a lease while it is held (for at most `lock_wait`);
+/// released explicitly, or by a spawned task if dropped mid-load.
 pub(crate) struct LockGuard {
     pub(crate) shared: Arc<Shared>,
     /// `(lock key, token)` until released.
     pub(crate) held: Option<(String, String)>,
+    /// The task that renews the lease; aborted on release.
+    renewal: Option<tokio::task::AbortHandle>,
 }
 
 impl LockGuard {
     pub(crate) fn new(shared: Arc<Shared>, key: String, token: String) -> LockGuard {
+        let renewal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (shared, key, token) = (Arc::clone(&shared), key.clone(), token.clone());
+            runtime
+                .spawn(async move {
+                    // Renewed for as long as anyone waits on it: past `lock_wait` every waiter
+                    // has given up, and a hung loader must not hold the key for ever.
+                    let every = shared.lock_ttl / 3;
+                    let until = tokio::time::Instant::now() + shared.lock_wait;
+                    while tokio::time::Instant::now() + every < until {
+                        tokio::time::sleep(every).await;
+                        let renew = shared.store.renew_lock(&key, &token, shared.lock_ttl);
+                        match tokio::time::timeout(every, renew).await {
+                            Ok(Ok(true)) => {}
+                            Ok(Ok(false)) => {
+                                tracing::warn!(lock = %key, "load lock lost (it expired before a renewal)");
+                                return;
+                            }
+                            // Transient: try again at the next beat, while the lease lasts.
+                            _ => {}
+                        }
+                    }
+                    tracing::warn!(lock = %key, wait = ?shared.lock_wait, "a load has run longer than lock_wait; its lock lapses");
+                })
+                .abort_handle()
+        });
         LockGuard {
             shared,
             held: Some((key, token)),
+            renewal,
         }
     }
 
     pub(crate) async fn release(mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         if let Some((key, token)) = self.held.take() {
             let _ = self
                 .shared
@@ -1013,6 +1260,9 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         // Dropped mid-load (caller gone or panic): free the lock now rather than at its TTL.
         let Some((key, token)) = self.held.take() else {
             return;

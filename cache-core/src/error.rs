@@ -165,6 +165,16 @@ pub enum LoadError<E> {
         /// What is known of the panic.
         message: String,
     },
+    /// Another caller's load of this key (in this process or another) was still running when
+    /// this caller's patience, [`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait), ran
+    /// out. The caller did not load on its own: that is how a slow backend would get a herd.
+    #[error("gave up on key {key} after it waited {waited:?} for another caller's load")]
+    TimedOut {
+        /// The full store key.
+        key: String,
+        /// How long this caller waited.
+        waited: std::time::Duration,
+    },
 }
 
 impl<E> LoadError<E> {
@@ -173,12 +183,16 @@ impl<E> LoadError<E> {
     /// # Panics
     ///
     /// Re-raises the panic in this caller when the shared load panicked, so a panicking loader
-    /// looks the same to every caller that waited on it.
+    /// looks the same to every caller that waited on it; panics too for
+    /// [`LoadError::TimedOut`], which has no loader error to return (match on it instead).
     pub fn into_loader_error(self) -> E {
         match self {
             LoadError::Loader(e) => e,
             LoadError::Panicked { key, message } => {
                 panic!("the loader for key {key} panicked: {message}")
+            }
+            LoadError::TimedOut { key, waited } => {
+                panic!("gave up on key {key} after it waited {waited:?} for another caller's load")
             }
         }
     }
@@ -187,7 +201,7 @@ impl<E> LoadError<E> {
     pub fn loader_error(&self) -> Option<&E> {
         match self {
             LoadError::Loader(e) => Some(e),
-            LoadError::Panicked { .. } => None,
+            LoadError::Panicked { .. } | LoadError::TimedOut { .. } => None,
         }
     }
 }

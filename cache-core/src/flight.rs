@@ -9,13 +9,20 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// What a finished flight gives its waiters.
 #[derive(Clone)]
 pub(crate) enum Outcome {
-    /// The encoded entry the leader stored.
-    Value(Arc<Vec<u8>>),
+    /// The leader's value, type-erased (the key's function fixes the type); each waiter takes a
+    /// clone, so a value that could not be stored is shared all the same.
+    Value(Arc<dyn Any + Send + Sync>),
+    /// The load began before a purge or a put of its entry: its value went to its own caller
+    /// only, and the waiters start again, since any of them may have come after the purge.
+    Superseded,
+    /// The leader's patience ran out while another process held the load lock.
+    TimedOut,
     /// The leader's error, type-erased (the key's function fixes the type).
     Failed(Arc<dyn Any + Send + Sync>),
     /// The loader panicked.
@@ -26,7 +33,8 @@ type Slot = watch::Receiver<Option<Outcome>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, (u64, SlotDebug)>>,
+    /// Key -> (flight id, its outcome channel, when it started).
+    map: Mutex<HashMap<String, (u64, SlotDebug, Instant)>>,
     next_id: AtomicU64,
 }
 
@@ -45,15 +53,19 @@ pub(crate) enum Role {
 }
 
 impl Flights {
-    /// Joins the flight for `key`, leading it if there is none.
-    pub(crate) fn join(self: &Arc<Self>, key: &str) -> Role {
+    /// Joins the flight for `key`, leading it if there is none, or if the one there has run
+    /// for longer than `max_age` (a hung load: its waiters have given up by then, and a new
+    /// caller must not wait on it again).
+    pub(crate) fn join(self: &Arc<Self>, key: &str, max_age: Duration) -> Role {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, slot)) = map.get(key) {
-            return Role::Waiter(slot.0.clone());
+        if let Some((_, slot, started)) = map.get(key) {
+            if started.elapsed() <= max_age {
+                return Role::Waiter(slot.0.clone());
+            }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_string(), (id, SlotDebug(rx)));
+        map.insert(key.to_string(), (id, SlotDebug(rx), Instant::now()));
         Role::Leader(FlightGuard {
             flights: Arc::clone(self),
             key: key.to_string(),
@@ -62,19 +74,9 @@ impl Flights {
         })
     }
 
-    /// Drops the flight `slot` waits on, if it is still the current one for `key`: a waiter
-    /// that gave up on a stuck leader calls this, so later callers lead a new flight instead of
-    /// waiting out the same stuck one.
-    pub(crate) fn abandon(&self, key: &str, slot: &Slot) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(key).is_some_and(|(_, s)| s.0.same_channel(slot)) {
-            map.remove(key);
-        }
-    }
-
     fn leave(&self, key: &str, id: u64) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(key).is_some_and(|(held, _)| *held == id) {
+        if map.get(key).is_some_and(|(held, _, _)| *held == id) {
             map.remove(key);
         }
     }
@@ -130,39 +132,41 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_leaders_outcome_and_the_key_is_freed() {
         let f = Arc::new(Flights::default());
-        let Role::Leader(guard) = f.join("k") else {
+        let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!("first is leader")
         };
-        let Role::Waiter(w) = f.join("k") else {
+        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
             panic!("second waits")
         };
-        guard.finish(Outcome::Value(Arc::new(b"v".to_vec())));
-        assert!(matches!(wait(w).await, Some(Outcome::Value(v)) if &*v == b"v"));
+        guard.finish(Outcome::Value(Arc::new("v".to_string())));
+        assert!(
+            matches!(wait(w).await, Some(Outcome::Value(v)) if v.downcast_ref::<String>().unwrap() == "v")
+        );
         assert_eq!(f.len(), 0);
-        assert!(matches!(f.join("k"), Role::Leader(_)));
+        assert!(matches!(f.join("k", Duration::MAX), Role::Leader(_)));
     }
 
     #[tokio::test]
     async fn a_dropped_leader_abandons_the_flight() {
         let f = Arc::new(Flights::default());
-        let Role::Leader(guard) = f.join("k") else {
+        let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!()
         };
-        let Role::Waiter(w) = f.join("k") else {
+        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
             panic!()
         };
         drop(guard);
         assert!(wait(w).await.is_none());
-        assert!(matches!(f.join("k"), Role::Leader(_)));
+        assert!(matches!(f.join("k", Duration::MAX), Role::Leader(_)));
     }
 
     #[tokio::test]
     async fn a_panicking_leader_reports_the_panic() {
         let f = Arc::new(Flights::default());
-        let Role::Leader(guard) = f.join("k") else {
+        let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!()
         };
-        let Role::Waiter(w) = f.join("k") else {
+        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
             panic!()
         };
         let h = tokio::spawn(async move {

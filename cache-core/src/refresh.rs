@@ -2,6 +2,7 @@
 //! and never overwriting an entry that was invalidated or replaced meanwhile.
 
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +11,44 @@ use crate::cache::{LockGuard, RefreshFuture, Shared};
 use crate::error::StoreError;
 use crate::policy::Policy;
 use crate::stats::Counters;
+
+/// The keys being refreshed in this process, and the entry each key's last refresh replaced.
+#[derive(Debug, Default)]
+pub(crate) struct Refreshing {
+    running: HashSet<String>,
+    /// Key -> write token of the stale entry its last finished refresh dealt with. A reader that
+    /// read that entry before the refresh wrote must not start a second refresh of it.
+    done: HashMap<String, Vec<u8>>,
+}
+
+impl Refreshing {
+    /// How many finished refreshes are remembered; past this the memory starts afresh (at worst
+    /// one extra refresh per key, which the write token then discards).
+    const REMEMBERED: usize = 4_096;
+
+    /// Whether the entry with write token `token` under `full` still needs a refresh from here.
+    pub(crate) fn is_due(&self, full: &str, token: &[u8]) -> bool {
+        !self.running.contains(full) && self.done.get(full).is_none_or(|t| t != token)
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub(crate) fn start(&mut self, full: String) {
+        self.running.insert(full);
+    }
+
+    fn finish(&mut self, full: &str, dealt_with: Option<Vec<u8>>) {
+        self.running.remove(full);
+        if let Some(token) = dealt_with {
+            if self.done.len() >= Self::REMEMBERED {
+                self.done.clear();
+            }
+            self.done.insert(full.to_string(), token);
+        }
+    }
+}
 
 /// One refresh, ready to be spawned.
 pub(crate) struct Job<T, E> {
@@ -28,6 +67,8 @@ struct Slot {
     shared: Arc<Shared>,
     full: String,
     done: bool,
+    /// The stale entry's write token, once the refresh replaced it or found it gone.
+    dealt_with: Option<Vec<u8>>,
 }
 
 impl Drop for Slot {
@@ -40,7 +81,7 @@ impl Drop for Slot {
             .refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.full);
+            .finish(&self.full, self.dealt_with.take());
     }
 }
 
@@ -66,7 +107,9 @@ where
             shared: Arc::clone(&shared),
             full: self.full.clone(),
             done: false,
+            dealt_with: None,
         };
+        let token = self.token.clone();
         let lock_key = Shared::lock_key(&self.full);
         let lock_token = format!("{:016x}", shared.random_token());
         let locked = shared
@@ -80,7 +123,13 @@ where
         let ended = match locked {
             Ok(true) => {
                 let lock = LockGuard::new(Arc::clone(&shared), lock_key, lock_token);
-                let ended = self.refresh().await;
+                let ended = if still_current(&shared, &self.full, &self.token).await {
+                    self.refresh().await
+                } else {
+                    // Refreshed (or purged) by someone else since we read it: nothing to do.
+                    tracing::debug!(key = %self.full, "entry already replaced; refresh skipped");
+                    Ended::Discarded
+                };
                 lock.release().await;
                 ended
             }
@@ -97,6 +146,9 @@ where
             Err(_) => Ended::Failed,
         };
         slot.done = true;
+        if matches!(ended, Ended::Succeeded | Ended::Discarded) {
+            slot.dealt_with = Some(token);
+        }
         drop(slot);
         let counter = match ended {
             Ended::Elsewhere => return,
@@ -154,5 +206,17 @@ where
             }
             Err(_) => Ended::Failed,
         }
+    }
+}
+
+/// Whether the store still holds the entry with write token `token` (checked under the refresh
+/// lock, so that a reader in another process that read it before another refresh wrote does not
+/// call the loader again). A store error counts as current: the compare-and-set write still
+/// guards.
+async fn still_current(shared: &Shared, full: &str, token: &[u8]) -> bool {
+    match shared.store_op("get", shared.store.get(full)).await {
+        Ok(Some(bytes)) => bytes.starts_with(token),
+        Ok(None) => false,
+        Err(_) => true,
     }
 }

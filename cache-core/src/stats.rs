@@ -57,8 +57,11 @@ counters! {
     near_hits,
     /// Times the near cache was emptied because its invalidation subscription was lost.
     near_resets,
-    /// Values not stored because they could not be encoded or were over the size limit.
+    /// Values not stored because they could not be encoded faithfully or were over the size
+    /// limit (they were still returned, and shared with coalesced waiters).
     unstorable_values,
+    /// Loads not stored because their entry was purged or replaced while they ran.
+    superseded_loads,
 }
 
 impl Counters {

@@ -114,6 +114,19 @@ impl RedisServer {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// How many keys this server holds besides purge generations (`…:gen`, `…#gen`), which
+    /// purges and puts leave behind for a while by design.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-cli` cannot be run.
+    pub fn entry_count(&self) -> u64 {
+        self.cli(&["--scan"])
+            .lines()
+            .filter(|k| !k.is_empty() && !k.ends_with(":gen") && !k.ends_with("#gen"))
+            .count() as u64
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
@@ -287,6 +300,15 @@ impl RedisCluster {
                         .contains("role:master")
             })
             .collect()
+    }
+
+    /// The number of keys held by all running masters besides purge generations (see
+    /// [`RedisServer::entry_count`]).
+    pub fn entry_count(&self) -> u64 {
+        self.masters()
+            .iter()
+            .map(|&i| self.nodes[i].entry_count())
+            .sum()
     }
 
     /// The number of keys held by all running masters.

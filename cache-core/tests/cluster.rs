@@ -140,7 +140,7 @@ async fn windows_coalescing_tags_and_prefix_work_on_a_cluster() {
         2,
         "the windows and stampede entries"
     );
-    assert_eq!(cluster.key_count(), 0);
+    assert_eq!(cluster.entry_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! entry that was invalidated or replaced while it ran. Real Redis, manual clock.
 
 use action_cache_core::testing::{eventually, RedisServer};
-use action_cache_core::{Cache, CacheKey, ManualClock, Policy, RefreshMode};
+use action_cache_core::{Cache, CacheKey, ManualClock, Policy, RefreshMode, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -381,4 +381,139 @@ async fn early_refresh_refreshes_a_hot_key_just_before_it_goes_stale() {
         cache.stats().refreshes_succeeded == 1
     })
     .await;
+}
+
+/// The real Redis store, whose reads can be held after they reached Redis: a reader that read
+/// an entry just before a refresh replaced it.
+#[derive(Debug)]
+struct HeldReads {
+    redis: action_cache_core::store::RedisStore,
+    hold: AtomicBool,
+    held: AtomicUsize,
+    release: Semaphore,
+}
+
+#[async_trait::async_trait]
+impl action_cache_core::store::Store for HeldReads {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let got = self.redis.get(key).await;
+        if self.hold.load(Ordering::SeqCst) {
+            self.held.fetch_add(1, Ordering::SeqCst);
+            let _pass = self.release.acquire().await.expect("release open");
+        }
+        got
+    }
+    async fn set(&self, k: &str, v: &[u8], ttl: Duration, t: &[String]) -> Result<(), StoreError> {
+        self.redis.set(k, v, ttl, t).await
+    }
+    async fn set_guarded(
+        &self,
+        k: &str,
+        v: &[u8],
+        ttl: Duration,
+        t: &[String],
+        guards: &[(String, u64)],
+    ) -> Result<bool, StoreError> {
+        self.redis.set_guarded(k, v, ttl, t, guards).await
+    }
+    async fn replace_if(
+        &self,
+        k: &str,
+        expected: &[u8],
+        v: &[u8],
+        ttl: Duration,
+        t: &[String],
+    ) -> Result<bool, StoreError> {
+        self.redis.replace_if(k, expected, v, ttl, t).await
+    }
+    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.redis.generations(keys).await
+    }
+    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
+        self.redis.bump_generations(keys, ttl).await
+    }
+    async fn delete(&self, k: &str) -> Result<bool, StoreError> {
+        self.redis.delete(k).await
+    }
+    async fn try_lock(&self, k: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.redis.try_lock(k, token, ttl).await
+    }
+    async fn renew_lock(&self, k: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.redis.renew_lock(k, token, ttl).await
+    }
+    async fn unlock(&self, k: &str, token: &str) -> Result<(), StoreError> {
+        self.redis.unlock(k, token).await
+    }
+    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
+        self.redis.delete_tagged(tag_key).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.redis.delete_prefix(prefix).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_the_old_entry_does_not_start_a_second_refresh_after_the_first_finished() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new();
+    let store = Arc::new(HeldReads {
+        redis: action_cache_core::store::RedisStore::open(&server.url()).unwrap(),
+        hold: AtomicBool::new(false),
+        held: AtomicUsize::new(0),
+        release: Semaphore::new(0),
+    });
+    let cache = Cache::builder()
+        .store(store.clone())
+        .op_timeout(Duration::from_secs(2))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for episode in 0..12 {
+        let gate = Arc::new(Semaphore::new(0));
+        cache.put(&key(1), &policy(), "old").await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        let started = cache.stats().refreshes_started;
+        let before = calls.load(Ordering::SeqCst);
+
+        // The first stale reader starts the episode's refresh, whose loader waits at the gate.
+        let v = cache
+            .get_or_load(&key(1), &policy(), gated(&calls, &gate))
+            .await;
+        assert_eq!(v.unwrap(), "old");
+        eventually("the refresh's loader runs", DEADLINE, || {
+            calls.load(Ordering::SeqCst) == before + 1
+        })
+        .await;
+        // A second reader reads the old entry, and its answer is held up on the way back.
+        store.hold.store(true, Ordering::SeqCst);
+        let late = {
+            let (cache, loader) = (cache.clone(), gated(&calls, &gate));
+            tokio::spawn(async move { cache.get_or_load(&key(1), &policy(), loader).await })
+        };
+        eventually("the late read reached Redis", DEADLINE, || {
+            store.held.load(Ordering::SeqCst) == episode + 1
+        })
+        .await;
+        store.hold.store(false, Ordering::SeqCst);
+        // Meanwhile the refresh stores its value and finishes.
+        gate.add_permits(1);
+        let succeeded = cache.stats().refreshes_succeeded;
+        eventually("the refresh finished", DEADLINE, || {
+            cache.stats().refreshes_succeeded == succeeded + 1
+        })
+        .await;
+        store.release.add_permits(1);
+        assert_eq!(late.await.unwrap().unwrap(), "old");
+        assert_eq!(
+            cache.stats().refreshes_started - started,
+            1,
+            "episode {episode}: a reader of the replaced entry started a second refresh"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst) - before, 1);
+        clock.advance(Duration::from_secs(1));
+    }
 }

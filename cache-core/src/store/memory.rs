@@ -41,6 +41,9 @@ struct State {
     /// (expires_at, seq, key): the eviction order.
     by_expiry: BTreeSet<(u64, u64, String)>,
     tags: HashMap<String, (HashSet<String>, u64)>,
+    /// Purge generations: value and expiry. Not counted against the capacity (one small
+    /// counter per purged key or tag, kept for its TTL).
+    generations: HashMap<String, (u64, u64)>,
     seq: u64,
 }
 
@@ -128,6 +131,17 @@ impl State {
         );
     }
 
+    fn generation(&mut self, key: &str, now: u64) -> u64 {
+        match self.generations.get(key) {
+            Some(&(g, expires_at)) if expires_at > now => g,
+            Some(_) => {
+                self.generations.remove(key);
+                0
+            }
+            None => 0,
+        }
+    }
+
     fn tag(&mut self, tag_keys: &[String], key: &str, expires_at: u64, now: u64) {
         for t in tag_keys {
             let (members, exp) = self.tags.entry(t.clone()).or_default();
@@ -181,6 +195,65 @@ impl Store for MemoryStore {
             st.tag(tag_keys, key, expires_at, now);
         }
         Ok(matches)
+    }
+
+    async fn set_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+        guards: &[(String, u64)],
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        if guards
+            .iter()
+            .any(|(g, seen)| st.generation(g, now) != *seen)
+        {
+            return Ok(false);
+        }
+        let expires_at = now + ttl.as_millis() as u64;
+        st.insert(key, value, expires_at, self.capacity);
+        st.tag(tag_keys, key, expires_at, now);
+        Ok(true)
+    }
+
+    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        Ok(keys.iter().map(|k| st.generation(k, now)).collect())
+    }
+
+    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let expires_at = now + ttl.as_millis() as u64;
+        let mut st = self.lock();
+        if st.generations.len() > 100_000 {
+            st.generations.retain(|_, (_, exp)| *exp > now);
+        }
+        for k in keys {
+            let g = st.generation(k, now) + 1;
+            st.generations.insert(k.clone(), (g, expires_at));
+        }
+        Ok(())
+    }
+
+    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut st = self.lock();
+        let held = st
+            .live(key, now)
+            .is_some_and(|s| s.value == token.as_bytes());
+        if held {
+            st.insert(
+                key,
+                token.as_bytes(),
+                now + ttl.as_millis() as u64,
+                self.capacity,
+            );
+        }
+        Ok(held)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

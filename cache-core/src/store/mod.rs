@@ -60,6 +60,49 @@ pub trait Store: Send + Sync + Debug + 'static {
         tag_keys: &[String],
     ) -> Result<bool, StoreError>;
 
+    /// Like [`Store::set`], but only if every purge generation in `guards` still holds the
+    /// value it had when the load began (`(generation key, value seen)`; an absent key counts as
+    /// 0); returns whether it wrote. This is how a purge or a put wins over a load already in
+    /// flight: they bump a generation before they delete or write.
+    ///
+    /// The first guard shares the entry's cluster hash slot and is checked atomically with the
+    /// write. Implementations on one server check every guard atomically; a cluster checks the
+    /// others right after the write and deletes that write again if one moved.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn set_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+        guards: &[(String, u64)],
+    ) -> Result<bool, StoreError>;
+
+    /// The current values of purge generation counters (0 for an absent one), in order.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError>;
+
+    /// Increments each purge generation counter, keeping it for at least `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError>;
+
+    /// Extends the lock `key` to `ttl` from now if it is still held with `token`; returns whether
+    /// it is (a lease renewal while a slow load runs).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached.
+    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
     /// Deletes `key`; returns whether it existed.
     ///
     /// # Errors

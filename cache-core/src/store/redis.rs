@@ -33,6 +33,43 @@ return 0",
     )
 });
 
+/// Write the entry only if every purge generation still holds the value its load saw, and add
+/// it to its tag sets. KEYS: entry, the n generation keys, then the tag sets; ARGV: value, TTL in
+/// ms, n, then the n values seen. A generation that is absent counts as 0; one that holds
+/// anything but a number never matches (when in doubt, do not store).
+static SET_GUARDED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local n = tonumber(ARGV[3])
+for i = 1, n do
+  if tonumber(redis.call('GET', KEYS[1 + i]) or '0') ~= tonumber(ARGV[3 + i]) then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for j = n + 2, #KEYS do
+  redis.call('SADD', KEYS[j], KEYS[1])
+  local t = redis.call('PTTL', KEYS[j])
+  if t >= 0 and t < ttl or t == -1 then redis.call('PEXPIRE', KEYS[j], ttl) end
+end
+return 1",
+    )
+});
+
+/// Delete the key only if it still holds exactly ARGV[1] (undoing our own write, not another's).
+static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0",
+    )
+});
+
+/// Extend the lock's expiry only if we still hold it (a lease renewal).
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0",
+    )
+});
+
 /// Extend a tag set's expiry to at least ARGV[1] ms (portable: `PEXPIRE … GT` needs Redis 7).
 const EXTEND_TTL: &str = r"local t = redis.call('PTTL', KEYS[1])
 if t >= 0 and t < tonumber(ARGV[1]) or t == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -403,6 +440,121 @@ impl Store for RedisStore {
                 .map_err(|e| redis_err("tag", e))?;
         }
         Ok(replaced == 1)
+    }
+
+    async fn set_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tag_keys: &[String],
+        guards: &[(String, u64)],
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        let cluster = matches!(c, Conn::Cluster(_));
+        // On one server every guard and tag set goes into one atomic script. In a cluster the
+        // script may only touch the entry's slot: its own generation (the first guard).
+        let (checked, later) = if cluster {
+            guards.split_at(guards.len().min(1))
+        } else {
+            (guards, &[][..])
+        };
+        let mut inv = SET_GUARDED.key(key);
+        for (g, _) in checked {
+            inv.key(g);
+        }
+        if !cluster {
+            for t in tag_keys {
+                inv.key(t);
+            }
+        }
+        inv.arg(value).arg(ttl_ms).arg(checked.len());
+        for (_, seen) in checked {
+            inv.arg(*seen);
+        }
+        let wrote: i64 = inv
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| classify("set_guarded", key, e))?;
+        if wrote != 1 {
+            return Ok(false);
+        }
+        if !cluster {
+            return Ok(true);
+        }
+        tag(&mut c, key, ttl_ms, tag_keys, redis::pipe())
+            .await
+            .map_err(|e| classify("set_guarded", key, e))?;
+        // The other generations live in other slots: a purge that bumped one of them after the
+        // load began and before now may have missed this write, so undo it.
+        let names: Vec<String> = later.iter().map(|(g, _)| g.clone()).collect();
+        let now = self.generations(&names).await?;
+        if later.iter().zip(&now).all(|((_, seen), now)| seen == now) {
+            return Ok(true);
+        }
+        DELETE_IF
+            .key(key)
+            .arg(value)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(|e| classify("set_guarded", key, e))?;
+        Ok(false)
+    }
+
+    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn().await?;
+        let parse = |v: Option<String>| v.map_or(0, |s| s.parse().unwrap_or(u64::MAX));
+        let values: Vec<Option<String>> = if matches!(c, Conn::Cluster(_)) {
+            // One GET per key: each may live in its own slot.
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(c.get(k).await.map_err(|e| classify("generations", k, e))?);
+            }
+            out
+        } else {
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| classify("generations", &keys[0], e))?
+        };
+        Ok(values.into_iter().map(parse).collect())
+    }
+
+    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        // Per key, so each pipeline stays in one cluster slot.
+        for k in keys {
+            redis::pipe()
+                .cmd("INCR")
+                .arg(k)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(k)
+                .arg(ttl_ms)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(|e| classify("bump_generations", k, e))?;
+        }
+        Ok(())
+    }
+
+    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        RENEW
+            .key(key)
+            .arg(token)
+            .arg(ttl.as_millis().max(1) as u64)
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map(|n| n == 1)
+            .map_err(|e| classify("renew_lock", key, e))
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

@@ -1,0 +1,228 @@
+//! Purges and puts win over loads already in flight: a miss whose load began before an
+//! `invalidate`, `invalidate_tag`, `invalidate_prefix` or `put` of its entry, from this process
+//! or another, and ended after it, hands its value to its own caller but does not store it.
+//! Real Redis throughout; "another process" is a second `Cache` value sharing nothing in process.
+
+use action_cache_core::testing::{bounded, RedisServer};
+use action_cache_core::{Cache, CacheKey, Policy};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn key(name: &str, id: u32) -> CacheKey {
+    let mut b = CacheKey::builder(name);
+    b.arg("id", &id).unwrap().tag(format!("account:{id}"));
+    b.build()
+}
+
+fn policy() -> Policy {
+    Policy::new(Duration::from_secs(60), Duration::from_secs(120)).unwrap()
+}
+
+fn cache(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .redis_url(server.url())
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+}
+
+/// How a purge reaches the entry whose load is in flight.
+#[derive(Clone, Copy, Debug)]
+enum Purge {
+    Key,
+    Tag,
+    Prefix,
+}
+
+async fn purge(cache: &Cache, how: Purge, k: &CacheKey) {
+    match how {
+        Purge::Key => {
+            cache.invalidate(k).await.unwrap();
+        }
+        Purge::Tag => {
+            cache.invalidate_tag(&k.tags()[0]).await.unwrap();
+        }
+        Purge::Prefix => {
+            cache.invalidate_prefix(k.name()).await.unwrap();
+        }
+    }
+}
+
+/// Starts a load of `k` on `loader_cache` that returns `"old"` once `release` is notified, and
+/// returns when the loader is running.
+async fn slow_load(
+    loader_cache: &Cache,
+    k: &CacheKey,
+    release: Arc<Notify>,
+) -> tokio::task::JoinHandle<String> {
+    let (started_tx, started_rx) = oneshot::channel();
+    let (cache, k) = (loader_cache.clone(), k.clone());
+    let handle = tokio::spawn(async move {
+        cache
+            .get_or_load(&k, &policy(), move || async move {
+                let _ = started_tx.send(());
+                release.notified().await;
+                Ok::<_, String>("old".to_string())
+            })
+            .await
+            .unwrap()
+    });
+    bounded("the slow load to start", DEADLINE, started_rx)
+        .await
+        .unwrap();
+    handle
+}
+
+/// The value a later caller sees (its loader answers `"new"`), and how often that loader ran.
+async fn next_read(cache: &Cache, k: &CacheKey) -> (String, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let v = cache
+        .get_or_load(k, &policy(), move || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>("new".to_string())
+        })
+        .await
+        .unwrap();
+    (v, calls.load(Ordering::SeqCst))
+}
+
+async fn purge_during_load(how: Purge, same_process: bool) {
+    let server = RedisServer::start();
+    let a = cache(&server);
+    let b = if same_process {
+        a.clone()
+    } else {
+        cache(&server)
+    };
+    let k = key(&format!("race.{how:?}.{same_process}"), 42);
+    let release = Arc::new(Notify::new());
+    let load = slow_load(&a, &k, Arc::clone(&release)).await;
+
+    // The CRM says account 42 changed while the old answer is still on its way.
+    purge(&b, how, &k).await;
+    release.notify_one();
+    assert_eq!(
+        bounded("the slow load", DEADLINE, load).await.unwrap(),
+        "old",
+        "the load's own caller gets its value"
+    );
+
+    // Every later caller, in either process, must get post-purge data.
+    for cache in [&b, &a] {
+        let (v, _) = next_read(cache, &k).await;
+        assert_eq!(
+            v, "new",
+            "{how:?} purge was undone by a load already in flight"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_purge_from_this_process_wins_over_a_load_in_flight() {
+    purge_during_load(Purge::Key, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_purge_from_another_process_wins_over_a_load_in_flight() {
+    purge_during_load(Purge::Key, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_purge_from_another_process_wins_over_a_load_in_flight() {
+    purge_during_load(Purge::Tag, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_purge_from_this_process_wins_over_a_load_in_flight() {
+    purge_during_load(Purge::Tag, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_purge_from_another_process_wins_over_a_load_in_flight() {
+    purge_during_load(Purge::Prefix, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_during_a_load_survives_it() {
+    for same_process in [true, false] {
+        let server = RedisServer::start();
+        let a = cache(&server);
+        let b = if same_process {
+            a.clone()
+        } else {
+            cache(&server)
+        };
+        let k = key("race.put", 7);
+        let release = Arc::new(Notify::new());
+        let load = slow_load(&a, &k, Arc::clone(&release)).await;
+
+        b.put(&k, &policy(), "put").await.unwrap();
+        release.notify_one();
+        assert_eq!(
+            bounded("the slow load", DEADLINE, load).await.unwrap(),
+            "old"
+        );
+
+        for cache in [&a, &b] {
+            let (v, calls) = next_read(cache, &k).await;
+            assert_eq!(
+                v, "put",
+                "the slow load replaced the put (same process: {same_process})"
+            );
+            assert_eq!(calls, 0, "the put value is a fresh hit");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_joins_a_load_after_a_purge_gets_post_purge_data() {
+    let server = RedisServer::start();
+    let a = cache(&server);
+    let k = key("race.join", 1);
+    let release = Arc::new(Notify::new());
+    let load = slow_load(&a, &k, Arc::clone(&release)).await;
+    a.invalidate(&k).await.unwrap();
+
+    // This caller arrives after the purge returned, while the pre-purge load is still running.
+    let late = {
+        let (a, k) = (a.clone(), k.clone());
+        tokio::spawn(async move { next_read(&a, &k).await })
+    };
+    action_cache_core::testing::until_coalesced(&a, 1, DEADLINE).await;
+    release.notify_one();
+    assert_eq!(
+        bounded("the slow load", DEADLINE, load).await.unwrap(),
+        "old"
+    );
+    let (v, _) = bounded("the late caller", DEADLINE, late).await.unwrap();
+    assert_eq!(
+        v, "new",
+        "a caller that arrived after the purge got the purged value"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_that_did_not_race_a_purge_is_stored() {
+    // The guard must not turn every miss into an uncached call.
+    let server = RedisServer::start();
+    let a = cache(&server);
+    let b = cache(&server);
+    let k = key("race.none", 3);
+    let release = Arc::new(Notify::new());
+    let load = slow_load(&a, &k, Arc::clone(&release)).await;
+    // A purge of another key and another tag does not concern this load.
+    b.invalidate(&key("race.none", 4)).await.unwrap();
+    b.invalidate_tag("account:4").await.unwrap();
+    release.notify_one();
+    assert_eq!(
+        bounded("the slow load", DEADLINE, load).await.unwrap(),
+        "old"
+    );
+    let (v, calls) = next_read(&b, &k).await;
+    assert_eq!((v.as_str(), calls), ("old", 0));
+}
