@@ -2,18 +2,18 @@
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::breaker::Breaker;
-use crate::cache::{Cache, Shared};
+use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
+use crate::engine::Engine;
 use crate::error::CacheError;
-use crate::flight::{Flights, ReadFlights};
+use crate::keyspace::Keyspace;
 use crate::near::Near;
 use crate::policy::Policy;
-use crate::refresh::Refreshing;
-use crate::stats::Counters;
+use crate::settings::Settings;
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// Builds a [`Cache`]. Every setting has a documented default; [`CacheBuilder::build`] checks
@@ -295,33 +295,59 @@ impl CacheBuilder {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
+        let keys = Keyspace::new(self.prefix);
         let near = self.near_capacity.map(|capacity| {
             Near::new(
                 capacity,
                 Arc::clone(&self.clock),
-                &self.prefix,
+                keys.near_channel(),
                 rng.next_u64(),
             )
         });
-        Ok(Cache::from_shared(Shared {
-            store,
-            prefix: self.prefix,
-            default_policy: self.default_policy,
+        let settings = Settings {
             op_timeout: self.op_timeout,
             lock_ttl: self.lock_ttl,
             lock_wait: self.lock_wait,
             refresh_capacity: self.refresh_capacity,
             refresh_timeout: self.refresh_timeout,
             max_entry_bytes: self.max_entry_bytes,
-            clock: self.clock,
-            rng: Mutex::new(rng),
-            counters: Counters::default(),
-            breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
-            flights: Arc::new(Flights::default()),
-            refreshing: Mutex::new(Refreshing::default()),
+        };
+        let engine = Engine::new(
+            store,
+            keys,
+            settings,
+            self.clock,
+            rng,
+            Breaker::new(self.breaker_threshold, self.breaker_cooldown),
             near,
-            reads: remote.then(ReadFlights::default),
-        }))
+            remote,
+        );
+        Ok(Cache::new(engine, self.default_policy))
+    }
+}
+
+impl Cache {
+    /// Starts configuring a cache; see [`CacheBuilder`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    /// A cache on a bounded in-memory store with default settings (prefix `ac`).
+    pub fn in_memory() -> Cache {
+        CacheBuilder::new()
+            .in_memory()
+            .build()
+            .expect("the default in-memory configuration is valid")
+    }
+
+    /// A cache configured from the environment, as [`CacheBuilder::from_env`] reads it
+    /// (in memory when no Redis is configured).
+    ///
+    /// # Errors
+    ///
+    /// When a Redis setting is set but cannot be parsed, or the prefix is invalid.
+    pub fn from_env() -> Result<Cache, CacheError> {
+        CacheBuilder::from_env().build()
     }
 }
 

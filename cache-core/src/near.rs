@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Shared;
 use crate::clock::Clock;
 use crate::entry::Meta;
 use crate::stats::Counters;
@@ -34,7 +33,7 @@ pub(crate) struct Near {
     l1: MemoryStore,
     /// Identifies this cache's own events, which its subscriber skips.
     origin: String,
-    pub(crate) channel: String,
+    channel: String,
     trusted: AtomicBool,
     /// Bumped by every event applied and every reset; a fill whose read began in an older epoch
     /// is dropped, since an event may have overtaken it.
@@ -43,15 +42,25 @@ pub(crate) struct Near {
 }
 
 impl Near {
-    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>, prefix: &str, origin: u64) -> Near {
+    pub(crate) fn new(
+        capacity: usize,
+        clock: Arc<dyn Clock>,
+        channel: String,
+        origin: u64,
+    ) -> Near {
         Near {
             l1: MemoryStore::with_clock(capacity, clock),
             origin: format!("{origin:016x}"),
-            channel: format!("{prefix}:__near"),
+            channel,
             trusted: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             started: AtomicBool::new(false),
         }
+    }
+
+    /// The pub/sub channel every process of this prefix announces on.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
     }
 
     /// True the first time it is called: the caller starts the subscriber.
@@ -147,13 +156,10 @@ impl Near {
 }
 
 /// Keeps the subscription up for the life of the cache (the task is aborted with it).
-pub(crate) async fn subscriber(shared: Arc<Shared>) {
-    let Some(near) = shared.near.as_ref() else {
-        return;
-    };
+pub(crate) async fn subscriber(near: Arc<Near>, store: Arc<dyn Store>, counters: Arc<Counters>) {
     let mut pause = Duration::from_millis(50);
     loop {
-        match shared.store.subscribe(&near.channel).await {
+        match store.subscribe(&near.channel).await {
             Ok(Some(mut events)) => {
                 near.trust();
                 pause = Duration::from_millis(50);
@@ -162,7 +168,7 @@ pub(crate) async fn subscriber(shared: Arc<Shared>) {
                     near.apply(&message).await;
                 }
                 if near.reset().await {
-                    Counters::incr(&shared.counters.near_resets);
+                    Counters::incr(&counters.near_resets);
                     tracing::warn!(channel = %near.channel, "near-cache subscription lost; near cache cleared until it is back");
                 }
             }

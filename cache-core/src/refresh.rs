@@ -4,13 +4,20 @@
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cache::{LockGuard, RefreshFuture, Shared};
+use crate::engine::Engine;
 use crate::error::StoreError;
+use crate::keyspace::Keyspace;
+use crate::lock::{release_in_background, LockGuard};
 use crate::policy::Policy;
 use crate::stats::Counters;
+
+/// A boxed, owned future that a background refresh runs; see [`Cache::get_or_load_with`](crate::Cache::get_or_load_with).
+pub type RefreshFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 /// The keys being refreshed in this process, and the entry each key's last refresh replaced.
 #[derive(Debug, Default)]
@@ -52,7 +59,9 @@ impl Refreshing {
 
 /// One refresh, ready to be spawned.
 pub(crate) struct Job<T, E> {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) engine: Arc<Engine>,
+    /// The keys being refreshed in this process (this job's is freed when it ends).
+    pub(crate) refreshing: Arc<Mutex<Refreshing>>,
     /// The entry's store key.
     pub(crate) full: String,
     /// The write token of the entry that was read stale; the refresh replaces only that entry.
@@ -64,7 +73,8 @@ pub(crate) struct Job<T, E> {
 
 /// Frees the key's refresh slot however the task ends (finished, panicked or aborted).
 struct Slot {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    refreshing: Arc<Mutex<Refreshing>>,
     full: String,
     done: bool,
     /// The stale entry's write token, once the refresh replaced it or found it gone.
@@ -74,11 +84,10 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.done && std::thread::panicking() {
-            Counters::incr(&self.shared.counters.refreshes_failed);
+            Counters::incr(&self.engine.counters().refreshes_failed);
             tracing::warn!(key = %self.full, "refresh panicked; keeping the old entry");
         }
-        self.shared
-            .refreshing
+        self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .finish(&self.full, self.dealt_with.take());
@@ -102,22 +111,23 @@ where
     E: fmt::Debug + Send + 'static,
 {
     pub(crate) async fn run(self) {
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&self.engine);
         let mut slot = Slot {
-            shared: Arc::clone(&shared),
+            engine: Arc::clone(&shared),
+            refreshing: Arc::clone(&self.refreshing),
             full: self.full.clone(),
             done: false,
             dealt_with: None,
         };
         let token = self.token.clone();
-        let lock_key = Shared::lock_key(&self.full);
+        let lock_key = Keyspace::lock(&self.full);
         let lock_token = format!("{:016x}", shared.random_token());
         let locked = shared
             .store_op(
                 "lock",
                 shared
-                    .store
-                    .try_lock(&lock_key, &lock_token, shared.lock_ttl),
+                    .store()
+                    .try_lock(&lock_key, &lock_token, shared.settings().lock_ttl),
             )
             .await;
         let ended = match locked {
@@ -139,7 +149,7 @@ where
             }
             // The lock may still land once the store catches up: release it after it.
             Err(StoreError::Timeout { .. }) => {
-                shared.release_in_background(lock_key, lock_token);
+                release_in_background(&shared, lock_key, lock_token);
                 Ended::Failed
             }
             // The store is unreachable: a refreshed value could not be written anyway.
@@ -152,9 +162,9 @@ where
         drop(slot);
         let counter = match ended {
             Ended::Elsewhere => return,
-            Ended::Succeeded => &shared.counters.refreshes_succeeded,
-            Ended::Failed => &shared.counters.refreshes_failed,
-            Ended::Discarded => &shared.counters.refreshes_discarded,
+            Ended::Succeeded => &shared.counters().refreshes_succeeded,
+            Ended::Failed => &shared.counters().refreshes_failed,
+            Ended::Discarded => &shared.counters().refreshes_discarded,
         };
         Counters::incr(counter);
     }
@@ -162,7 +172,8 @@ where
     /// Runs the loader (bounded) and replaces the entry only if it is still the one read stale.
     async fn refresh(self) -> Ended {
         let Job {
-            shared,
+            engine: shared,
+            refreshing: _,
             full,
             token,
             tag_keys,
@@ -170,14 +181,14 @@ where
             future,
         } = self;
         let started = Instant::now();
-        let value = match tokio::time::timeout(shared.refresh_timeout, future).await {
+        let value = match tokio::time::timeout(shared.settings().refresh_timeout, future).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::warn!(key = %full, error = ?e, "refresh failed; keeping the old entry");
                 return Ended::Failed;
             }
             Err(_) => {
-                tracing::warn!(key = %full, timeout = ?shared.refresh_timeout, "refresh timed out; keeping the old entry");
+                tracing::warn!(key = %full, timeout = ?shared.settings().refresh_timeout, "refresh timed out; keeping the old entry");
                 return Ended::Failed;
             }
         };
@@ -185,14 +196,14 @@ where
         let bytes = match shared.encode(&full, &value, &policy, delta) {
             Ok(bytes) => bytes,
             Err(e) => {
-                Counters::incr(&shared.counters.unstorable_values);
+                Counters::incr(&shared.counters().unstorable_values);
                 tracing::warn!(key = %full, error = %e, "refreshed value not cached");
                 return Ended::Failed;
             }
         };
         let ttl = Duration::from_millis(shared.ttl_of(&bytes));
         let op = shared
-            .store
+            .store()
             .replace_if(&full, &token, &bytes, ttl, &tag_keys);
         match shared.store_op("replace_if", op).await {
             Ok(true) => {
@@ -213,8 +224,8 @@ where
 /// lock, so that a reader in another process that read it before another refresh wrote does not
 /// call the loader again). A store error counts as current: the compare-and-set write still
 /// guards.
-async fn still_current(shared: &Shared, full: &str, token: &[u8]) -> bool {
-    match shared.store_op("get", shared.store.get(full)).await {
+async fn still_current(engine: &Engine, full: &str, token: &[u8]) -> bool {
+    match engine.store_op("get", engine.store().get(full)).await {
         Ok(Some(bytes)) => bytes.starts_with(token),
         Ok(None) => false,
         Err(_) => true,

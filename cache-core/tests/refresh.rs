@@ -500,8 +500,8 @@ async fn a_reader_of_the_old_entry_does_not_start_a_second_refresh_after_the_fir
         .await;
         store.hold.store(false, Ordering::SeqCst);
         // Meanwhile the refresh stores its value and finishes.
-        gate.add_permits(1);
         let succeeded = cache.stats().refreshes_succeeded;
+        gate.add_permits(1);
         eventually("the refresh finished", DEADLINE, || {
             cache.stats().refreshes_succeeded == succeeded + 1
         })

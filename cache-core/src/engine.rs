@@ -1,0 +1,333 @@
+//! The engine every part of a [`Cache`](crate::Cache) works through: the store behind its
+//! breaker and operation timeout, shared reads and decoding, encoding with drawn windows, and
+//! the near-cache announcements of writes and purges. Its fields are private; the miss path
+//! (`load`), the lock lease (`lock`) and the refresher (`refresh`) use it through methods.
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::breaker::Breaker;
+use crate::clock::Clock;
+use crate::entry::{self, DecodeError, Meta};
+use crate::error::{CacheError, StoreError};
+use crate::flight::{Flights, ReadFlights, ReadRole};
+use crate::keyspace::{Keyspace, GENERATION_TTL};
+use crate::near::{Event, Near};
+use crate::policy::Policy;
+use crate::settings::Settings;
+use crate::stats::Counters;
+use crate::store::Store;
+
+/// What the cache and its background tasks share.
+pub(crate) struct Engine {
+    store: Arc<dyn Store>,
+    keys: Keyspace,
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    rng: Mutex<StdRng>,
+    counters: Arc<Counters>,
+    breaker: Breaker,
+    flights: Arc<Flights>,
+    /// The optional in-process tier.
+    near: Option<Arc<Near>>,
+    /// Shared in-flight reads; `None` for the in-process store, where sharing costs more than
+    /// it saves.
+    reads: Option<ReadFlights>,
+}
+
+/// A decoded entry read from the store.
+pub(crate) struct Found<T> {
+    pub(crate) value: T,
+    pub(crate) meta: Meta,
+    pub(crate) bytes: Arc<Vec<u8>>,
+}
+
+impl Engine {
+    /// The one constructor (the builder's); `remote` stores share concurrent reads of a key.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        keys: Keyspace,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        rng: StdRng,
+        breaker: Breaker,
+        near: Option<Near>,
+        remote: bool,
+    ) -> Engine {
+        Engine {
+            store,
+            keys,
+            settings,
+            clock,
+            rng: Mutex::new(rng),
+            counters: Arc::new(Counters::default()),
+            breaker,
+            flights: Arc::new(Flights::default()),
+            near: near.map(Arc::new),
+            reads: remote.then(ReadFlights::default),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn keys(&self) -> &Keyspace {
+        &self.keys
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub(crate) fn flights(&self) -> &Arc<Flights> {
+        &self.flights
+    }
+
+    pub(crate) fn near(&self) -> Option<&Arc<Near>> {
+        self.near.as_ref()
+    }
+
+    /// Bumps one purge generation (before the purge or put it announces).
+    pub(crate) async fn bump(&self, gen_key: String) -> Result<(), StoreError> {
+        let keys = [gen_key];
+        self.store_op(
+            "bump_generations",
+            self.store.bump_generations(&keys, GENERATION_TTL),
+        )
+        .await
+    }
+
+    pub(crate) fn random_token(&self) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_u64()
+    }
+
+    /// Runs one store operation under the breaker and the operation timeout, counting and
+    /// logging failures.
+    pub(crate) async fn store_op<V>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<V, StoreError>>,
+    ) -> Result<V, StoreError> {
+        if !self.breaker.allow() {
+            Counters::incr(&self.counters.store_skipped);
+            return Err(StoreError::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(self.settings.op_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout {
+                op,
+                timeout: self.settings.op_timeout,
+            }),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(e) if e.is_unavailable() => {
+                Counters::incr(&self.counters.store_errors);
+                if self.breaker.failure() {
+                    tracing::warn!(error = %e, "store failing; skipping it for a cool-down (fail-open)");
+                } else {
+                    tracing::warn!(error = %e, "store operation failed (fail-open)");
+                }
+            }
+            Err(e) if e.is_out_of_memory() => {
+                Counters::incr(&self.counters.store_errors);
+                tracing::debug!(error = %e, "store is full and refused a write (fail-open)");
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Reads and decodes an entry; anything unusable is `None` (and counted).
+    pub(crate) async fn read<T: DeserializeOwned>(&self, full: &str) -> Option<Found<T>> {
+        self.read_reporting(full, true).await
+    }
+
+    /// Reads like [`Engine::read`]; with `report` false an unusable entry is not counted or
+    /// logged again (the call already did so on its first read).
+    pub(crate) async fn read_reporting<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        report: bool,
+    ) -> Option<Found<T>> {
+        let bytes = match self.get(full).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(StoreError::WrongType { .. }) if !report => return None,
+            Err(StoreError::WrongType { .. }) => {
+                Counters::incr(&self.counters.corrupt_entries);
+                tracing::warn!(key = %full, "key holds a non-string value; treating as a miss");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        match entry::decode::<T>(&bytes) {
+            Ok((value, meta)) => Some(Found { value, meta, bytes }),
+            Err(_) if !report => None,
+            Err(e) => {
+                Counters::incr(&self.counters.corrupt_entries);
+                match e {
+                    DecodeError::Format => {
+                        tracing::warn!(key = %full, "entry is not in our format; treating as a miss")
+                    }
+                    DecodeError::Json(e) => {
+                        tracing::warn!(key = %full, error = %e, "entry does not decode; treating as a miss")
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// One store `GET`, shared with concurrent readers of the same key when the store is
+    /// remote. A follower waits for the shared read at most the operation timeout, and reads
+    /// itself if the reading caller went away.
+    async fn get(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let Some(reads) = &self.reads else {
+            return self.own_read(full).await;
+        };
+        match reads.join(full) {
+            ReadRole::Reader(guard) => {
+                let result = self.own_read(full).await;
+                guard.publish(&result);
+                result
+            }
+            ReadRole::Follower(mut rx) => {
+                let waited =
+                    tokio::time::timeout(self.settings.op_timeout, rx.wait_for(Option::is_some));
+                // Owned before any await: the channel's read guard must not be held across one.
+                let shared = match waited.await {
+                    Ok(Ok(shared)) => shared.clone(),
+                    Ok(Err(_)) => None,
+                    Err(_) => {
+                        return Err(StoreError::Timeout {
+                            op: "get",
+                            timeout: self.settings.op_timeout,
+                        })
+                    }
+                };
+                match shared {
+                    Some(result) => result,
+                    // The reading caller went away before it read: read for ourselves.
+                    None => self.own_read(full).await,
+                }
+            }
+        }
+    }
+
+    async fn own_read(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let got = self.store_op("get", self.store.get(full)).await;
+        got.map(|bytes| bytes.map(Arc::new))
+    }
+
+    /// Encodes a value with windows drawn from `policy`, whatever its size.
+    pub(crate) fn encode_any<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        delta_ms: u64,
+    ) -> Result<Vec<u8>, CacheError> {
+        let (write_id, u1, u2) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            (rng.next_u64(), rng.random::<f64>(), rng.random::<f64>())
+        };
+        let (fresh, stale) = policy.draw_windows(u1, u2);
+        let meta = Meta {
+            at: self.clock.now_ms(),
+            fresh,
+            stale,
+            delta: delta_ms,
+        };
+        entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
+            key: full.to_string(),
+            source: Arc::new(e),
+        })
+    }
+
+    /// Encodes a value like [`Engine::encode_any`], refusing entries over the size limit.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        delta_ms: u64,
+    ) -> Result<Vec<u8>, CacheError> {
+        let bytes = self.encode_any(full, value, policy, delta_ms)?;
+        self.check_size(full, &bytes)?;
+        Ok(bytes)
+    }
+
+    pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        if bytes.len() > self.settings.max_entry_bytes {
+            return Err(CacheError::TooLarge {
+                key: full.to_string(),
+                size: bytes.len(),
+                max: self.settings.max_entry_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The store expiry of an encoded entry: its stale window.
+    pub(crate) fn ttl_of(&self, bytes: &[u8]) -> u64 {
+        entry::meta(bytes).map_or(1, |m| m.stale)
+    }
+
+    /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
+    pub(crate) async fn written(&self, full: &str, bytes: &[u8], tag_keys: &[String]) {
+        let Some(near) = &self.near else { return };
+        if let Some(meta) = entry::meta(bytes) {
+            near.fill(
+                full,
+                bytes,
+                &meta,
+                self.clock.now_ms(),
+                tag_keys,
+                near.epoch(),
+            )
+            .await;
+        }
+        self.publish(near, Event::Key(full)).await;
+    }
+
+    /// After this process purged entries: drop them here and in every other process.
+    pub(crate) async fn purged(&self, event: Event<'_>) {
+        let Some(near) = &self.near else { return };
+        near.forget(event).await;
+        self.publish(near, event).await;
+    }
+
+    async fn publish(&self, near: &Near, event: Event<'_>) {
+        let message = near.message(event);
+        let _ = self
+            .store_op("publish", self.store.publish(near.channel(), &message))
+            .await;
+    }
+
+    pub(crate) fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {
+        let Some(beta) = policy.early_refresh_beta() else {
+            return false;
+        };
+        let u: f64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
+        let gap = -(meta.delta as f64) * beta * (1.0 - u).ln();
+        now as f64 + gap >= (meta.at + meta.fresh) as f64
+    }
+}

@@ -1,0 +1,381 @@
+//! The miss path: in-process flights, the cross-process lock and the wait for its holder, and
+//! the guarded load-and-store (a load that began before a purge or a put of its entry does not
+//! store its value).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::engine::Engine;
+use crate::entry;
+use crate::error::{CacheError, LoadError, StoreError};
+use crate::flight::{self, Outcome, Role};
+use crate::key::CacheKey;
+use crate::keyspace::{Keyspace, GENERATION_TTL};
+use crate::lock::{release_in_background, LockGuard};
+use crate::policy::Policy;
+use crate::stats::Counters;
+
+impl Engine {
+    /// since the load began, or the value cannot be stored faithfully.
+    pub(crate) async fn load_and_store<T, E, L, LFut>(
+        &self,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+    ) -> Result<Loaded<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        // The generations before the loader starts: any purge after this point moves one.
+        let guard_keys = self.keys().guards(full, key);
+        let seen = self
+            .store_op("generations", self.store().generations(&guard_keys))
+            .await
+            .ok();
+        Counters::incr(&self.counters().loads);
+        let started = Instant::now();
+        let value = match load().await {
+            Ok(v) => v,
+            Err(e) => {
+                Counters::incr(&self.counters().load_errors);
+                tracing::debug!(key = %full, error = ?e, "loader failed; not cached");
+                return Err(e);
+            }
+        };
+        let elapsed = started.elapsed();
+        let Some(bytes) = self.encoded(full, &value, policy, elapsed) else {
+            Counters::incr(&self.counters().unstorable_values);
+            return Ok(Loaded::new(value, Stored::No, None));
+        };
+        if let Err(e) = self.check_size(full, &bytes) {
+            // Too large for the store, but still handed to this load's coalesced waiters.
+            Counters::incr(&self.counters().unstorable_values);
+            tracing::warn!(key = %full, error = %e, "value not cached");
+            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
+        }
+        // Unknown generations (the store failed) or older than they are kept: do not store.
+        let Some(seen) = seen.filter(|_| elapsed < GENERATION_TTL) else {
+            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
+        };
+        let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
+        let ttl = Duration::from_millis(self.ttl_of(&bytes));
+        let tag_keys = self.keys().tags(key);
+        let op = self
+            .store()
+            .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
+        // A failed write was counted and logged by `store_op`; the caller still gets its value.
+        let stored = match self.store_op("set", op).await {
+            Ok(true) => {
+                self.written(full, &bytes, &tag_keys).await;
+                Stored::Yes
+            }
+            Ok(false) => {
+                Counters::incr(&self.counters().superseded_loads);
+                tracing::debug!(key = %full, "purged or replaced while loading; value not cached");
+                Stored::Superseded
+            }
+            Err(_) => Stored::No,
+        };
+        Ok(Loaded::new(value, stored, Some(Arc::new(bytes))))
+    }
+
+    /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it
+    /// does not encode, or does not read back as written (JSON writes NaN as `null`).
+    fn encoded<T: Serialize + DeserializeOwned>(
+        &self,
+        full: &str,
+        value: &T,
+        policy: &Policy,
+        elapsed: Duration,
+    ) -> Option<Vec<u8>> {
+        let delta = elapsed.as_millis() as u64;
+        let checked = self
+            .encode_any(full, value, policy, delta)
+            .and_then(|bytes| match entry::decode::<T>(&bytes) {
+                Ok(_) => Ok(bytes),
+                Err(e) => Err(CacheError::Encode {
+                    key: full.to_string(),
+                    source: Arc::new(serde::ser::Error::custom(format!(
+                        "the value does not read back as written ({e:?}); a NaN or infinite float?"
+                    ))),
+                }),
+            });
+        match checked {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::warn!(key = %full, error = %e, "value not cached");
+                None
+            }
+        }
+    }
+
+    /// The miss path with coalescing: in-process flights, then the cross-process lock.
+    pub(crate) async fn load_coalesced<T, E, L, LFut>(
+        self: &Arc<Self>,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        share: Share<T, E>,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        // A caller waits on other callers' loads, here or in other processes, for at most
+        // `lock_wait` in all. A leader renews its lock while it loads, so a slow load is waited
+        // for, not duplicated; a leader that goes away hands the flight to one waiter.
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.settings().lock_wait;
+        let timed_out = || LoadError::TimedOut {
+            key: full.to_string(),
+            waited: started.elapsed(),
+        };
+        let mut counted = false;
+        loop {
+            match self.flights().join(full, self.settings().lock_wait) {
+                Role::Leader(guard) => {
+                    return match self.load_locked(full, key, policy, load, deadline).await {
+                        Ok(loaded) => {
+                            match (loaded.stored, share.value, loaded.bytes) {
+                                (Stored::Superseded, _, _) => guard.finish(Outcome::Superseded),
+                                (_, Some(clone), _) => {
+                                    guard.finish(Outcome::Value(Arc::new(clone(&loaded.value))))
+                                }
+                                (_, None, Some(bytes)) => {
+                                    guard.finish(Outcome::Value(Arc::new(bytes)))
+                                }
+                                // Nothing to share: the waiters load.
+                                (_, None, None) => drop(guard),
+                            }
+                            Ok(loaded.value)
+                        }
+                        Err(NotLoaded::Failed(e)) => {
+                            let shared = Arc::new(SendCell::new((share.error)(&e)));
+                            guard.finish(Outcome::Failed(shared));
+                            Err(LoadError::Loader(e))
+                        }
+                        Err(NotLoaded::TimedOut(load)) if share.load_after_patience => {
+                            drop(guard);
+                            self.load_after_patience(full, key, policy, load).await
+                        }
+                        Err(NotLoaded::TimedOut(_)) => {
+                            guard.finish(Outcome::TimedOut);
+                            Err(timed_out())
+                        }
+                    };
+                }
+                Role::Waiter(slot) => {
+                    if !counted {
+                        Counters::incr(&self.counters().coalesced_waits);
+                        counted = true;
+                    }
+                    let outcome = match tokio::time::timeout_at(deadline, flight::wait(slot)).await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) if share.load_after_patience => {
+                            return self.load_after_patience(full, key, policy, load).await
+                        }
+                        Err(_) => return Err(timed_out()),
+                    };
+                    match outcome {
+                        Some(Outcome::Value(any)) => match share.value {
+                            Some(clone) => match any.downcast_ref::<T>() {
+                                Some(v) => return Ok(clone(v)),
+                                // Another type under the same key: load for ourselves.
+                                None => continue,
+                            },
+                            None => match any
+                                .downcast_ref::<Arc<Vec<u8>>>()
+                                .and_then(|bytes| entry::decode::<T>(bytes).ok())
+                            {
+                                Some((v, _)) => return Ok(v),
+                                None => continue,
+                            },
+                        },
+                        Some(Outcome::Failed(err)) => match err.downcast_ref::<SendCell<E>>() {
+                            Some(e) => return Err(LoadError::Loader((share.error)(&e.get()))),
+                            None => continue,
+                        },
+                        Some(Outcome::Panicked) => {
+                            return Err(LoadError::Panicked {
+                                key: full.to_string(),
+                                message: "the shared loader panicked in another task".into(),
+                            })
+                        }
+                        // The leader's patience ran out before ours, the load began before a
+                        // purge, or the leader was dropped mid-load: lead or wait on a new
+                        // flight (until our own deadline).
+                        Some(Outcome::TimedOut | Outcome::Superseded) | None => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `#[cached_action]` caller whose patience ran out loads on its own (still guarded).
+    async fn load_after_patience<T, E, L, LFut>(
+        &self,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+    ) -> Result<T, LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        tracing::warn!(key = %full, wait = ?self.settings().lock_wait, "another caller's load is taking longer than lock_wait; loading directly");
+        self.load_and_store(full, key, policy, load)
+            .await
+            .map(|loaded| loaded.value)
+            .map_err(LoadError::Loader)
+    }
+
+    /// Loads under the cross-process lock, or waits until `deadline` for the process that holds
+    /// it, taking over only when that holder is gone.
+    async fn load_locked<T, E, L, LFut>(
+        self: &Arc<Self>,
+        full: &str,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        deadline: tokio::time::Instant,
+    ) -> Result<Loaded<T>, NotLoaded<E, L>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: fmt::Debug,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+    {
+        let lock_key = Keyspace::lock(full);
+        let token = format!("{:016x}", self.random_token());
+        let lock = || async {
+            self.store_op(
+                "lock",
+                self.store()
+                    .try_lock(&lock_key, &token, self.settings().lock_ttl),
+            )
+            .await
+        };
+        let mut attempt = lock().await;
+        // Someone else is loading: wait for their value while their lease lives, and take over
+        // when it lapses. A store error ends the wait at once (fail-open): the store cannot
+        // deliver a value.
+        let mut pause = Duration::from_millis(5);
+        while matches!(attempt, Ok(false)) {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(key = %full, wait = ?self.settings().lock_wait, "another process's load is taking longer than lock_wait");
+                return Err(NotLoaded::TimedOut(load));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            if let Some(found) = self.read_fresh::<T>(full).await {
+                return Ok(found);
+            }
+            attempt = lock().await;
+        }
+        let held = matches!(attempt, Ok(true));
+        let uncertain = matches!(attempt, Err(StoreError::Timeout { .. }));
+        if held {
+            let guard = LockGuard::new(Arc::clone(self), lock_key, token);
+            // Double-check under the lock: another caller, here or in another process, may have
+            // stored the value after our read and released the lock before we asked for it.
+            // One GET per genuine miss buys "one loader call per stampede".
+            if let Some(found) = self.read_fresh::<T>(full).await {
+                guard.release().await;
+                return Ok(found);
+            }
+            let result = self.load_and_store(full, key, policy, load).await;
+            guard.release().await;
+            return result.map_err(NotLoaded::Failed);
+        }
+        let result = self.load_and_store(full, key, policy, load).await;
+        if uncertain {
+            release_in_background(self, lock_key, token);
+        }
+        result.map_err(NotLoaded::Failed)
+    }
+
+    /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
+    /// count: it is what an inline refresh is replacing.
+    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<Loaded<T>> {
+        let found = self.read_reporting::<T>(full, false).await?;
+        let age = self.clock().now_ms().saturating_sub(found.meta.at);
+        (age < found.meta.fresh).then(|| Loaded::new(found.value, Stored::Yes, Some(found.bytes)))
+    }
+}
+
+/// How coalesced callers share a load: clones of its value (or, for a value type that is not
+/// `Clone`, decodes of its entry) and of its error.
+pub(crate) struct Share<T, E> {
+    pub(crate) value: Option<fn(&T) -> T>,
+    pub(crate) error: fn(&E) -> E,
+    /// Whether a caller whose patience ran out loads on its own (`#[cached_action]`) rather
+    /// than returning [`LoadError::TimedOut`].
+    pub(crate) load_after_patience: bool,
+}
+
+/// Why [`Engine::load_locked`] returned no value.
+enum NotLoaded<E, L> {
+    /// The loader failed.
+    Failed(E),
+    /// The deadline passed while another process still held the lock; the loader is unused.
+    TimedOut(L),
+}
+
+/// A loaded (or found) value, what became of its entry, and the entry's bytes when it encoded
+/// faithfully (to share with waiters whose value type is not `Clone`).
+pub(crate) struct Loaded<T> {
+    pub(crate) value: T,
+    stored: Stored,
+    bytes: Option<Arc<Vec<u8>>>,
+}
+
+impl<T> Loaded<T> {
+    fn new(value: T, stored: Stored, bytes: Option<Arc<Vec<u8>>>) -> Self {
+        Loaded {
+            value,
+            stored,
+            bytes,
+        }
+    }
+}
+
+/// What became of a loaded value's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// It is in the store (written now, or found there).
+    Yes,
+    /// It could not be stored: unstorable value, or the store failed.
+    No,
+    /// A purge or put of the entry since the load began: not stored, by design.
+    Superseded,
+}
+
+/// Makes a `Send` error shareable between tasks behind `Arc<dyn Any + Send + Sync>`: the value
+/// is only ever read through `&`, under a mutex, by the waiter that clones it.
+pub(crate) struct SendCell<E>(Mutex<E>);
+
+impl<E> SendCell<E> {
+    pub(crate) fn new(e: E) -> Self {
+        SendCell(Mutex::new(e))
+    }
+
+    pub(crate) fn get(&self) -> std::sync::MutexGuard<'_, E> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
