@@ -21,7 +21,7 @@ use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing};
 use crate::stats::{Counters, Stats};
 
-/// A stale-while-revalidate cache over a [`Store`]. Cheap to clone: clones share the store,
+/// A stale-while-revalidate cache over a [`Store`](crate::store::Store). Cheap to clone: clones share the store,
 /// the counters, the in-flight loads and the background refreshes.
 ///
 /// Background refreshes stop when the last clone is dropped.
@@ -139,7 +139,7 @@ impl Cache {
     ///
     /// [`LoadError::Loader`] with the loader's error, [`LoadError::Panicked`] for a waiter
     /// whose shared load panicked, [`LoadError::TimedOut`] for a waiter whose patience
-    /// ([`CacheBuilder::lock_wait`]) ran out before another caller's load ended.
+    /// ([`CacheBuilder::lock_wait`](crate::CacheBuilder::lock_wait)) ran out before another caller's load ended.
     pub async fn get_or_load<T, E, F, Fut>(
         &self,
         key: &CacheKey,
