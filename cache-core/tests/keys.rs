@@ -266,21 +266,55 @@ fn insertion_ordered_maps_give_the_key_of_sorted_ones() {
 
 #[test]
 fn the_order_of_arg_calls_does_not_matter() {
-    let mut a = KeyBuilder::new("f");
-    a.arg("b", &2)
-        .unwrap()
-        .arg("a", &1)
-        .unwrap()
-        .arg("c", &3)
-        .unwrap();
-    let mut b = KeyBuilder::new("f");
-    b.arg("c", &3)
-        .unwrap()
-        .arg("a", &1)
-        .unwrap()
-        .arg("b", &2)
-        .unwrap();
-    assert_eq!(a.build(), b.build());
+    let long = "L".repeat(300);
+    let args: [(&str, &dyn erased_serde_free::Arg); 4] = [
+        ("b", &2u8),
+        ("a", &long),
+        ("ab", &HashMap::from([(1, "x"), (2, "y")])),
+        ("", &None::<u8>),
+    ];
+    let mut seen = HashSet::new();
+    for perm in permutations(args.len()) {
+        let mut b = KeyBuilder::new("f");
+        for &i in &perm {
+            let (name, value) = args[i];
+            value.add(&mut b, name);
+        }
+        seen.insert((b.canonical_bytes(), b.build()));
+    }
+    assert_eq!(seen.len(), 1, "24 orders, one key");
+}
+
+/// Every ordering of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for at in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(at, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// Arguments of different types in one list.
+mod erased_serde_free {
+    use action_cache_core::KeyBuilder;
+    use serde::Serialize;
+
+    pub(crate) trait Arg {
+        fn add(&self, b: &mut KeyBuilder, name: &str);
+    }
+
+    impl<T: Serialize> Arg for T {
+        fn add(&self, b: &mut KeyBuilder, name: &str) {
+            b.arg(name, self).expect("keyable");
+        }
+    }
 }
 
 /// A map nested `depth` levels deep, produced on the fly so the test holds nothing deep.
@@ -393,8 +427,8 @@ fn the_byte_layout_is_the_documented_one() {
         .arg("shape", &Shape::Tuple(1, 2))
         .unwrap();
     let mut expected = vec![0, 0, 0, 2]; // key-format version 2, u32 big-endian
-    expected.extend(b"\x0acrm.search"); // name: LEB128 length, UTF-8
     expected.extend([1, 0, 0, 0, 3]); // schema version: present, u32 big-endian
+    expected.extend(b"\x0acrm.search"); // name: LEB128 length, UTF-8
     expected.extend(b"\x07filters\x0c"); // argument name, then a map
     expected.extend(b"\x23\x06status"); // key: a string
     expected.extend([0x02, 0x22, 0, 0, 0, b'o']); // value: Some(char)
@@ -405,6 +439,10 @@ fn the_byte_layout_is_the_documented_one() {
     expected.extend(b"\x06tenant\x23\x04acme"); // a string
     assert_eq!(b.canonical_bytes(), expected);
     assert_eq!(CacheKey::FORMAT_VERSION, 2);
+    // Without a version, its slot is zeros.
+    let mut b = KeyBuilder::new("f");
+    b.arg("x", &()).unwrap();
+    assert_eq!(b.canonical_bytes(), b"\0\0\0\x02\0\0\0\0\0\x01f\x01x\x03");
 }
 
 #[test]
@@ -433,7 +471,7 @@ fn keys_are_stable_across_builds() {
     let key = b.build();
     assert_eq!(
         key.digest(),
-        "441577386b92416fe40daf25d7c1b495c908bcd2e3325d8582dbba486801818f"
+        "af3d9f19a605866ffb2f83e06a0bcad08276967ca1d0ea163d0aba5016ab7201"
     );
     assert_eq!(
         key.with_prefix("ac"),

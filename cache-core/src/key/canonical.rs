@@ -86,14 +86,15 @@ impl ser::Error for EncodeError {
 
 /// An unsigned LEB128 number (7 bits a byte, low bits first, minimal length).
 #[derive(Clone, Copy)]
-pub(super) struct Varint {
+struct Varint {
     bytes: [u8; 10],
     len: u8,
 }
 
 impl Varint {
     /// Encodes `n`.
-    pub(super) fn new(mut n: u64) -> Varint {
+    #[inline]
+    fn new(mut n: u64) -> Varint {
         let mut v = Varint {
             bytes: [0; 10],
             len: 0,
@@ -119,8 +120,12 @@ impl AsRef<[u8]> for Varint {
 }
 
 /// Length-prefixed bytes: a [`Varint`] length, then the bytes.
+#[inline]
 pub(super) fn write_len_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
-    buf.extend_from_slice(Varint::new(bytes.len() as u64).as_ref());
+    match u8::try_from(bytes.len()) {
+        Ok(short) if short < 0x80 => buf.push(short),
+        _ => buf.extend_from_slice(Varint::new(bytes.len() as u64).as_ref()),
+    }
     buf.extend_from_slice(bytes);
 }
 
@@ -134,12 +139,44 @@ pub(super) struct Encoder {
 }
 
 impl Encoder {
+    /// Makes room for at least `additional` more bytes.
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
+    }
+
+    /// How many bytes the buffer holds without growing.
+    #[inline]
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Appends `bytes` as they are.
+    #[inline]
+    pub(super) fn write_raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Replaces the bytes at `at..at + bytes.len()` (which must have been written).
+    #[inline]
+    pub(super) fn overwrite(&mut self, at: usize, bytes: &[u8]) {
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Moves the bytes from `from` to the end so that they start at `to` (before `from`),
+    /// shifting the bytes in between towards the end.
+    pub(super) fn move_tail(&mut self, from: usize, to: usize) {
+        let len = self.buf.len() - from;
+        self.buf[to..].rotate_right(len);
+    }
+
     /// Everything encoded so far.
+    #[inline]
     pub(super) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
     /// How many bytes are encoded so far.
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.buf.len()
     }
@@ -152,6 +189,7 @@ impl Encoder {
     }
 
     /// Appends length-prefixed `bytes` (no tag: for names whose place says what they are).
+    #[inline]
     pub(super) fn write_name(&mut self, name: &str) {
         write_len_prefixed(&mut self.buf, name.as_bytes());
     }
@@ -165,6 +203,7 @@ impl Encoder {
     }
 
     /// Enters one level of nesting, refusing to go deeper than [`MAX_DEPTH`].
+    #[inline]
     fn enter(&mut self) -> Result<(), EncodeError> {
         if self.depth >= MAX_DEPTH {
             return Err(EncodeError::Custom(format!(
@@ -176,6 +215,7 @@ impl Encoder {
     }
 
     /// Opens a list (sequence, tuple, map or struct): checks the depth, then writes `tag`.
+    #[inline]
     fn open(&mut self, tag: u8) -> Result<&mut Self, EncodeError> {
         self.enter()?;
         self.buf.push(tag);
@@ -183,12 +223,14 @@ impl Encoder {
     }
 
     /// Closes the list opened last.
+    #[inline]
     fn close(&mut self) {
         self.buf.push(tag::END);
         self.depth -= 1;
     }
 
     /// Writes `tag`, then `value` one level deeper.
+    #[inline]
     fn wrap<T: Serialize + ?Sized>(&mut self, tag: u8, value: &T) -> Result<(), EncodeError> {
         self.enter()?;
         self.buf.push(tag);
@@ -198,12 +240,14 @@ impl Encoder {
     }
 
     /// An enum variant: its index (`u32`, big-endian), then its name, length-prefixed.
+    #[inline]
     fn write_variant(&mut self, index: u32, variant: &str) {
         self.buf.extend_from_slice(&index.to_be_bytes());
         self.write_name(variant);
     }
 
     /// A string value, tagged.
+    #[inline]
     fn write_str(&mut self, s: &str) {
         self.buf.push(tag::STR);
         self.write_name(s);
@@ -232,7 +276,8 @@ impl Encoder {
 
 macro_rules! fixed_width {
     ($($method:ident: $ty:ty => $tag:ident),* $(,)?) => {
-        $(fn $method(self, v: $ty) -> Result<(), EncodeError> {
+        $(#[inline]
+        fn $method(self, v: $ty) -> Result<(), EncodeError> {
             self.buf.push(tag::$tag);
             self.buf.extend_from_slice(&v.to_be_bytes());
             Ok(())
@@ -258,12 +303,14 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         serialize_u64: u64 => U64, serialize_u128: u128 => U128,
     );
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
         self.buf.extend_from_slice(&[tag::BOOL, u8::from(v)]);
         Ok(())
     }
     // Floats are written bit for bit, so -0.0 and 0.0 are distinct keys. NaN (whose payloads
     // differ from one computation to the next) and the infinities are refused.
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), EncodeError> {
         if !v.is_finite() {
             return Err(EncodeError::NonFinite);
@@ -272,6 +319,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
         if !v.is_finite() {
             return Err(EncodeError::NonFinite);
@@ -280,37 +328,45 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), EncodeError> {
         self.buf.push(tag::CHAR);
         self.buf.extend_from_slice(&u32::from(v).to_be_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), EncodeError> {
         self.write_str(v);
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
         self.buf.push(tag::BYTES);
         write_len_prefixed(&mut self.buf, v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(self) -> Result<(), EncodeError> {
         self.buf.push(tag::NONE);
         Ok(())
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), EncodeError> {
         self.wrap(tag::SOME, value)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<(), EncodeError> {
         self.buf.push(tag::UNIT);
         Ok(())
     }
     // Type names are not written: renaming a type keeps its keys, and the type of each argument
     // is fixed by the function anyway. Variant and field names are written.
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), EncodeError> {
         self.buf.push(tag::UNIT_STRUCT);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -321,6 +377,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         self.write_variant(index, variant);
         Ok(())
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -328,6 +385,7 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     ) -> Result<(), EncodeError> {
         self.wrap(tag::NEWTYPE_STRUCT, value)
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -344,15 +402,19 @@ impl<'a> ser::Serializer for &'a mut Encoder {
     }
     // Lists end with `END` rather than starting with the length a `Serialize` impl announces,
     // which a hand-written impl may get wrong.
+    #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self, EncodeError> {
         self.open(tag::SEQ)
     }
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Self, EncodeError> {
         self.open(tag::TUPLE)
     }
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self, EncodeError> {
         self.open(tag::TUPLE_STRUCT)
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -364,17 +426,23 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         this.write_variant(index, variant);
         Ok(this)
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<MapEncoder<'a>, EncodeError> {
         let enc = self.open(tag::MAP)?;
+        if enc.entries.capacity() == 0 {
+            enc.entries.reserve(8);
+        }
         Ok(MapEncoder {
             base: enc.entries.len(),
             key_start: None,
             enc,
         })
     }
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, EncodeError> {
         self.open(tag::STRUCT)
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -394,9 +462,11 @@ macro_rules! list_of_elements {
         $(impl ser::$trait for &mut Encoder {
             type Ok = ();
             type Error = EncodeError;
+            #[inline]
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
                 value.serialize(&mut **self)
             }
+            #[inline]
             fn end(self) -> Result<(), EncodeError> {
                 self.close();
                 Ok(())
@@ -419,6 +489,7 @@ macro_rules! list_of_fields {
         $(impl ser::$trait for &mut Encoder {
             type Ok = ();
             type Error = EncodeError;
+            #[inline]
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
@@ -427,6 +498,7 @@ macro_rules! list_of_fields {
                 self.write_str(key);
                 value.serialize(&mut **self)
             }
+            #[inline]
             fn end(self) -> Result<(), EncodeError> {
                 self.close();
                 Ok(())
@@ -451,6 +523,7 @@ pub(super) struct MapEncoder<'a> {
 impl ser::SerializeMap for MapEncoder<'_> {
     type Ok = ();
     type Error = EncodeError;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), EncodeError> {
         if self.key_start.is_some() {
             return Err(ser::Error::custom("a map key without a value"));
@@ -458,6 +531,7 @@ impl ser::SerializeMap for MapEncoder<'_> {
         self.key_start = Some(self.enc.len());
         key.serialize(&mut *self.enc)
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
         let Some(start) = self.key_start.take() else {
             return Err(ser::Error::custom("a map value without a key"));
@@ -466,6 +540,7 @@ impl ser::SerializeMap for MapEncoder<'_> {
         self.enc.entries.push((start, self.enc.len()));
         Ok(())
     }
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         if self.key_start.is_some() {
             return Err(ser::Error::custom("a map key without a value"));

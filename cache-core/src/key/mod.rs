@@ -30,10 +30,11 @@ mod canonical;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::cell::Cell;
 use std::fmt;
 
 use crate::error::KeyError;
-use canonical::{EncodeError, Encoder, Varint};
+use canonical::{EncodeError, Encoder};
 
 /// The version of the key format, hashed first into every key. Bump it whenever the bytes
 /// hashed for a given call change, so old and new keys never meet. 1 was canonical JSON; 2 is
@@ -127,16 +128,54 @@ impl fmt::Display for CacheKey {
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
     name: String,
-    version: Option<u32>,
-    /// Every argument's name (length-prefixed) and encoded value, one after the other.
-    encoder: Encoder,
-    /// Where each argument lies in `encoder`, kept sorted by name.
-    args: Vec<ArgSpan>,
+    /// The canonical bytes and where each argument lies in them.
+    scratch: Scratch,
     tags: Vec<String>,
 }
 
-/// Offsets of one argument in the builder's buffer: `start..end` is what is hashed (the
-/// length-prefixed name, then the value); `name` is the name's bytes.
+/// A builder's buffers, reused by the next builder on the same thread once it is done.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The canonical bytes so far: the header, then every argument (its length-prefixed name,
+    /// then its value) in name order. [`KeyBuilder::build`] hashes them as they are.
+    encoder: Encoder,
+    /// Where each argument lies in `encoder`, in name order.
+    args: Vec<ArgSpan>,
+}
+
+/// Buffers larger than this are freed rather than kept for the next builder.
+const KEEP_AT_MOST: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffers of the last builder dropped on this thread.
+    static SPARE: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+impl Scratch {
+    /// The spare buffers of this thread, emptied, or new ones.
+    fn take() -> Scratch {
+        let mut scratch = SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        scratch.encoder.reserve(256);
+        scratch
+    }
+
+    /// Keeps these buffers for the next builder on this thread, unless they grew large.
+    fn give_back(mut self) {
+        if self.encoder.capacity() <= KEEP_AT_MOST && self.args.capacity() <= 256 {
+            self.encoder.truncate(0);
+            self.args.clear();
+            // Fails only while the thread is being torn down: the buffers are then just freed.
+            let _ = SPARE.try_with(|spare| spare.set(Some(self)));
+        }
+    }
+}
+
+/// Offsets of one argument in the builder's bytes: `start..end` is the argument (its
+/// length-prefixed name, then its value); `name` is the name's own bytes.
 #[derive(Debug, Clone)]
 struct ArgSpan {
     start: usize,
@@ -144,21 +183,47 @@ struct ArgSpan {
     end: usize,
 }
 
+impl ArgSpan {
+    /// Moves the span `by` bytes towards the end.
+    fn shift(&mut self, by: usize) {
+        self.start += by;
+        self.name = self.name.start + by..self.name.end + by;
+        self.end += by;
+    }
+
+    /// Moves the span `by` bytes towards the start.
+    fn shift_back(&mut self, by: usize) {
+        self.start -= by;
+        self.name = self.name.start - by..self.name.end - by;
+        self.end -= by;
+    }
+}
+
+/// Where the schema version sits in the header: after the 4-byte format version, one byte
+/// saying whether there is one, then the version as a big-endian `u32` (zero when there is none).
+const VERSION_AT: usize = 4;
+
 impl KeyBuilder {
     /// Starts a key for `name` (a stable function or data-set name).
     pub fn new(name: impl Into<String>) -> KeyBuilder {
+        let name = name.into();
+        let mut scratch = Scratch::take();
+        let encoder = &mut scratch.encoder;
+        encoder.write_raw(&KEY_FORMAT_VERSION.to_be_bytes());
+        encoder.write_raw(&[0; 5]);
+        encoder.write_name(&name);
         KeyBuilder {
-            name: name.into(),
-            version: None,
-            encoder: Encoder::default(),
-            args: Vec::new(),
+            name,
+            scratch,
             tags: Vec::new(),
         }
     }
 
     /// Sets a schema version that is part of the hash, to retire values of an older shape.
     pub fn version(&mut self, version: u32) -> &mut Self {
-        self.version = Some(version);
+        let mut slot = [1; 5];
+        slot[1..].copy_from_slice(&version.to_be_bytes());
+        self.scratch.encoder.overwrite(VERSION_AT, &slot);
         self
     }
 
@@ -174,19 +239,17 @@ impl KeyBuilder {
         name: &str,
         value: &V,
     ) -> Result<&mut Self, KeyError> {
-        let bytes = self.encoder.bytes();
-        let at = match self
-            .args
-            .binary_search_by(|a| bytes[a.name.clone()].cmp(name.as_bytes()))
-        {
+        let Scratch { encoder, args } = &mut self.scratch;
+        let bytes = encoder.bytes();
+        let at = match args.binary_search_by(|a| bytes[a.name.clone()].cmp(name.as_bytes())) {
             Ok(_) => return Err(KeyError::DuplicateArg(name.to_string())),
             Err(at) => at,
         };
-        let start = self.encoder.len();
-        self.encoder.write_name(name);
-        let name_end = self.encoder.len();
-        if let Err(e) = self.encoder.encode(value) {
-            self.encoder.truncate(start);
+        let start = encoder.len();
+        encoder.write_name(name);
+        let name_end = encoder.len();
+        if let Err(e) = encoder.encode(value) {
+            encoder.truncate(start);
             return Err(match e {
                 EncodeError::NonFinite => KeyError::NonFiniteFloat {
                     arg: name.to_string(),
@@ -197,12 +260,25 @@ impl KeyBuilder {
                 },
             });
         }
-        let span = ArgSpan {
+        let mut span = ArgSpan {
             start,
             name: name_end - name.len()..name_end,
-            end: self.encoder.len(),
+            end: encoder.len(),
         };
-        self.args.insert(at, span);
+        // Keep the bytes in name order: an argument that sorts before others moves in front of
+        // them (arguments are small and few; the macro adds them in declaration order).
+        if let Some(next) = args.get(at) {
+            let (to, len) = (next.start, span.end - span.start);
+            encoder.move_tail(start, to);
+            span.shift_back(start - to);
+            for a in &mut args[at..] {
+                a.shift(len);
+            }
+        }
+        if args.capacity() == 0 {
+            args.reserve(8);
+        }
+        args.insert(at, span);
         Ok(self)
     }
 
@@ -214,41 +290,51 @@ impl KeyBuilder {
 
     /// The exact bytes [`build`](KeyBuilder::build) hashes, laid out as the README's "Keys"
     /// section describes: for checking a key by hand or computing it in another language.
+    ///
+    /// ```
+    /// use action_cache_core::{CacheKey, KeyBuilder};
+    /// use sha2::{Digest, Sha256};
+    ///
+    /// let mut b = KeyBuilder::new("f");
+    /// b.arg("x", &Some(1u8))?;
+    /// let bytes = b.canonical_bytes();
+    /// // Format 2, no version, name "f", argument "x": Some (02) of a u8 (19) 1.
+    /// assert_eq!(bytes, [0, 0, 0, 2, 0, 0, 0, 0, 0, 1, b'f', 1, b'x', 0x02, 0x19, 1]);
+    /// assert_eq!(&bytes[..4], CacheKey::FORMAT_VERSION.to_be_bytes());
+    /// assert_eq!(b.build().digest(), hex::encode(Sha256::digest(&bytes)));
+    /// # Ok::<(), action_cache_core::KeyError>(())
+    /// ```
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.name.len() + self.encoder.len() + 16);
-        self.feed(|part| out.extend_from_slice(part));
-        out
+        self.scratch.encoder.bytes().to_vec()
     }
 
     /// Hashes the name and arguments into a key.
-    pub fn build(self) -> CacheKey {
-        let mut hasher = Sha256::new();
-        self.feed(|part| hasher.update(part));
+    pub fn build(mut self) -> CacheKey {
+        let digest = Sha256::digest(self.scratch.encoder.bytes());
         CacheKey {
-            digest: hex::encode(hasher.finalize()),
-            name: self.name,
-            tags: self.tags,
+            digest: lower_hex(&digest.into()),
+            name: std::mem::take(&mut self.name),
+            tags: std::mem::take(&mut self.tags),
         }
     }
+}
 
-    /// Hands the canonical bytes to `sink`, part by part: the format version, the name, the
-    /// schema version, then the arguments in name order.
-    fn feed(&self, mut sink: impl FnMut(&[u8])) {
-        sink(&KEY_FORMAT_VERSION.to_be_bytes());
-        sink(Varint::new(self.name.len() as u64).as_ref());
-        sink(self.name.as_bytes());
-        match self.version {
-            None => sink(&[0]),
-            Some(v) => {
-                sink(&[1]);
-                sink(&v.to_be_bytes());
-            }
-        }
-        let bytes = self.encoder.bytes();
-        for a in &self.args {
-            sink(&bytes[a.start..a.end]);
-        }
+impl Drop for KeyBuilder {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.scratch).give_back();
     }
+}
+
+/// A SHA-256 digest as lowercase hex.
+fn lower_hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Always ASCII: the fallback is never taken.
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]
