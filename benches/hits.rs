@@ -1,5 +1,6 @@
 //! Hit latency, side by side: a raw `GET` of the stored bytes (the floor), `#[cached_action]` on
-//! Redis, the `cached` crate on Redis, the near cache, the in-memory store, and key building.
+//! Redis, the `cached` crate on Redis, the near cache, the in-memory store, and key building
+//! beside SHA-256 of the same canonical bytes (its floor).
 //!
 //! `cargo bench --bench hits` (one `redis-server` is started for the run).
 
@@ -10,6 +11,7 @@ use std::hint::black_box;
 
 use action_cache::testing::RedisServer;
 use criterion::{Criterion, Throughput};
+use sha2::{Digest, Sha256};
 use support::{RawRedis, ORDERS};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -120,6 +122,22 @@ fn in_process_hits(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     g.finish();
 }
 
+/// Key building for the typical argument set (three strings, a number, a 2-entry map) beside
+/// its floor: SHA-256 of the same canonical bytes, already laid out. Issue 16's figure is
+/// `typical_set / sha256_of_canonical_bytes` (target <= 2.0x, and <= 0.4 us).
+fn key_building(c: &mut Criterion) {
+    let bytes = support::typical_key_builder().canonical_bytes();
+    let mut g = c.benchmark_group("key_build");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("typical_set", |b| {
+        b.iter(|| black_box(support::typical_key()));
+    });
+    g.bench_function("sha256_of_canonical_bytes", |b| {
+        b.iter(|| black_box(Sha256::digest(black_box(&bytes))));
+    });
+    g.finish();
+}
+
 fn main() {
     let server = RedisServer::start();
     support::install(&server.url());
@@ -131,6 +149,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     redis_hits(&mut c, &rt, &raw);
     in_process_hits(&mut c, &rt);
+    key_building(&mut c);
     c.final_summary();
     let loads = support::LOADS.load(std::sync::atomic::Ordering::Relaxed);
     // Warming loads each order once per cache; anything more means a measured call missed.

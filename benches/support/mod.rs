@@ -236,6 +236,11 @@ impl RawRedis {
 
 /// The argument set of a typical call: a few strings, a number and a small map.
 pub(crate) fn typical_key() -> CacheKey {
+    typical_key_builder().build()
+}
+
+/// [`typical_key`] before hashing, for the bytes it hashes.
+pub(crate) fn typical_key_builder() -> KeyBuilder {
     let filters = BTreeMap::from([("status", "open"), ("channel", "voice")]);
     let mut b = KeyBuilder::new("crm.search");
     b.arg("tenant", "acme-eu")
@@ -244,7 +249,7 @@ pub(crate) fn typical_key() -> CacheKey {
         .and_then(|b| b.arg("limit", &50u32))
         .and_then(|b| b.arg("filters", &filters))
         .expect("a valid key");
-    b.build()
+    b
 }
 
 /// A key for the engine-level benchmarks (no key building in the measured call).

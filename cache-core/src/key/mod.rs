@@ -1,0 +1,485 @@
+//! Deterministic cache keys: the function name and every argument, hashed.
+//!
+//! A key is `{prefix}:{name}:{hex(sha256(bytes))}`, where the bytes are the key-format version
+//! ([`CacheKey::FORMAT_VERSION`]), the name, the schema version and each argument's name and
+//! value in a canonical binary encoding of serde's data model (see the README's "Keys" section
+//! for the byte layout). The encoding is injective: values that serde tells apart (`None` and
+//! `Some(None)`, `1u32` and `1u64`, a unit and a unit struct, a map and a struct...) never share
+//! bytes. Map entries are sorted at every depth, so a `HashMap` argument gives the same key
+//! whatever its iteration order; sorting is done here, not left to `serde_json`, whose
+//! `preserve_order` feature may be switched on by any crate in the build.
+//!
+//! ```
+//! use action_cache_core::KeyBuilder;
+//! use std::collections::HashMap;
+//!
+//! let mut a = KeyBuilder::new("crm.account");
+//! a.arg("id", "42")?.arg("fields", &HashMap::from([("x", 1), ("y", 2)]))?;
+//! let mut b = KeyBuilder::new("crm.account");
+//! b.arg("fields", &HashMap::from([("y", 2), ("x", 1)]))?.arg("id", "42")?;
+//! assert_eq!(a.build(), b.build());
+//!
+//! let (mut none, mut some_none) = (KeyBuilder::new("f"), KeyBuilder::new("f"));
+//! none.arg("x", &None::<Option<u32>>)?;
+//! some_none.arg("x", &Some(None::<u32>))?;
+//! assert_ne!(none.build(), some_none.build());
+//! # Ok::<(), action_cache_core::KeyError>(())
+//! ```
+
+mod canonical;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::fmt;
+
+use crate::error::KeyError;
+use canonical::{EncodeError, Encoder};
+
+/// The version of the key format, hashed first into every key. Bump it whenever the bytes
+/// hashed for a given call change, so old and new keys never meet. 1 was canonical JSON; 2 is
+/// the tagged binary encoding.
+const KEY_FORMAT_VERSION: u32 = 2;
+
+/// A cache key without its store prefix: a name, a SHA-256 digest of the arguments, and the tags
+/// the entry will carry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: String,
+    digest: String,
+    tags: Vec<String>,
+}
+
+impl CacheKey {
+    /// The version of the byte layout that [`digest`](CacheKey::digest) hashes (its first four
+    /// bytes, big-endian). It changes whenever the bytes hashed for a given call change, which
+    /// gives every call a new key: entries stored under the old format are no longer read and
+    /// expire with their TTL.
+    pub const FORMAT_VERSION: u32 = KEY_FORMAT_VERSION;
+
+    /// Starts a key for the function or data set `name`.
+    pub fn builder(name: impl Into<String>) -> KeyBuilder {
+        KeyBuilder::new(name)
+    }
+
+    /// The name the key was built for.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lowercase hex SHA-256 digest of the canonical bytes of the name, version and
+    /// arguments ([`KeyBuilder::canonical_bytes`]).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    /// Tags the entry carries, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// The store key under `prefix`: `{prefix}:{name}:{digest}`.
+    ///
+    /// Braces in the name are written as parentheses, so a key never carries a Redis Cluster
+    /// hash tag by accident (its lock must share its slot). The digest covers the name as given,
+    /// so names that differ only there still get distinct keys.
+    pub fn with_prefix(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(prefix.len() + self.name.len() + self.digest.len() + 2);
+        s.push_str(prefix);
+        s.push(':');
+        s.extend(self.name.chars().map(|c| match c {
+            '{' => '(',
+            '}' => ')',
+            c => c,
+        }));
+        s.push(':');
+        s.push_str(&self.digest);
+        s
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name, self.digest)
+    }
+}
+
+/// Builds a [`CacheKey`] from a name and named arguments.
+///
+/// Distinct argument sets give distinct keys: arguments are hashed with their names, in name
+/// order (so the order of `arg` calls does not matter), each value in an injective, type-tagged
+/// encoding of serde's data model, with map entries sorted at every depth. Struct fields keep
+/// the order their type serializes them in. Floats are hashed bit for bit (`-0.0` and `0.0` are
+/// distinct keys); NaN and ±infinity are rejected with [`KeyError::NonFiniteFloat`].
+///
+/// ```
+/// use action_cache_core::KeyBuilder;
+///
+/// let mut b = KeyBuilder::new("orders.lookup");
+/// b.version(2).arg("order_id", "A-1001")?.tag("order:A-1001");
+/// let key = b.build();
+/// assert_eq!(key.name(), "orders.lookup");
+/// assert_eq!(key.digest().len(), 64);
+/// assert!(key.with_prefix("ac").starts_with("ac:orders.lookup:"));
+///
+/// let mut nan = KeyBuilder::new("f");
+/// assert!(nan.arg("x", &f64::NAN).is_err());
+/// # Ok::<(), action_cache_core::KeyError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    name: String,
+    /// The canonical bytes and where each argument lies in them.
+    scratch: Scratch,
+    tags: Vec<String>,
+}
+
+/// A builder's buffers, reused by the next builder on the same thread once it is done.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The canonical bytes so far: the header, then every argument (its length-prefixed name,
+    /// then its value) in name order. [`KeyBuilder::build`] hashes them as they are.
+    encoder: Encoder,
+    /// Where each argument lies in `encoder`, in name order.
+    args: Vec<ArgSpan>,
+}
+
+/// Buffers larger than this are freed rather than kept for the next builder.
+const KEEP_AT_MOST: usize = 16 * 1024;
+
+thread_local! {
+    /// The buffers of the last builder dropped on this thread.
+    static SPARE: Cell<Option<Scratch>> = const { Cell::new(None) };
+}
+
+impl Scratch {
+    /// The spare buffers of this thread, emptied, or new ones.
+    fn take() -> Scratch {
+        let mut scratch = SPARE
+            .try_with(Cell::take)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        scratch.encoder.reserve(256);
+        scratch
+    }
+
+    /// Keeps these buffers for the next builder on this thread, unless they grew large.
+    fn give_back(mut self) {
+        if self.encoder.capacity() <= KEEP_AT_MOST && self.args.capacity() <= 256 {
+            self.encoder.truncate(0);
+            self.args.clear();
+            // Fails only while the thread is being torn down: the buffers are then just freed.
+            let _ = SPARE.try_with(|spare| spare.set(Some(self)));
+        }
+    }
+}
+
+/// Offsets of one argument in the builder's bytes: `start..end` is the argument (its
+/// length-prefixed name, then its value); `name` is the name's own bytes.
+#[derive(Debug, Clone)]
+struct ArgSpan {
+    start: usize,
+    name: std::ops::Range<usize>,
+    end: usize,
+}
+
+impl ArgSpan {
+    /// Moves the span `by` bytes towards the end.
+    fn shift(&mut self, by: usize) {
+        self.start += by;
+        self.name = self.name.start + by..self.name.end + by;
+        self.end += by;
+    }
+
+    /// Moves the span `by` bytes towards the start.
+    fn shift_back(&mut self, by: usize) {
+        self.start -= by;
+        self.name = self.name.start - by..self.name.end - by;
+        self.end -= by;
+    }
+}
+
+/// Where the schema version sits in the header: after the 4-byte format version, one byte
+/// saying whether there is one, then the version as a big-endian `u32` (zero when there is none).
+const VERSION_AT: usize = 4;
+
+impl KeyBuilder {
+    /// Starts a key for `name` (a stable function or data-set name).
+    pub fn new(name: impl Into<String>) -> KeyBuilder {
+        let name = name.into();
+        let mut scratch = Scratch::take();
+        let encoder = &mut scratch.encoder;
+        encoder.write_raw(&KEY_FORMAT_VERSION.to_be_bytes());
+        encoder.write_raw(&[0; 5]);
+        encoder.write_name(&name);
+        KeyBuilder {
+            name,
+            scratch,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Sets a schema version that is part of the hash, to retire values of an older shape.
+    pub fn version(&mut self, version: u32) -> &mut Self {
+        let mut slot = [1; 5];
+        slot[1..].copy_from_slice(&version.to_be_bytes());
+        self.scratch.encoder.overwrite(VERSION_AT, &slot);
+        self
+    }
+
+    /// Adds a named argument. On an error the builder is as it was before the call.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::NonFiniteFloat`] when the value holds NaN or ±Inf anywhere,
+    /// [`KeyError::Serialize`] when its `Serialize` fails or it nests deeper than 128 levels,
+    /// [`KeyError::DuplicateArg`] when `name` was added before.
+    pub fn arg<V: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &V,
+    ) -> Result<&mut Self, KeyError> {
+        let Scratch { encoder, args } = &mut self.scratch;
+        let bytes = encoder.bytes();
+        let at = match args.binary_search_by(|a| bytes[a.name.clone()].cmp(name.as_bytes())) {
+            Ok(_) => return Err(KeyError::DuplicateArg(name.to_string())),
+            Err(at) => at,
+        };
+        let start = encoder.len();
+        encoder.write_name(name);
+        let name_end = encoder.len();
+        if let Err(e) = encoder.encode(value) {
+            encoder.truncate(start);
+            return Err(match e {
+                EncodeError::NonFinite => KeyError::NonFiniteFloat {
+                    arg: name.to_string(),
+                },
+                EncodeError::Custom(message) => KeyError::Serialize {
+                    arg: name.to_string(),
+                    message,
+                },
+            });
+        }
+        let mut span = ArgSpan {
+            start,
+            name: name_end - name.len()..name_end,
+            end: encoder.len(),
+        };
+        // Keep the bytes in name order: an argument that sorts before others moves in front of
+        // them (arguments are small and few; the macro adds them in declaration order).
+        if let Some(next) = args.get(at) {
+            let (to, len) = (next.start, span.end - span.start);
+            encoder.move_tail(start, to);
+            span.shift_back(start - to);
+            for a in &mut args[at..] {
+                a.shift(len);
+            }
+        }
+        if args.capacity() == 0 {
+            args.reserve(8);
+        }
+        args.insert(at, span);
+        Ok(self)
+    }
+
+    /// Adds a tag the entry will carry (tags are not part of the hash).
+    pub fn tag(&mut self, tag: impl Into<String>) -> &mut Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// The exact bytes [`build`](KeyBuilder::build) hashes, laid out as the README's "Keys"
+    /// section describes: for checking a key by hand or computing it in another language.
+    ///
+    /// ```
+    /// use action_cache_core::{CacheKey, KeyBuilder};
+    /// use sha2::{Digest, Sha256};
+    ///
+    /// let mut b = KeyBuilder::new("f");
+    /// b.arg("x", &Some(1u8))?;
+    /// let bytes = b.canonical_bytes();
+    /// // Format 2, no version, name "f", argument "x": Some (02) of a u8 (19) 1.
+    /// assert_eq!(bytes, [0, 0, 0, 2, 0, 0, 0, 0, 0, 1, b'f', 1, b'x', 0x02, 0x19, 1]);
+    /// assert_eq!(&bytes[..4], CacheKey::FORMAT_VERSION.to_be_bytes());
+    /// assert_eq!(b.build().digest(), hex::encode(Sha256::digest(&bytes)));
+    /// # Ok::<(), action_cache_core::KeyError>(())
+    /// ```
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.scratch.encoder.bytes().to_vec()
+    }
+
+    /// Hashes the name and arguments into a key.
+    pub fn build(mut self) -> CacheKey {
+        let digest = Sha256::digest(self.scratch.encoder.bytes());
+        CacheKey {
+            digest: lower_hex(&digest.into()),
+            name: std::mem::take(&mut self.name),
+            tags: std::mem::take(&mut self.tags),
+        }
+    }
+}
+
+impl Drop for KeyBuilder {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.scratch).give_back();
+    }
+}
+
+/// A SHA-256 digest as lowercase hex.
+fn lower_hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    // Always ASCII: the fallback is never taken.
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical::MAX_DEPTH;
+    use super::*;
+    use serde_json::Value;
+    use std::collections::HashMap;
+
+    fn key(args: &[(&str, Value)]) -> CacheKey {
+        let mut b = KeyBuilder::new("f");
+        for (n, v) in args {
+            b.arg(n, v).unwrap();
+        }
+        b.build()
+    }
+
+    #[test]
+    fn nesting_deeper_than_serde_json_parses_is_refused() {
+        let mut v = Value::from(0);
+        for _ in 0..MAX_DEPTH {
+            v = Value::Array(vec![v]);
+        }
+        assert!(KeyBuilder::new("f").arg("x", &v).is_ok());
+        let v = Value::Array(vec![v]);
+        let e = KeyBuilder::new("f").arg("x", &v).unwrap_err();
+        assert!(matches!(e, KeyError::Serialize { .. }), "{e}");
+    }
+
+    #[test]
+    fn hashmap_order_does_not_change_the_key() {
+        let mut digests = std::collections::HashSet::new();
+        for _ in 0..20 {
+            // Each HashMap gets a fresh random hasher state, so iteration order varies.
+            let map: HashMap<String, HashMap<String, i32>> = (0..16)
+                .map(|i| {
+                    (
+                        format!("k{i}"),
+                        HashMap::from([(format!("n{i}"), i), ("z".into(), 0)]),
+                    )
+                })
+                .collect();
+            let mut b = KeyBuilder::new("f");
+            b.arg("m", &map).unwrap();
+            digests.insert(b.build().digest().to_string());
+        }
+        assert_eq!(digests.len(), 1);
+    }
+
+    #[test]
+    fn distinct_arguments_give_distinct_keys() {
+        let cases = [
+            key(&[("a", Value::from("1"))]),
+            key(&[("a", Value::from(1))]),
+            key(&[("b", Value::from("1"))]),
+            key(&[("a", Value::Null)]),
+            key(&[("a", Value::from(""))]),
+            key(&[("a", Value::from("1")), ("b", Value::Null)]),
+            key(&[]),
+        ];
+        let set: std::collections::HashSet<_> = cases.iter().map(|k| k.digest()).collect();
+        assert_eq!(set.len(), cases.len());
+    }
+
+    #[test]
+    fn argument_names_cannot_be_confused_with_values() {
+        // {"a": "b:c"} vs {"a:b": "c"}: a naive "name=value" join could collide.
+        assert_ne!(
+            key(&[("a", Value::from("b:c"))]),
+            key(&[("a:b", Value::from("c"))])
+        );
+    }
+
+    #[test]
+    fn function_name_and_version_are_part_of_the_key() {
+        let mut a = KeyBuilder::new("f");
+        a.arg("x", &1).unwrap();
+        let mut b = KeyBuilder::new("g");
+        b.arg("x", &1).unwrap();
+        let mut c = KeyBuilder::new("f");
+        c.version(2).arg("x", &1).unwrap();
+        let (a, b, c) = (a.build(), b.build(), c.build());
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn non_finite_floats_are_rejected_not_confused_with_none() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut b = KeyBuilder::new("f");
+            let err = b.arg("x", &Some(bad)).unwrap_err();
+            assert_eq!(err, KeyError::NonFiniteFloat { arg: "x".into() });
+            let mut nested = KeyBuilder::new("f");
+            let err = nested.arg("m", &HashMap::from([("k", vec![1.0f32, bad as f32])]));
+            assert!(matches!(err, Err(KeyError::NonFiniteFloat { .. })));
+        }
+        let mut b = KeyBuilder::new("f");
+        assert!(b.arg("x", &Option::<f64>::None).is_ok());
+    }
+
+    #[test]
+    fn duplicate_argument_names_are_an_error() {
+        let mut b = KeyBuilder::new("f");
+        b.arg("x", &1).unwrap();
+        assert_eq!(
+            b.arg("x", &2).unwrap_err(),
+            KeyError::DuplicateArg("x".into())
+        );
+    }
+
+    #[test]
+    fn a_refused_argument_leaves_the_builder_as_it_was() {
+        let mut a = KeyBuilder::new("f");
+        a.arg("x", &1).unwrap();
+        assert!(a.arg("m", &HashMap::from([("k", f64::NAN)])).is_err());
+        assert!(a.arg("x", &2).is_err());
+        a.arg("y", "z").unwrap();
+        let mut b = KeyBuilder::new("f");
+        b.arg("y", "z").unwrap().arg("x", &1).unwrap();
+        assert_eq!(a.canonical_bytes(), b.canonical_bytes());
+        assert_eq!(a.build(), b.build());
+    }
+
+    #[test]
+    fn build_hashes_the_canonical_bytes() {
+        let mut b = KeyBuilder::new("f");
+        b.version(3)
+            .arg("x", &1)
+            .unwrap()
+            .arg("m", &HashMap::from([(1, 2)]))
+            .unwrap();
+        let expected = hex::encode(Sha256::digest(b.canonical_bytes()));
+        assert_eq!(b.build().digest(), expected);
+    }
+
+    #[test]
+    fn hostile_arguments_give_bounded_keys() {
+        let long = "x".repeat(1 << 20);
+        let mut b = KeyBuilder::new("f");
+        b.arg("s", &long)
+            .unwrap()
+            .arg("nul", "a\0b\u{202e}😀")
+            .unwrap();
+        let k = b.build().with_prefix("ac");
+        assert_eq!(k.len(), "ac:f:".len() + 64);
+        assert!(k.bytes().all(|c| c.is_ascii_graphic()));
+    }
+}
