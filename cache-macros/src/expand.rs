@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
@@ -313,9 +314,10 @@ fn idents_in(tokens: TokenStream, out: &mut HashSet<String>) {
     }
 }
 
-/// The generics of `generics` that the given types mention (plus the where-predicates over them).
-fn generics_for(generics: &Generics, types: &[&Type]) -> Generics {
-    let mut used = HashSet::new();
+/// The generics of `generics` that the given types mention or `also` names (plus the
+/// where-predicates over them).
+fn generics_for(generics: &Generics, types: &[&Type], also: &[Ident]) -> Generics {
+    let mut used: HashSet<String> = also.iter().map(Ident::to_string).collect();
     for ty in types {
         idents_in(ty.to_token_stream(), &mut used);
     }
@@ -348,6 +350,123 @@ fn generics_for(generics: &Generics, types: &[&Type]) -> Generics {
             .collect();
     }
     out
+}
+
+/// The function's type and const parameters that are part of the key: all of them except those
+/// that only the types of skipped arguments mention (a client's type says nothing about the
+/// value). A parameter that only the return type or the body names is what tells
+/// `get::<User>` from `get::<Queue>`.
+fn keyed_generics(
+    func: &ItemFn,
+    params: &[Param],
+    is_key: impl Fn(&Param) -> bool,
+) -> Vec<(Ident, bool)> {
+    let mut elsewhere = HashSet::new();
+    let mut in_skipped = HashSet::new();
+    for p in params.iter().filter(|p| !p.receiver) {
+        let set = if is_key(p) {
+            &mut elsewhere
+        } else {
+            &mut in_skipped
+        };
+        idents_in(p.ty.to_token_stream(), set);
+    }
+    idents_in(func.sig.output.to_token_stream(), &mut elsewhere);
+    func.sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some((t.ident.clone(), false)),
+            GenericParam::Const(c) => Some((c.ident.clone(), true)),
+            GenericParam::Lifetime(_) => None,
+        })
+        .filter(|(id, _)| {
+            let name = id.to_string();
+            elsewhere.contains(&name) || !in_skipped.contains(&name)
+        })
+        .collect()
+}
+
+/// Finds the `Self` type in a function body, outside nested items (whose `Self` is their own).
+struct SelfTypeFinder(bool);
+impl<'ast> Visit<'ast> for SelfTypeFinder {
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_ident(&mut self, i: &'ast Ident) {
+        self.0 |= i == "Self";
+    }
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.0 |= mentions_ident(m.tokens.clone(), "Self");
+        syn::visit::visit_macro(self, m);
+    }
+}
+
+/// Whether generated code may name `Self`: the function has a receiver, or its signature, body
+/// or `cache` expression names `Self` (so it sits in an `impl` or a trait).
+fn self_in_scope(func: &ItemFn, args: &CachedArgs) -> bool {
+    let sig = &func.sig;
+    if sig.receiver().is_some()
+        || mentions_ident(sig.inputs.to_token_stream(), "Self")
+        || mentions_ident(sig.output.to_token_stream(), "Self")
+        || mentions_ident(sig.generics.to_token_stream(), "Self")
+        || mentions_ident(sig.generics.where_clause.to_token_stream(), "Self")
+        || args
+            .cache
+            .as_ref()
+            .is_some_and(|e| mentions_ident(e.to_token_stream(), "Self"))
+    {
+        return true;
+    }
+    let mut finder = SelfTypeFinder(false);
+    finder.visit_block(&func.block);
+    finder.0
+}
+
+fn mentions_ident(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(id) => id == name,
+        TokenTree::Group(g) => mentions_ident(g.stream(), name),
+        _ => false,
+    })
+}
+
+/// Statements adding the key arguments that tell apart functions of one default name: `Self`
+/// (with its type arguments) when it is in scope, and the item the function is defined in
+/// (an `impl` block, a trait impl, an enclosing function) when that is not the module itself.
+///
+/// The enclosing item is read from `type_name_of_val` of a marker `fn` declared inside the
+/// generated code: `path::to::Type::method::{{closure}}::__ac_scope_marker`. Dropping the
+/// marker, the closure segments and the host function's own name leaves the scope, the same
+/// from the function and from each companion. Like `module_path!`, that text is the compiler's.
+fn scope_key_args(private: &TokenStream, self_known: bool) -> TokenStream {
+    let self_arg = self_known.then(|| {
+        quote! {
+            #private::key_arg::<str>(&mut __ac_b, "<Self>", ::core::any::type_name::<Self>())?;
+        }
+    });
+    quote! {
+        #self_arg
+        {
+            fn __ac_scope_marker() {}
+            static __AC_SCOPE: ::std::sync::LazyLock<::core::option::Option<&'static str>> =
+                ::std::sync::LazyLock::new(|| {
+                    let mut __ac_p = ::core::any::type_name_of_val(&__ac_scope_marker)
+                        .strip_suffix("::__ac_scope_marker")?;
+                    loop {
+                        let (__ac_head, __ac_last) = __ac_p.rsplit_once("::")?;
+                        __ac_p = __ac_head;
+                        if !__ac_last.starts_with('{') {
+                            // `__ac_last` is the host function; `__ac_p` is where it lives.
+                            break;
+                        }
+                    }
+                    (__ac_p != ::core::module_path!()).then_some(__ac_p)
+                });
+            if let ::core::option::Option::Some(__ac_s) = *__AC_SCOPE {
+                #private::key_arg::<str>(&mut __ac_b, "<scope>", __ac_s)?;
+            }
+        }
+    }
 }
 
 fn duration_millis(d: std::time::Duration) -> u64 {
@@ -442,6 +561,22 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             #private::key_arg::<#ty>(&mut __ac_b, #name, &#ident)?;
         }
     });
+    // Type and const parameters, under names no argument can have.
+    let keyed_generics = keyed_generics(&func, &params, is_key);
+    let generic_args = keyed_generics.iter().map(|(ident, is_const)| {
+        let name = format!("<{}>", ident.unraw());
+        if *is_const {
+            quote!(#private::key_arg(&mut __ac_b, #name, &#ident)?;)
+        } else {
+            quote!(#private::key_arg::<str>(&mut __ac_b, #name, ::core::any::type_name::<#ident>())?;)
+        }
+    });
+    // An explicit `name` is the function's identity as given; the default one is told apart
+    // from same-named functions of other types or scopes.
+    let scope_args = args
+        .name
+        .is_none()
+        .then(|| scope_key_args(&private, self_in_scope(&func, args)));
     let tag_stmts = args.tags.iter().map(|t| {
         let fmt = &t.format;
         let targs = &t.args;
@@ -452,6 +587,8 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             let mut __ac_b = #private::KeyBuilder::new(#key_name);
             #version
             #(#key_args)*
+            #(#generic_args)*
+            #scope_args
             #(#tag_stmts)*
             ::core::result::Result::Ok(__ac_b.build())
         })()
@@ -708,11 +845,14 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         companions(
             args,
             &func,
-            &key_params,
-            &ret_kind,
-            &key_expr,
-            &policy_static,
-            &private,
+            &Shared {
+                key_params: &key_params,
+                keyed_generics: &keyed_generics,
+                ret_kind: &ret_kind,
+                key_expr: &key_expr,
+                policy_static: &policy_static,
+                private: &private,
+            },
         )
     } else {
         TokenStream::new()
@@ -724,16 +864,32 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     })
 }
 
+/// What the wrapper and the companions share.
+struct Shared<'a> {
+    /// The arguments that are part of the key, in declaration order.
+    key_params: &'a [&'a Param],
+    /// The type and const parameters that are part of the key (`bool`: const).
+    keyed_generics: &'a [(Ident, bool)],
+    ret_kind: &'a ReturnKind,
+    /// Builds the `CacheKey` (or a `KeyError`).
+    key_expr: &'a TokenStream,
+    /// Declares `__AC_POLICY`.
+    policy_static: &'a TokenStream,
+    /// The path to the runtime support module.
+    private: &'a TokenStream,
+}
+
 /// `<fn>_key`, `<fn>_invalidate` and `<fn>_put`.
-fn companions(
-    args: &CachedArgs,
-    func: &ItemFn,
-    key_params: &[&Param],
-    ret_kind: &ReturnKind,
-    key_expr: &TokenStream,
-    policy_static: &TokenStream,
-    private: &TokenStream,
-) -> TokenStream {
+fn companions(args: &CachedArgs, func: &ItemFn, shared: &Shared<'_>) -> TokenStream {
+    let Shared {
+        key_params,
+        keyed_generics,
+        ret_kind,
+        key_expr,
+        policy_static,
+        private,
+    } = *shared;
+    let keyed_generics: Vec<Ident> = keyed_generics.iter().map(|(i, _)| i.clone()).collect();
     let vis = &func.vis;
     let fn_name = &func.sig.ident;
     let span = fn_name.span();
@@ -794,11 +950,11 @@ fn companions(
         #private_at_value::put::<#value_ty>(__ac_c, &__ac_key, &*__AC_POLICY, #value_ident).await
     };
 
-    let key_generics = generics_for(&func.sig.generics, &key_types);
+    let key_generics = generics_for(&func.sig.generics, &key_types, &keyed_generics);
     let (kg_impl, _, kg_where) = key_generics.split_for_impl();
     let mut put_types = key_types.clone();
     put_types.push(&value_ty);
-    let put_generics = generics_for(&func.sig.generics, &put_types);
+    let put_generics = generics_for(&func.sig.generics, &put_types, &keyed_generics);
     let (pg_impl, _, pg_where) = put_generics.split_for_impl();
 
     let cache_opt = match &args.cache {
@@ -967,7 +1123,7 @@ mod tests {
         )
         .unwrap();
         let k: Type = syn::parse_str("&'a K").unwrap();
-        let g = generics_for(&item.sig.generics, &[&k]);
+        let g = generics_for(&item.sig.generics, &[&k], &[]);
         let s = g.to_token_stream().to_string();
         assert!(
             s.contains("'a") && s.contains("K : Serialize") && !s.contains("Client"),
@@ -975,6 +1131,46 @@ mod tests {
         );
         let w = g.where_clause.to_token_stream().to_string();
         assert!(w.contains("K : Sync") && !w.contains("C : Send"), "{w}");
+    }
+
+    #[test]
+    fn type_parameters_are_keyed_unless_only_skipped_arguments_name_them() {
+        let out = expand_str(
+            "fresh = 1, skip(client)",
+            "async fn get<'a, C: Client, T, K, const N: usize>(client: &'a C, k: K) -> Result<T, E> { todo!() }",
+        );
+        assert!(out.contains("\"<T>\""), "{out}");
+        assert!(out.contains("\"<K>\""), "{out}");
+        assert!(out.contains("\"<N>\""), "{out}");
+        assert!(!out.contains("\"<C>\""), "{out}");
+        assert!(!out.contains("\"<'a>\""), "{out}");
+        // no receiver and no `Self`: the scope marker, but no `type_name::<Self>`
+        assert!(out.contains("__ac_scope_marker"), "{out}");
+        assert!(!out.contains("\"<Self>\""), "{out}");
+        // the companions take the keyed parameters
+        assert!(
+            out.contains("fn get_key < T , K , const N : usize >"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn self_is_keyed_when_in_scope_and_the_default_name_is_used() {
+        let out = expand_str("fresh = 1", "async fn f(&self) -> u32 { 1 }");
+        assert!(out.contains("\"<Self>\""), "{out}");
+        let out = expand_str("fresh = 1", "async fn f() -> u32 { Self::g() }");
+        assert!(out.contains("\"<Self>\""), "{out}");
+        // a nested item's own `Self` does not count
+        let out = expand_str(
+            "fresh = 1",
+            "async fn f() -> u32 { struct S; impl S { fn g() -> Self { S } } 1 }",
+        );
+        assert!(!out.contains("\"<Self>\""), "{out}");
+        let out = expand_str(r#"fresh = 1, name = "n""#, "async fn f(&self) -> u32 { 1 }");
+        assert!(
+            !out.contains("\"<Self>\"") && !out.contains("__ac_scope_marker"),
+            "{out}"
+        );
     }
 
     #[test]
