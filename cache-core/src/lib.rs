@@ -60,6 +60,8 @@ mod key;
 mod near;
 mod policy;
 mod refresh;
+#[doc(hidden)]
+pub mod returns;
 mod stats;
 pub mod store;
 #[cfg(feature = "testing")]

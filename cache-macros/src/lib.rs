@@ -84,6 +84,7 @@ use proc_macro::TokenStream;
 /// | `refresh = "background"` / `"inline"` | How a stale hit is refreshed. `background` (default) returns the stale value at once and reloads on a spawned task; `inline` reloads before returning. |
 /// | `coalesce = false` | Do not share one load among concurrent misses. Coalescing (the default) hands the waiters a clone of the leader's error, so it requires `E: Clone`. |
 /// | `cache_none = true` | For `Option<T>` returns: also cache `None` (default: `None` is returned but not stored). |
+/// | `returns = "result"` / `"option"` / `"value"` | States how the return type is stored (see [Return types](#return-types)); without it the type decides. |
 /// | `companions = false` | Do not generate the companion items (needed in trait impls, which cannot gain extra items). |
 /// | `crate = "::path::to::action_cache"` | Where generated code finds the runtime, when `action_cache` is renamed or re-exported. |
 ///
@@ -107,10 +108,20 @@ use proc_macro::TokenStream;
 ///
 /// # Return types
 ///
-/// * `Result<T, E>`: only `Ok` values are stored; an `Err` is returned and not cached. If the
-///   body panics, the panic is re-raised in the caller.
+/// The return type decides what is stored, by its type after aliases are resolved, not by how
+/// it is spelled: `type ApiResult<T> = Result<T, ApiError>`, `anyhow::Result<T>` and
+/// `io::Result<T>` are `Result`s, and an `Option` alias is an `Option`.
+///
+/// * `Result<T, E>`: only `Ok` values are stored; an `Err` is returned and never cached (a
+///   failed background refresh keeps the old value). `E` need not be `Serialize`. If the body
+///   panics, the panic is re-raised in the caller.
 /// * `Option<T>`: `Some` is stored; `None` only with `cache_none = true`.
-/// * any other `T` (including `()`): always stored.
+/// * any other `T` (including `()` and a generic `T`, whatever it is instantiated with): always
+///   stored.
+///
+/// `returns = "result"`, `"option"` or `"value"` states it explicitly: a return type that does
+/// not match is a compile error, and `"value"` stores an `Option` whole (`None` included) but is
+/// refused on a `Result`, whose `Err`s would be stored.
 ///
 /// `T` must be `Serialize + DeserializeOwned + Send + Sync + 'static`; with coalescing, `E` must be
 /// `Clone + Debug + Send + Sync + 'static` (use `coalesce = false`, or wrap the error in an
@@ -142,7 +153,10 @@ use proc_macro::TokenStream;
 ///   `ac` when no cache is configured). Panics if the arguments cannot form a key.
 /// * `async fn <name>_invalidate(key args) -> Result<bool, CacheError>`: removes that entry.
 /// * `async fn <name>_put(key args, value: &T) -> Result<(), CacheError>`: writes that entry
-///   (with the function's tags and policy).
+///   (with the function's tags and policy). `T` is what is stored: the `Ok` value of a
+///   `Result`, the `Some` value of an `Option` (the `Option` with `cache_none`), the whole value
+///   otherwise. When the return type is spelled through an alias the parameter is generic
+///   (`&impl StoredValue<Ret>`) and accepts the same types.
 ///
 /// They take `&self` when `include_self = true` or when the `cache` expression uses `self`.
 ///
