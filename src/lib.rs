@@ -60,6 +60,7 @@ pub mod __private {
     use std::future::Future;
     use std::sync::Mutex;
 
+    pub use action_cache_core::returns;
     pub use action_cache_core::{
         global, global_or_warn, Cache, CacheError, CacheKey, KeyBuilder, KeyError, LoadError,
         Policy, RefreshFuture, RefreshMode,

@@ -64,6 +64,8 @@ mod lock;
 mod near;
 mod policy;
 mod refresh;
+#[doc(hidden)]
+pub mod returns;
 mod settings;
 mod stats;
 pub mod store;

@@ -10,7 +10,8 @@ use syn::{bracketed, parenthesized, Expr, Ident, LitBool, LitFloat, LitInt, LitS
 
 /// Every option the attribute accepts, in the order the error message lists them.
 pub(crate) const VALID_OPTIONS: &str = "`fresh`, `stale`, `jitter`, `name`, `version`, `skip`, \
-     `tags`, `cache`, `refresh`, `coalesce`, `cache_none`, `include_self`, `companions`, `crate`";
+     `tags`, `cache`, `refresh`, `coalesce`, `cache_none`, `returns`, `include_self`, `companions`, \
+     `crate`";
 
 /// A duration option together with the span of its literal.
 #[derive(Clone, Debug)]
@@ -24,6 +25,17 @@ pub(crate) struct DurationArg {
 pub(crate) enum Refresh {
     Background,
     Inline,
+}
+
+/// An explicit `returns = "..."`: how the return type maps onto stored values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Returns {
+    /// A `Result`: `Ok` values are stored.
+    Result,
+    /// An `Option`: `Some` values are stored (and `None` with `cache_none`).
+    Option,
+    /// The whole value is stored.
+    Value,
 }
 
 /// One `tags = [...]` entry: a literal split into text and argument placeholders.
@@ -51,6 +63,9 @@ pub(crate) struct CachedArgs {
     pub(crate) refresh: Option<Refresh>,
     pub(crate) coalesce: Option<bool>,
     pub(crate) cache_none: Option<bool>,
+    /// `cache_none`'s name, for errors.
+    pub(crate) cache_none_span: Option<Span>,
+    pub(crate) returns: Option<(Returns, LitStr)>,
     pub(crate) include_self: Option<bool>,
     pub(crate) companions: Option<bool>,
     pub(crate) krate: Option<Path>,
@@ -203,6 +218,23 @@ impl Parse for CachedArgs {
                 "cache_none" => {
                     let b = parse_bool(input)?;
                     set_once(&mut args.cache_none, b, &ident)?;
+                    args.cache_none_span = Some(ident.span());
+                }
+                "returns" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    let kind = match lit.value().as_str() {
+                        "result" => Returns::Result,
+                        "option" => Returns::Option,
+                        "value" => Returns::Value,
+                        _ => {
+                            return Err(syn::Error::new_spanned(
+                                &lit,
+                                "`returns` must be \"result\" (only `Ok` values are stored), \"option\" (only `Some` values) or \"value\" (the whole value); without it the return type decides",
+                            ))
+                        }
+                    };
+                    set_once(&mut args.returns, (kind, lit), &ident)?;
                 }
                 "include_self" => {
                     let b = parse_bool(input)?;
@@ -250,6 +282,18 @@ impl CachedArgs {
                 "`cached_action` needs a `fresh` duration, e.g. `#[cached_action(fresh = 300)]`",
             ));
         };
+        if let (Some(span), Some((kind, lit))) = (self.cache_none_span, &self.returns) {
+            let why = match kind {
+                Returns::Result => Some("`cache_none` is about `Option` returns; with `returns = \"result\"` only `Ok` values are stored"),
+                Returns::Value => Some("`returns = \"value\"` already stores the whole value, `None` included; drop `cache_none`"),
+                Returns::Option => None,
+            };
+            if let Some(why) = why {
+                let mut e = syn::Error::new(span, why);
+                e.combine(syn::Error::new_spanned(lit, "`returns` is set here"));
+                return Err(e);
+            }
+        }
         if let Some(stale) = &self.stale {
             if stale.value < fresh.value {
                 return Err(syn::Error::new(
@@ -414,7 +458,8 @@ mod tests {
         let a = parse(
             r#"fresh = 300, stale = "15m", jitter = 0.2, name = "orders.lookup", version = 2,
                skip(client, other), tags = ["account:{account_id}", "all"], cache = my_cache(),
-               refresh = "inline", coalesce = false, cache_none = true, include_self = true,
+               refresh = "inline", coalesce = false, cache_none = true, returns = "option",
+               include_self = true,
                companions = false, crate = "::my::reexport""#,
         )
         .unwrap();
@@ -432,6 +477,7 @@ mod tests {
         assert_eq!(a.refresh, Some(Refresh::Inline));
         assert_eq!(a.coalesce, Some(false));
         assert_eq!(a.cache_none, Some(true));
+        assert_eq!(a.returns.unwrap().0, Returns::Option);
         assert_eq!(a.include_self, Some(true));
         assert_eq!(a.companions, Some(false));
         assert!(a.krate.is_some());
@@ -483,6 +529,12 @@ mod tests {
         assert!(err(r#"fresh = 1, tags = ["a:{x"]"#).contains("placeholder"));
         assert!(err(r#"fresh = 1, tags = ["a:}"]"#).contains("unmatched"));
         assert!(err(r#"fresh = 1, crate = "not a path""#).contains("must be a path"));
+        assert!(err(r#"fresh = 1, returns = "results""#).contains("`returns` must be"));
+        assert!(
+            err(r#"fresh = 1, returns = "result", cache_none = true"#).contains("about `Option`")
+        );
+        assert!(err(r#"fresh = 1, cache_none = false, returns = "value""#)
+            .contains("drop `cache_none`"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
@@ -12,7 +13,7 @@ use syn::{
     ReturnType, Type, WherePredicate,
 };
 
-use crate::attr::{CachedArgs, Refresh};
+use crate::attr::{CachedArgs, Refresh, Returns};
 
 /// Entry point: parses both token streams and expands, or returns the original item plus the error.
 pub(crate) fn cached_action(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -62,17 +63,28 @@ struct Param {
     receiver: bool,
 }
 
-/// What the function returns and how it maps onto `Result<T, E>` for the core.
+/// What the return type looks like as spelled. The wrapper decides by the type (through
+/// `returns::Probe`), so this only types the `_put` companion's value and places error spans.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // built once per expansion
 enum ReturnKind {
-    /// `Result<T, E>`; either part may be unknown when the return type is an alias.
-    Result { ok: Option<Type>, err: Option<Type> },
+    /// `Result<T, E>`, or a `Result` alias such as `io::Result<T>` (`err` unknown).
+    Result { ok: Type, err: Option<Type> },
     /// `Option<T>`.
     Option(Type),
-    /// Any other `T` (including `()`).
+    /// A type that cannot be a `Result` or an `Option`: `()`, a tuple, a reference, a generic
+    /// parameter, a well-known standard type.
     Plain(Type),
+    /// Any other path: a plain value, or an alias of a `Result` or an `Option`.
+    Unknown,
 }
+
+/// Standard types that are neither a `Result` nor an `Option` whatever their arguments.
+const PLAIN_STD_TYPES: &[&str] = &[
+    "String", "Vec", "VecDeque", "HashMap", "BTreeMap", "HashSet", "BTreeSet", "Box", "Arc",
+    "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+    "isize", "f32", "f64",
+];
 
 fn err<T>(tokens: impl ToTokens, msg: impl std::fmt::Display) -> syn::Result<T> {
     Err(syn::Error::new_spanned(tokens, msg))
@@ -185,7 +197,7 @@ fn collect_params(func: &ItemFn) -> syn::Result<Vec<Param>> {
     Ok(params)
 }
 
-fn classify_return(output: &ReturnType) -> syn::Result<ReturnKind> {
+fn classify_return(output: &ReturnType, generics: &Generics) -> syn::Result<ReturnKind> {
     let ty = match output {
         ReturnType::Default => return Ok(ReturnKind::Plain(syn::parse_quote!(()))),
         ReturnType::Type(_, ty) => &**ty,
@@ -198,43 +210,42 @@ fn classify_return(output: &ReturnType) -> syn::Result<ReturnKind> {
             "`#[cached_action]` needs a concrete return type to deserialize cached values into; `impl Trait` cannot be cached",
         ));
     }
-    if let Type::Path(tp) = ty {
-        if tp.qself.is_none() {
-            if let Some(last) = tp.path.segments.last() {
-                let generic_types: Vec<Type> = match &last.arguments {
-                    PathArguments::AngleBracketed(a) => a
-                        .args
-                        .iter()
-                        .filter_map(|g| match g {
-                            GenericArgument::Type(t) => Some(t.clone()),
-                            _ => None,
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                if last.ident == "Result" {
-                    return Ok(match generic_types.len() {
-                        2 => ReturnKind::Result {
-                            ok: Some(generic_types[0].clone()),
-                            err: Some(generic_types[1].clone()),
-                        },
-                        1 => ReturnKind::Result {
-                            ok: Some(generic_types[0].clone()),
-                            err: None,
-                        },
-                        _ => ReturnKind::Result {
-                            ok: None,
-                            err: None,
-                        },
-                    });
-                }
-                if last.ident == "Option" && generic_types.len() == 1 {
-                    return Ok(ReturnKind::Option(generic_types[0].clone()));
-                }
+    let Type::Path(tp) = ty else {
+        return Ok(ReturnKind::Plain(ty.clone()));
+    };
+    let Some(last) = tp.path.segments.last().filter(|_| tp.qself.is_none()) else {
+        return Ok(ReturnKind::Unknown);
+    };
+    let generic_types: Vec<Type> = match &last.arguments {
+        PathArguments::AngleBracketed(a) => a
+            .args
+            .iter()
+            .filter_map(|g| match g {
+                GenericArgument::Type(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let is_type_param =
+        tp.path.segments.len() == 1 && generics.type_params().any(|p| p.ident == last.ident);
+    Ok(
+        match (last.ident.to_string().as_str(), generic_types.len()) {
+            ("Result", 2) => ReturnKind::Result {
+                ok: generic_types[0].clone(),
+                err: Some(generic_types[1].clone()),
+            },
+            ("Result", 1) => ReturnKind::Result {
+                ok: generic_types[0].clone(),
+                err: None,
+            },
+            ("Option", 1) => ReturnKind::Option(generic_types[0].clone()),
+            (name, _) if is_type_param || PLAIN_STD_TYPES.contains(&name) => {
+                ReturnKind::Plain(ty.clone())
             }
-        }
-    }
-    Ok(ReturnKind::Plain(ty.clone()))
+            _ => ReturnKind::Unknown,
+        },
+    )
 }
 
 /// Replaces the `self` keyword (not `self::path`) with `__ac_self` throughout a token stream.
@@ -313,9 +324,10 @@ fn idents_in(tokens: TokenStream, out: &mut HashSet<String>) {
     }
 }
 
-/// The generics of `generics` that the given types mention (plus the where-predicates over them).
-fn generics_for(generics: &Generics, types: &[&Type]) -> Generics {
-    let mut used = HashSet::new();
+/// The generics of `generics` that the given types mention or `also` names (plus the
+/// where-predicates over them).
+fn generics_for(generics: &Generics, types: &[&Type], also: &[Ident]) -> Generics {
+    let mut used: HashSet<String> = also.iter().map(Ident::to_string).collect();
     for ty in types {
         idents_in(ty.to_token_stream(), &mut used);
     }
@@ -350,6 +362,123 @@ fn generics_for(generics: &Generics, types: &[&Type]) -> Generics {
     out
 }
 
+/// The function's type and const parameters that are part of the key: all of them except those
+/// that only the types of skipped arguments mention (a client's type says nothing about the
+/// value). A parameter that only the return type or the body names is what tells
+/// `get::<User>` from `get::<Queue>`.
+fn keyed_generics(
+    func: &ItemFn,
+    params: &[Param],
+    is_key: impl Fn(&Param) -> bool,
+) -> Vec<(Ident, bool)> {
+    let mut elsewhere = HashSet::new();
+    let mut in_skipped = HashSet::new();
+    for p in params.iter().filter(|p| !p.receiver) {
+        let set = if is_key(p) {
+            &mut elsewhere
+        } else {
+            &mut in_skipped
+        };
+        idents_in(p.ty.to_token_stream(), set);
+    }
+    idents_in(func.sig.output.to_token_stream(), &mut elsewhere);
+    func.sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some((t.ident.clone(), false)),
+            GenericParam::Const(c) => Some((c.ident.clone(), true)),
+            GenericParam::Lifetime(_) => None,
+        })
+        .filter(|(id, _)| {
+            let name = id.to_string();
+            elsewhere.contains(&name) || !in_skipped.contains(&name)
+        })
+        .collect()
+}
+
+/// Finds the `Self` type in a function body, outside nested items (whose `Self` is their own).
+struct SelfTypeFinder(bool);
+impl<'ast> Visit<'ast> for SelfTypeFinder {
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+    fn visit_ident(&mut self, i: &'ast Ident) {
+        self.0 |= i == "Self";
+    }
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.0 |= mentions_ident(m.tokens.clone(), "Self");
+        syn::visit::visit_macro(self, m);
+    }
+}
+
+/// Whether generated code may name `Self`: the function has a receiver, or its signature, body
+/// or `cache` expression names `Self` (so it sits in an `impl` or a trait).
+fn self_in_scope(func: &ItemFn, args: &CachedArgs) -> bool {
+    let sig = &func.sig;
+    if sig.receiver().is_some()
+        || mentions_ident(sig.inputs.to_token_stream(), "Self")
+        || mentions_ident(sig.output.to_token_stream(), "Self")
+        || mentions_ident(sig.generics.to_token_stream(), "Self")
+        || mentions_ident(sig.generics.where_clause.to_token_stream(), "Self")
+        || args
+            .cache
+            .as_ref()
+            .is_some_and(|e| mentions_ident(e.to_token_stream(), "Self"))
+    {
+        return true;
+    }
+    let mut finder = SelfTypeFinder(false);
+    finder.visit_block(&func.block);
+    finder.0
+}
+
+fn mentions_ident(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(id) => id == name,
+        TokenTree::Group(g) => mentions_ident(g.stream(), name),
+        _ => false,
+    })
+}
+
+/// Statements adding the key arguments that tell apart functions of one default name: `Self`
+/// (with its type arguments) when it is in scope, and the item the function is defined in
+/// (an `impl` block, a trait impl, an enclosing function) when that is not the module itself.
+///
+/// The enclosing item is read from `type_name_of_val` of a marker `fn` declared inside the
+/// generated code: `path::to::Type::method::{{closure}}::__ac_scope_marker`. Dropping the
+/// marker, the closure segments and the host function's own name leaves the scope, the same
+/// from the function and from each companion. Like `module_path!`, that text is the compiler's.
+fn scope_key_args(private: &TokenStream, self_known: bool) -> TokenStream {
+    let self_arg = self_known.then(|| {
+        quote! {
+            #private::key_arg::<str>(&mut __ac_b, "<Self>", ::core::any::type_name::<Self>())?;
+        }
+    });
+    quote! {
+        #self_arg
+        {
+            fn __ac_scope_marker() {}
+            static __AC_SCOPE: ::std::sync::LazyLock<::core::option::Option<&'static str>> =
+                ::std::sync::LazyLock::new(|| {
+                    let mut __ac_p = ::core::any::type_name_of_val(&__ac_scope_marker)
+                        .strip_suffix("::__ac_scope_marker")?;
+                    loop {
+                        let (__ac_head, __ac_last) = __ac_p.rsplit_once("::")?;
+                        __ac_p = __ac_head;
+                        if !__ac_last.starts_with('{') {
+                            // `__ac_last` is the host function; `__ac_p` is where it lives.
+                            break;
+                        }
+                    }
+                    (__ac_p != ::core::module_path!()).then_some(__ac_p)
+                });
+            if let ::core::option::Option::Some(__ac_s) = *__AC_SCOPE {
+                #private::key_arg::<str>(&mut __ac_b, "<scope>", __ac_s)?;
+            }
+        }
+    }
+}
+
 fn duration_millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -368,7 +497,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     let krate = args.krate();
     let private = quote!(#krate::__private);
     let params = collect_params(&func)?;
-    let ret_kind = classify_return(&func.sig.output)?;
+    let ret_kind = classify_return(&func.sig.output, &func.sig.generics)?;
     let has_receiver = params.iter().any(|p| p.receiver);
 
     // `skip(...)` must name arguments.
@@ -442,6 +571,22 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             #private::key_arg::<#ty>(&mut __ac_b, #name, &#ident)?;
         }
     });
+    // Type and const parameters, under names no argument can have.
+    let keyed_generics = keyed_generics(&func, &params, is_key);
+    let generic_args = keyed_generics.iter().map(|(ident, is_const)| {
+        let name = format!("<{}>", ident.unraw());
+        if *is_const {
+            quote!(#private::key_arg(&mut __ac_b, #name, &#ident)?;)
+        } else {
+            quote!(#private::key_arg::<str>(&mut __ac_b, #name, ::core::any::type_name::<#ident>())?;)
+        }
+    });
+    // An explicit `name` is the function's identity as given; the default one is told apart
+    // from same-named functions of other types or scopes.
+    let scope_args = args
+        .name
+        .is_none()
+        .then(|| scope_key_args(&private, self_in_scope(&func, args)));
     let tag_stmts = args.tags.iter().map(|t| {
         let fmt = &t.format;
         let targs = &t.args;
@@ -452,6 +597,8 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
             let mut __ac_b = #private::KeyBuilder::new(#key_name);
             #version
             #(#key_args)*
+            #(#generic_args)*
+            #scope_args
             #(#tag_stmts)*
             ::core::result::Result::Ok(__ac_b.build())
         })()
@@ -516,63 +663,75 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         },
     };
 
-    // ---- the core's T and E, with the user's spans where known ----
-    let (t_ty, e_ty): (TokenStream, TokenStream) = match &ret_kind {
-        ReturnKind::Result { ok, err } => (
-            ok.as_ref()
-                .map_or_else(|| quote!(_), |t| t.to_token_stream()),
-            err.as_ref()
-                .map_or_else(|| quote!(_), |t| t.to_token_stream()),
-        ),
-        ReturnKind::Option(inner) if args.cache_none() => (
-            quote_spanned!(inner.span()=> ::core::option::Option<#inner>),
-            quote!(::core::convert::Infallible),
-        ),
-        ReturnKind::Option(inner) => (inner.to_token_stream(), quote!(#private::NotCached)),
-        ReturnKind::Plain(t) => (t.to_token_stream(), quote!(::core::convert::Infallible)),
-    };
-    // Turns a call of the body (evaluated before any `async move`, so the block captures only
-    // the body's future) into a future of `Result<T, E>`.
-    let to_result = |call: TokenStream| -> TokenStream {
-        let wrap = match &ret_kind {
-            ReturnKind::Result { .. } => quote!(__ac_fut),
-            ReturnKind::Option(_) if !args.cache_none() => quote! {
-                async move {
-                    match __ac_fut.await {
-                        ::core::option::Option::Some(__ac_v) => ::core::result::Result::Ok(__ac_v),
-                        ::core::option::Option::None => ::core::result::Result::Err(#private::NotCached),
-                    }
+    // ---- how the return type maps onto stored values: decided by the type ----
+    let returns = quote!(#private::returns);
+    let ret_sp = first_span(&ret_ty);
+    let shape_expr = match args.returns.as_ref().map(|(kind, _)| *kind) {
+        None => {
+            let method = if args.cache_none() {
+                format_ident!("__ac_shape_keep_none")
+            } else {
+                format_ident!("__ac_shape")
+            };
+            quote! {{
+                #[allow(unused_imports)]
+                use #returns::{ViaOption as _, ViaResult as _, ViaValue as _};
+                #[allow(clippy::needless_borrow)]
+                (&#returns::Probe::<#ret_ty>::new()).#method()
+            }}
+        }
+        Some(kind) => {
+            let lit_sp = args.returns.as_ref().map_or(ret_sp, |(_, lit)| lit.span());
+            let at_ret = respan(returns.clone(), ret_sp);
+            match kind {
+                Returns::Result => quote_spanned!(ret_sp=> #at_ret::result_shape::<#ret_ty>()),
+                Returns::Option if args.cache_none() => {
+                    quote_spanned!(ret_sp=> #at_ret::option_keep_none_shape::<#ret_ty>())
                 }
-            },
-            _ => quote! {
-                async move { ::core::result::Result::<_, ::core::convert::Infallible>::Ok(__ac_fut.await) }
-            },
+                Returns::Option => quote_spanned!(ret_sp=> #at_ret::option_shape::<#ret_ty>()),
+                Returns::Value => {
+                    let at_lit = respan(returns.clone(), lit_sp);
+                    let check = quote! {{
+                        #[allow(unused_imports)]
+                        use #returns::{ViaOption as _, ViaResult as _, ViaValue as _};
+                        #[allow(clippy::needless_borrow)]
+                        (&#returns::Probe::<#ret_ty>::new()).__ac_value_check()
+                    }};
+                    quote_spanned!(lit_sp=> #at_lit::value_shape::<#ret_ty, _>(#check))
+                }
+            }
+        }
+    };
+    let shape_stmt = quote!(let __ac_shape = #shape_expr;);
+    // The engine's T and E where the spelling tells (they agree with the shape then), so that
+    // unmet bounds point at the user's types; `_` (inferred from the shape) otherwise.
+    let infer = || (quote!(_), quote!(_));
+    let (t_ty, e_ty): (TokenStream, TokenStream) =
+        match (args.returns.as_ref().map(|(k, _)| *k), &ret_kind) {
+            (None | Some(Returns::Result), ReturnKind::Result { ok, err: Some(err) }) => {
+                (ok.to_token_stream(), err.to_token_stream())
+            }
+            (None | Some(Returns::Option), ReturnKind::Option(inner)) if args.cache_none() => (
+                quote_spanned!(inner.span()=> ::core::option::Option<#inner>),
+                quote!(::core::convert::Infallible),
+            ),
+            (None | Some(Returns::Option), ReturnKind::Option(inner)) => {
+                (inner.to_token_stream(), quote!(#returns::NotCached))
+            }
+            (None, ReturnKind::Plain(t)) => {
+                (t.to_token_stream(), quote!(::core::convert::Infallible))
+            }
+            _ => infer(),
         };
-        quote!({ let __ac_fut = #call; #wrap })
+    // Turns a call of the body (evaluated before any `async move`, so the block captures only
+    // the body's future) into a future of the engine's `Result<T, E>`.
+    let to_result = |call: TokenStream| -> TokenStream {
+        quote!({
+            let __ac_fut = #call;
+            async move { #returns::Shape::split(__ac_shape, __ac_fut.await) }
+        })
     };
-    let from_result = match &ret_kind {
-        ReturnKind::Result { .. } => quote! {
-            match __ac_result {
-                ::core::result::Result::Ok(__ac_v) => ::core::result::Result::Ok(__ac_v),
-                ::core::result::Result::Err(__ac_e) => ::core::result::Result::Err(__ac_e.into_loader_error()),
-            }
-        },
-        ReturnKind::Option(_) if !args.cache_none() => quote! {
-            match __ac_result {
-                ::core::result::Result::Ok(__ac_v) => ::core::option::Option::Some(__ac_v),
-                ::core::result::Result::Err(__ac_e) => {
-                    let #private::NotCached = __ac_e.into_loader_error();
-                    ::core::option::Option::None
-                }
-            }
-        },
-        _ => quote! {
-            match __ac_result {
-                ::core::result::Result::Ok(__ac_v) => __ac_v,
-                ::core::result::Result::Err(__ac_e) => match __ac_e.into_loader_error() {},
-            }
-        },
-    };
+    let from_result = quote!(#returns::Shape::join(__ac_shape, __ac_result));
 
     // ---- loader and refresh ----
     let background = args.refresh() == Refresh::Background;
@@ -655,9 +814,9 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     // most likely to be wrong, so rustc reports each unmet bound once.
     let call_span = match &ret_kind {
         ReturnKind::Result { err: Some(e), .. } => first_span(e),
-        ReturnKind::Result { ok: Some(t), .. } => first_span(t),
-        ReturnKind::Option(t) | ReturnKind::Plain(t) => first_span(t),
-        ReturnKind::Result { .. } => Span::call_site(),
+        ReturnKind::Result { ok, err: None } => first_span(ok),
+        ReturnKind::Option(t) => first_span(t),
+        ReturnKind::Plain(_) | ReturnKind::Unknown => ret_sp,
     };
     let private_at_call = respan(private.clone(), call_span);
     let load_call = quote_spanned! {call_span=>
@@ -680,6 +839,7 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
                 #key_fail
             };
             #policy_static
+            #shape_stmt
             #slots
             let __ac_result = #load_call;
             #from_result
@@ -708,11 +868,14 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         companions(
             args,
             &func,
-            &key_params,
-            &ret_kind,
-            &key_expr,
-            &policy_static,
-            &private,
+            &Shared {
+                key_params: &key_params,
+                keyed_generics: &keyed_generics,
+                ret_kind: &ret_kind,
+                key_expr: &key_expr,
+                policy_static: &policy_static,
+                private: &private,
+            },
         )
     } else {
         TokenStream::new()
@@ -724,16 +887,32 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
     })
 }
 
+/// What the wrapper and the companions share.
+struct Shared<'a> {
+    /// The arguments that are part of the key, in declaration order.
+    key_params: &'a [&'a Param],
+    /// The type and const parameters that are part of the key (`bool`: const).
+    keyed_generics: &'a [(Ident, bool)],
+    ret_kind: &'a ReturnKind,
+    /// Builds the `CacheKey` (or a `KeyError`).
+    key_expr: &'a TokenStream,
+    /// Declares `__AC_POLICY`.
+    policy_static: &'a TokenStream,
+    /// The path to the runtime support module.
+    private: &'a TokenStream,
+}
+
 /// `<fn>_key`, `<fn>_invalidate` and `<fn>_put`.
-fn companions(
-    args: &CachedArgs,
-    func: &ItemFn,
-    key_params: &[&Param],
-    ret_kind: &ReturnKind,
-    key_expr: &TokenStream,
-    policy_static: &TokenStream,
-    private: &TokenStream,
-) -> TokenStream {
+fn companions(args: &CachedArgs, func: &ItemFn, shared: &Shared<'_>) -> TokenStream {
+    let Shared {
+        key_params,
+        keyed_generics,
+        ret_kind,
+        key_expr,
+        policy_static,
+        private,
+    } = *shared;
+    let keyed_generics: Vec<Ident> = keyed_generics.iter().map(|(i, _)| i.clone()).collect();
     let vis = &func.vis;
     let fn_name = &func.sig.ident;
     let span = fn_name.span();
@@ -768,18 +947,25 @@ fn companions(
         .map(|p| &p.ty)
         .collect();
 
-    let value_ty: Type = match ret_kind {
-        ReturnKind::Result { ok: Some(t), .. } => t.clone(),
-        ReturnKind::Result { ok: None, .. } => {
-            let ret = match &func.sig.output {
-                ReturnType::Type(_, t) => (**t).clone(),
-                ReturnType::Default => syn::parse_quote!(()),
-            };
-            syn::parse_quote!(<#ret as #private::ResultParts>::Ok)
+    let ret: Type = match &func.sig.output {
+        ReturnType::Type(_, t) => (**t).clone(),
+        ReturnType::Default => syn::parse_quote!(()),
+    };
+    let returns = quote!(#private::returns);
+    // The value `_put` takes: what the wrapper stores. Spelled out where the spelling tells;
+    // otherwise (a path that may be an alias) whatever `StoredValue<Ret>` accepts.
+    let cache_none = args.cache_none();
+    let value_ty: Option<Type> = match (args.returns.as_ref().map(|(k, _)| *k), ret_kind) {
+        (Some(Returns::Value), _) => Some(ret.clone()),
+        (None | Some(Returns::Option), ReturnKind::Option(t)) if cache_none => {
+            Some(syn::parse_quote!(::core::option::Option<#t>))
         }
-        ReturnKind::Option(t) if args.cache_none() => syn::parse_quote!(::core::option::Option<#t>),
-        ReturnKind::Option(t) => t.clone(),
-        ReturnKind::Plain(t) => t.clone(),
+        (None | Some(Returns::Option), ReturnKind::Option(t)) => Some(t.clone()),
+        (Some(Returns::Option), _) if cache_none => Some(ret.clone()),
+        (None | Some(Returns::Result), ReturnKind::Result { ok, .. }) => Some(ok.clone()),
+        (None, ReturnKind::Plain(t)) => Some(t.clone()),
+        // An alias (or a mismatch, which the wrapper reports once).
+        (Some(Returns::Option | Returns::Result), _) | (None, ReturnKind::Unknown) => None,
     };
 
     // The value parameter is `value` unless a key argument already has that name.
@@ -788,17 +974,28 @@ fn companions(
     } else {
         format_ident!("value")
     };
-    let value_span = first_span(&value_ty);
-    let private_at_value = respan(private.clone(), value_span);
-    let put_call = quote_spanned! {value_span=>
-        #private_at_value::put::<#value_ty>(__ac_c, &__ac_key, &*__AC_POLICY, #value_ident).await
+    let (value_param, put_call) = match &value_ty {
+        Some(value_ty) => {
+            let value_span = first_span(value_ty);
+            let private_at_value = respan(private.clone(), value_span);
+            (
+                quote!(#value_ident: &#value_ty),
+                quote_spanned! {value_span=>
+                    #private_at_value::put::<#value_ty>(__ac_c, &__ac_key, &*__AC_POLICY, #value_ident).await
+                },
+            )
+        }
+        None => (
+            quote!(#value_ident: &(impl #returns::StoredValue<#ret>)),
+            quote!(__ac_c.put(&__ac_key, &*__AC_POLICY, #value_ident).await),
+        ),
     };
 
-    let key_generics = generics_for(&func.sig.generics, &key_types);
+    let key_generics = generics_for(&func.sig.generics, &key_types, &keyed_generics);
     let (kg_impl, _, kg_where) = key_generics.split_for_impl();
     let mut put_types = key_types.clone();
-    put_types.push(&value_ty);
-    let put_generics = generics_for(&func.sig.generics, &put_types);
+    put_types.push(value_ty.as_ref().unwrap_or(&ret));
+    let put_generics = generics_for(&func.sig.generics, &put_types, &keyed_generics);
     let (pg_impl, _, pg_where) = put_generics.split_for_impl();
 
     let cache_opt = match &args.cache {
@@ -845,7 +1042,7 @@ fn companions(
 
         #[doc = #doc_put]
         #[allow(dead_code)]
-        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* #value_ident: &#value_ty) -> ::core::result::Result<(), #private::CacheError> #pg_where {
+        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* #value_param) -> ::core::result::Result<(), #private::CacheError> #pg_where {
             let __ac_key = match #key_expr {
                 ::core::result::Result::Ok(__ac_k) => __ac_k,
                 ::core::result::Result::Err(__ac_e) => {
@@ -967,7 +1164,7 @@ mod tests {
         )
         .unwrap();
         let k: Type = syn::parse_str("&'a K").unwrap();
-        let g = generics_for(&item.sig.generics, &[&k]);
+        let g = generics_for(&item.sig.generics, &[&k], &[]);
         let s = g.to_token_stream().to_string();
         assert!(
             s.contains("'a") && s.contains("K : Serialize") && !s.contains("Client"),
@@ -975,6 +1172,73 @@ mod tests {
         );
         let w = g.where_clause.to_token_stream().to_string();
         assert!(w.contains("K : Sync") && !w.contains("C : Send"), "{w}");
+    }
+
+    #[test]
+    fn type_parameters_are_keyed_unless_only_skipped_arguments_name_them() {
+        let out = expand_str(
+            "fresh = 1, skip(client)",
+            "async fn get<'a, C: Client, T, K, const N: usize>(client: &'a C, k: K) -> Result<T, E> { todo!() }",
+        );
+        assert!(out.contains("\"<T>\""), "{out}");
+        assert!(out.contains("\"<K>\""), "{out}");
+        assert!(out.contains("\"<N>\""), "{out}");
+        assert!(!out.contains("\"<C>\""), "{out}");
+        assert!(!out.contains("\"<'a>\""), "{out}");
+        // no receiver and no `Self`: the scope marker, but no `type_name::<Self>`
+        assert!(out.contains("__ac_scope_marker"), "{out}");
+        assert!(!out.contains("\"<Self>\""), "{out}");
+        // the companions take the keyed parameters
+        assert!(
+            out.contains("fn get_key < T , K , const N : usize >"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn self_is_keyed_when_in_scope_and_the_default_name_is_used() {
+        let out = expand_str("fresh = 1", "async fn f(&self) -> u32 { 1 }");
+        assert!(out.contains("\"<Self>\""), "{out}");
+        let out = expand_str("fresh = 1", "async fn f() -> u32 { Self::g() }");
+        assert!(out.contains("\"<Self>\""), "{out}");
+        // a nested item's own `Self` does not count
+        let out = expand_str(
+            "fresh = 1",
+            "async fn f() -> u32 { struct S; impl S { fn g() -> Self { S } } 1 }",
+        );
+        assert!(!out.contains("\"<Self>\""), "{out}");
+        let out = expand_str(r#"fresh = 1, name = "n""#, "async fn f(&self) -> u32 { 1 }");
+        assert!(
+            !out.contains("\"<Self>\"") && !out.contains("__ac_scope_marker"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_wrapper_asks_the_type_and_put_types_follow_the_spelling() {
+        let out = expand_str("fresh = 1", "async fn f() -> ApiResult<Order> { todo!() }");
+        assert!(out.contains("Probe :: < ApiResult < Order > >"), "{out}");
+        assert!(out.contains("StoredValue < ApiResult < Order > >"), "{out}");
+        let out = expand_str("fresh = 1", "async fn f() -> Result<Order, E> { todo!() }");
+        assert!(out.contains("value : & Order"), "{out}");
+        let out = expand_str("fresh = 1", "async fn f() -> io::Result<Order> { todo!() }");
+        assert!(out.contains("value : & Order"), "{out}");
+        let out = expand_str("fresh = 1", "async fn f<T>() -> T { todo!() }");
+        assert!(out.contains("value : & T"), "{out}");
+        let out = expand_str(
+            "fresh = 1, cache_none = true",
+            "async fn f() -> Option<u8> { None }",
+        );
+        assert!(out.contains("__ac_shape_keep_none"), "{out}");
+        assert!(
+            out.contains("value : & :: core :: option :: Option < u8 >"),
+            "{out}"
+        );
+        let out = expand_str(
+            r#"fresh = 1, returns = "result""#,
+            "async fn f() -> Res { todo!() }",
+        );
+        assert!(out.contains("result_shape :: < Res >"), "{out}");
     }
 
     #[test]

@@ -75,7 +75,7 @@ use proc_macro::TokenStream;
 /// | `fresh = 300` / `fresh = "5m"` | **Required.** How long a value is served without refreshing it. Integer seconds or a string with unit `ms`, `s`, `m`, `h`, `d` (`"250ms"`, `"5m"`, `"1h"`). |
 /// | `stale = 900` / `stale = "15m"` | How long, counted from the write, a value may still be served while it is refreshed. Must not be shorter than `fresh`; defaults to `fresh` (no stale window). |
 /// | `jitter = 0.2` | Stretches each entry's windows by a random fraction up to this (0.0 – 1.0) so entries written together do not expire together. Default: the core's `Policy::DEFAULT_JITTER` (0.1); `jitter = 0.0` makes windows exact. |
-/// | `name = "orders.lookup"` | The stable key name. Default: `module_path!()::fn_name`, so **moving or renaming the function changes its keys** (old entries are simply not found again). Methods of different types with the same name in one module share the default name: give them a `name`. |
+/// | `name = "orders.lookup"` | The stable key name, used as given. Default: `module_path!()::fn_name`, so **moving or renaming the function changes its keys** (old entries are simply not found again); for methods, associated functions and functions nested in other functions the default also hashes the `Self` type and the enclosing item, so same-named methods of different types never share a key (see [Keys](#keys)). |
 /// | `version = 2` | Part of the key: bump it to retire values stored with an old schema. |
 /// | `skip(client, conn)` | Arguments left out of the key (clients, connections, loggers). A method's receiver is always left out unless `include_self = true`. |
 /// | `include_self = true` | Put the receiver (`Serialize`) into the key. |
@@ -84,15 +84,44 @@ use proc_macro::TokenStream;
 /// | `refresh = "background"` / `"inline"` | How a stale hit is refreshed. `background` (default) returns the stale value at once and reloads on a spawned task; `inline` reloads before returning. |
 /// | `coalesce = false` | Do not share one load among concurrent misses. Coalescing (the default) hands the waiters a clone of the leader's error, so it requires `E: Clone`. |
 /// | `cache_none = true` | For `Option<T>` returns: also cache `None` (default: `None` is returned but not stored). |
+/// | `returns = "result"` / `"option"` / `"value"` | States how the return type is stored (see [Return types](#return-types)); without it the type decides. |
 /// | `companions = false` | Do not generate the companion items (needed in trait impls, which cannot gain extra items). |
 /// | `crate = "::path::to::action_cache"` | Where generated code finds the runtime, when `action_cache` is renamed or re-exported. |
 ///
+/// # Keys
+///
+/// A call's key hashes the name, `version`, every key argument and every type or const
+/// parameter of the function: `std::any::type_name::<T>()` for a type parameter, the value for a
+/// const one. So `get::<User>("42")` and `get::<Queue>("42")` never share an entry, with no
+/// annotation. Only parameters that nothing but skipped arguments mention (a client's type) are
+/// left out. With the default name, methods and associated functions also hash
+/// `type_name::<Self>()` (with its type arguments, when the function takes `self` or names
+/// `Self`) and the item they are defined in (the `impl` or trait impl, or the enclosing function),
+/// so `UserRepo::by_id(7)` and `QueueRepo::by_id(7)` in one module are distinct; a free function
+/// at module level hashes neither, and an explicit `name` never hashes them.
+///
+/// These extra arguments are named `<T>`, `<N>`, `<Self>` and `<scope>`, names no argument can
+/// have. Like `module_path!`, `type_name` is the compiler's text and can change across compiler
+/// versions (or when a type moves): keys that hash it then change too, and old entries are
+/// simply not found again, never read as another call's value. The companion items take the
+/// keyed type parameters as well: `get_key::<User>("42")`.
+///
 /// # Return types
 ///
-/// * `Result<T, E>`: only `Ok` values are stored; an `Err` is returned and not cached. If the
-///   body panics, the panic is re-raised in the caller.
+/// The return type decides what is stored, by its type after aliases are resolved, not by how
+/// it is spelled: `type ApiResult<T> = Result<T, ApiError>`, `anyhow::Result<T>` and
+/// `io::Result<T>` are `Result`s, and an `Option` alias is an `Option`.
+///
+/// * `Result<T, E>`: only `Ok` values are stored; an `Err` is returned and never cached (a
+///   failed background refresh keeps the old value). `E` need not be `Serialize`. If the body
+///   panics, the panic is re-raised in the caller.
 /// * `Option<T>`: `Some` is stored; `None` only with `cache_none = true`.
-/// * any other `T` (including `()`): always stored.
+/// * any other `T` (including `()` and a generic `T`, whatever it is instantiated with): always
+///   stored.
+///
+/// `returns = "result"`, `"option"` or `"value"` states it explicitly: a return type that does
+/// not match is a compile error, and `"value"` stores an `Option` whole (`None` included) but is
+/// refused on a `Result`, whose `Err`s would be stored.
 ///
 /// `T` must be `Serialize + DeserializeOwned + Send + Sync + 'static`; with coalescing, `E` must be
 /// `Clone + Debug + Send + Sync + 'static` (use `coalesce = false`, or wrap the error in an
@@ -124,7 +153,10 @@ use proc_macro::TokenStream;
 ///   `ac` when no cache is configured). Panics if the arguments cannot form a key.
 /// * `async fn <name>_invalidate(key args) -> Result<bool, CacheError>`: removes that entry.
 /// * `async fn <name>_put(key args, value: &T) -> Result<(), CacheError>`: writes that entry
-///   (with the function's tags and policy).
+///   (with the function's tags and policy). `T` is what is stored: the `Ok` value of a
+///   `Result`, the `Some` value of an `Option` (the `Option` with `cache_none`), the whole value
+///   otherwise. When the return type is spelled through an alias the parameter is generic
+///   (`&impl StoredValue<Ret>`) and accepts the same types.
 ///
 /// They take `&self` when `include_self = true` or when the `cache` expression uses `self`.
 ///
