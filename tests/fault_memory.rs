@@ -84,10 +84,18 @@ async fn tiny_maxmemory_with_eviction_keeps_values_correct() {
     assert!(count(&CALLS) > 2_000, "evicted keys were reloaded: {s:?}");
     assert_eq!(s.corrupt_entries, 0, "{s:?}");
     assert_eq!(s.store_errors, 0, "eviction is not a store failure: {s:?}");
-    // The last key written is still there.
+    // The most recent keys are still there. (Not necessarily the very last one: Redis's LRU
+    // clock has a resolution of one second and samples keys, so among keys written within the
+    // same second it may evict the newest, and the guarded write's script call can trigger an
+    // eviction right after it.)
     let before = cache.stats().fresh_hits;
-    assert_eq!(blob(1_999).await, Ok(padded(1_999)));
-    assert_eq!(cache.stats().fresh_hits, before + 1);
+    for id in 1_990..2_000 {
+        assert_eq!(blob(id).await, Ok(padded(id)));
+    }
+    assert!(
+        cache.stats().fresh_hits > before,
+        "none of the last ten keys was a hit"
+    );
 }
 
 /// Injects: `maxmemory 2mb` with `noeviction`: once full, Redis refuses every write (`SET`,
