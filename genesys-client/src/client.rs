@@ -682,6 +682,41 @@ impl Client {
         Ok(url)
     }
 
+    /// The URL of a listing's `nextUri`: a path on the API host (kept under the API base URL's
+    /// path prefix), or an absolute URL of exactly the API base URL's scheme, host and port.
+    /// Anything else is refused, so that a response can never send the bearer token elsewhere.
+    pub(crate) fn next_uri_url(&self, uri: &str) -> Result<Url> {
+        let base = &self.inner.api_base;
+        let uri = uri.trim();
+        if let Some(path) = uri.strip_prefix('/').filter(|p| !p.starts_with('/')) {
+            return base.join(path).map_err(|e| Error::Paging {
+                message: format!("the listing's nextUri {uri:?} is not a valid path: {e}"),
+            });
+        }
+        let url = Url::parse(uri).map_err(|_| Error::Paging {
+            message: format!(
+                "the listing's nextUri {uri:?} is neither a path on the API host nor a URL"
+            ),
+        })?;
+        let origin = |u: &Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        };
+        if origin(&url) != origin(base) {
+            return Err(Error::Paging {
+                message: format!(
+                    "the listing's nextUri {uri:?} points away from the API host {}; the \
+                     paginator follows links on the API host only",
+                    base.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(url)
+    }
+
     /// The API URL made of `segments`, each percent-encoded (for ids in paths).
     pub(crate) fn api_url_segments(
         &self,
@@ -803,7 +838,14 @@ impl Client {
 
     /// Every entity of a cursor-paged listing at `path`, as a stream fetched page by page. The
     /// cursor of each response (`cursor`, `after`, `nextPageToken` or `cursors.after`) is sent
-    /// back as the query parameter `cursor_param`.
+    /// back as the query parameter `cursor_param`; a response with no cursor but a `nextUri`
+    /// (such as `GET /api/v2/externalcontacts/scan/contacts`) is followed to that URI, which must
+    /// be on the API host.
+    ///
+    /// The stream ends with [`Error::Paging`] for a `nextUri` on another host, a body that
+    /// names its next page in a way the paginator does not read, a repeated cursor or too many
+    /// pages, and with [`Error::Decode`] for a body without an `entities` array: never with a
+    /// short listing.
     pub fn paginate_cursor<T>(
         &self,
         path: &str,
@@ -829,16 +871,28 @@ impl Client {
                 let query = query.clone();
                 let cursor_param = cursor_param.clone();
                 async move {
-                    let mut pairs: Vec<(&str, &str)> = query
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    if let PageRequest::Cursor(Some(cursor)) = &request {
-                        pairs.push((&cursor_param, cursor));
-                    }
-                    let listing: ApiResponse<CursorListing<T>> =
-                        client.get_json(&path, &pairs).await?;
-                    Ok(listing.into_body().into_page())
+                    let url = match &request {
+                        PageRequest::Uri(uri) => client.next_uri_url(uri)?,
+                        PageRequest::Cursor(cursor) => {
+                            let mut pairs: Vec<(&str, &str)> = query
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str()))
+                                .collect();
+                            if let Some(cursor) = cursor {
+                                pairs.push((&cursor_param, cursor));
+                            }
+                            client.api_url(&path, &pairs)?
+                        }
+                        PageRequest::Number(_) => {
+                            return Err(Error::Paging {
+                                message: "a cursor listing was asked for a page number".to_owned(),
+                            })
+                        }
+                    };
+                    let listing: ApiResponse<CursorListing<T>> = client
+                        .send_json(Method::GET, url, None, "cursor listing")
+                        .await?;
+                    listing.into_body().into_page()
                 }
             },
         )

@@ -1,4 +1,4 @@
-//! The fake's default data: 29 data actions and four orders.
+//! The fake's default data: 29 data actions, four orders and 23 external contacts.
 
 use std::collections::BTreeMap;
 
@@ -145,4 +145,54 @@ pub fn default_orders() -> BTreeMap<String, Value> {
             json!([{"sku": "MON-27", "quantity": 1, "price": 310.0}]),
         ),
     ])
+}
+
+/// The fake's default external contacts: 23 of them, so that the cursor-paged scan
+/// (`GET /api/v2/externalcontacts/scan/contacts`) takes three pages at its default limit of 10.
+pub fn default_contacts() -> Vec<Value> {
+    const NAMES: [(&str, &str); 23] = [
+        ("Ada", "Lovelace"),
+        ("Grace", "Hopper"),
+        ("Alan", "Turing"),
+        ("Katherine", "Johnson"),
+        ("Edsger", "Dijkstra"),
+        ("Barbara", "Liskov"),
+        ("Donald", "Knuth"),
+        ("Frances", "Allen"),
+        ("John", "Backus"),
+        ("Margaret", "Hamilton"),
+        ("Ken", "Thompson"),
+        ("Radia", "Perlman"),
+        ("Dennis", "Ritchie"),
+        ("Hedy", "Lamarr"),
+        ("Tony", "Hoare"),
+        ("Shafi", "Goldwasser"),
+        ("Leslie", "Lamport"),
+        ("Annie", "Easley"),
+        ("Niklaus", "Wirth"),
+        ("Sophie", "Wilson"),
+        ("Robin", "Milner"),
+        ("Mary", "Kenneth Keller"),
+        ("Butler", "Lampson"),
+    ];
+    NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, (first, last))| {
+            let id = format!("0c0a{:04x}-5e7d-4c1b-9f2e-{:012x}", i + 1, i + 1);
+            let email = format!(
+                "{}.{}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase().replace(' ', "-")
+            );
+            json!({
+                "id": id,
+                "firstName": first,
+                "lastName": last,
+                "workEmail": email,
+                "type": "Curated",
+                "selfUri": format!("/api/v2/externalcontacts/contacts/{id}"),
+            })
+        })
+        .collect()
 }

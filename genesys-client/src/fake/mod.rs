@@ -11,6 +11,8 @@
 //! * `POST /api/v2/integrations/actions/{id}/execute` (`flatten=true`) and `…/test`: order
 //!   lookups by `{"orderId":"A-1001"}`; an unknown order fails like a remote 404 does, with
 //!   `ACTION.REMOTE_ENDPOINT`.
+//! * `GET /api/v2/externalcontacts/scan/contacts` (`limit`, `cursor`): a cursor listing
+//!   (`CursorContactListing`) whose only link to the next page is `nextUri`.
 //! * Every response has an `ININ-Correlation-Id` and `inin-ratelimit-*` headers; API calls without
 //!   a valid (unexpired) bearer token get 401 `bad.credentials`.
 //! * [`Fault`]s scripted with [`FakeGenesys::push_fault`] answer the next API requests instead:
@@ -55,7 +57,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub use faults::Fault;
-pub use fixtures::{default_actions, default_orders};
+pub use fixtures::{default_actions, default_contacts, default_orders};
 
 use crate::actions::Action;
 use crate::client::ClientBuilder;
@@ -77,6 +79,7 @@ pub struct FakeGenesysBuilder {
     token_lifetime: Duration,
     actions: Vec<Action>,
     orders: BTreeMap<String, Value>,
+    contacts: Vec<Value>,
     max_page_size: u32,
 }
 
@@ -88,6 +91,7 @@ impl Default for FakeGenesysBuilder {
             token_lifetime: Duration::from_secs(24 * 60 * 60),
             actions: default_actions(),
             orders: default_orders(),
+            contacts: default_contacts(),
             max_page_size: 500,
         }
     }
@@ -121,6 +125,13 @@ impl FakeGenesysBuilder {
         self
     }
 
+    /// Replaces the external contacts that the cursor-paged scan endpoint walks (default
+    /// [`default_contacts`]).
+    pub fn contacts(mut self, contacts: Vec<Value>) -> Self {
+        self.contacts = contacts;
+        self
+    }
+
     /// The largest page the listing serves; a larger `pageSize` is clamped (default 500).
     pub fn max_page_size(mut self, size: u32) -> Self {
         self.max_page_size = size.max(1);
@@ -145,6 +156,7 @@ impl FakeGenesysBuilder {
             token_lifetime: self.token_lifetime,
             actions: self.actions,
             orders: self.orders,
+            contacts: self.contacts,
             max_page_size: self.max_page_size,
             state: Mutex::new(Mutable {
                 window_start: Some(Instant::now()),

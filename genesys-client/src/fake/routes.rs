@@ -18,6 +18,10 @@ use super::state::Shared;
 use crate::actions::Action;
 
 const ACTIONS_ROUTE: &str = "/api/v2/integrations/actions";
+const CONTACTS_SCAN_ROUTE: &str = "/api/v2/externalcontacts/scan/contacts";
+/// The scan's page size when the request sets no `limit`, and the largest it serves.
+const CONTACTS_DEFAULT_LIMIT: usize = 10;
+const CONTACTS_MAX_LIMIT: usize = 200;
 
 /// Every route of the fake, on `shared`.
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -30,6 +34,7 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             post(execute_action),
         )
         .route("/api/v2/integrations/actions/{id}/test", post(test_action))
+        .route(CONTACTS_SCAN_ROUTE, get(scan_contacts))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -381,6 +386,76 @@ async fn test_action(
         }),
     };
     shared.json(200, &result)
+}
+
+/// `GET /api/v2/externalcontacts/scan/contacts?limit=&cursor=`: a `CursorContactListing`, whose
+/// only way to the next page is `nextUri` (no `cursor` field in the body), as Genesys's SDK
+/// models describe it: `entities`, `nextUri`, `selfUri`, `previousUri`.
+async fn scan_contacts(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(response) = shared.api_prelude(&uri, &headers).await {
+        return response;
+    }
+    let limit = match query.get("limit") {
+        None => CONTACTS_DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=CONTACTS_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return shared.error(
+                    400,
+                    "bad.request",
+                    &format!("The value for limit must be between 1 and {CONTACTS_MAX_LIMIT}"),
+                )
+            }
+        },
+    };
+    let salt = shared.lock().salt;
+    let start = match query.get("cursor") {
+        None => 0,
+        Some(cursor) => match decode_cursor(cursor, salt) {
+            Some(offset) if offset <= shared.contacts.len() => offset,
+            _ => return shared.error(400, "bad.request", "The cursor is invalid or expired"),
+        },
+    };
+    let end = (start + limit).min(shared.contacts.len());
+    let page_uri = |offset: usize| {
+        let mut uri = format!("{CONTACTS_SCAN_ROUTE}?limit={limit}");
+        if offset > 0 {
+            uri.push_str("&cursor=");
+            uri.push_str(&encode_cursor(offset, salt));
+        }
+        uri
+    };
+    let mut body = json!({
+        "entities": &shared.contacts[start..end],
+        "selfUri": page_uri(start),
+    });
+    if end < shared.contacts.len() {
+        body["nextUri"] = json!(page_uri(end));
+    }
+    if start > 0 {
+        body["previousUri"] = json!(page_uri(start.saturating_sub(limit)));
+    }
+    shared.json(200, &body)
+}
+
+/// An opaque cursor for `offset`, valid for this server only.
+fn encode_cursor(offset: usize, salt: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{salt:x}:{offset}"))
+}
+
+fn decode_cursor(cursor: &str, salt: u64) -> Option<usize> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (got_salt, offset) = text.split_once(':')?;
+    (got_salt == format!("{salt:x}")).then_some(())?;
+    offset.parse().ok()
 }
 
 async fn not_found(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {

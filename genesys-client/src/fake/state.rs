@@ -21,6 +21,7 @@ pub(super) struct Shared {
     pub(super) token_lifetime: Duration,
     pub(super) actions: Vec<Action>,
     pub(super) orders: BTreeMap<String, Value>,
+    pub(super) contacts: Vec<Value>,
     pub(super) max_page_size: u32,
     pub(super) state: Mutex<Mutable>,
 }
