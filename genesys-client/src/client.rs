@@ -470,8 +470,7 @@ impl Client {
                 .send()
                 .await
                 .map_err(Error::transport)?;
-            let meta = ResponseMeta::from_headers(response.status(), response.headers());
-            let bytes = response.bytes().await.map_err(Error::transport)?;
+            let (meta, bytes) = read_response(response).await?;
             if meta.status.is_success() {
                 let parsed: TokenResponse =
                     serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
@@ -647,8 +646,7 @@ impl Client {
                 .body(body.to_vec());
         }
         let response = builder.send().await.map_err(Error::transport)?;
-        let meta = ResponseMeta::from_headers(response.status(), response.headers());
-        let bytes = response.bytes().await.map_err(Error::transport)?;
+        let (meta, bytes) = read_response(response).await?;
         if meta.status.is_success() {
             return Ok((meta, bytes));
         }
@@ -900,6 +898,34 @@ impl Client {
 
     pub(crate) fn max_pages(&self) -> u32 {
         self.inner.max_pages
+    }
+}
+
+/// The metadata and the whole body of `response`. A body that fails in transit is
+/// [`Error::BodyCutOff`] (or [`Error::Timeout`]), never a transport error that claims Genesys
+/// could not be reached.
+async fn read_response(mut response: reqwest::Response) -> Result<(ResponseMeta, Bytes)> {
+    let meta = ResponseMeta::from_headers(response.status(), response.headers());
+    let mut body = Vec::with_capacity(
+        usize::try_from(response.content_length().unwrap_or(0).min(1 << 20)).unwrap_or(0),
+    );
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok((meta, Bytes::from(body))),
+            Err(err) if err.is_timeout() => {
+                return Err(Error::Timeout {
+                    source: Arc::new(err),
+                })
+            }
+            Err(err) => {
+                return Err(Error::BodyCutOff {
+                    received: body.len(),
+                    meta: Box::new(meta),
+                    source: Arc::new(err),
+                })
+            }
+        }
     }
 }
 

@@ -135,7 +135,25 @@ pub enum Error {
         source: Arc<reqwest::Error>,
     },
 
-    /// A success response's body is not the JSON expected.
+    /// A response arrived, but its body was cut off in transit (the connection was reset or
+    /// closed before `Content-Length` bytes or the last chunk came). Genesys was reached; the
+    /// body is lost. Transient: retried for requests that are safe to resend.
+    #[error(
+        "the response from Genesys Cloud ({}) was cut off in transit after {received} byte(s) of its body: {}{meta}",
+        meta.status,
+        root_cause(source)
+    )]
+    BodyCutOff {
+        /// How many bytes of the body arrived.
+        received: usize,
+        /// The response's metadata (status and headers arrived whole).
+        meta: Box<ResponseMeta>,
+        /// The HTTP client's error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+
+    /// A success response's body arrived whole but is not the JSON expected.
     #[error("could not decode {what} from Genesys Cloud ({}): {source}; body starts {snippet:?}{meta}", meta.status)]
     Decode {
         /// What was being decoded.
@@ -155,6 +173,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+}
+
+/// The innermost cause of an error, which says what happened ("unexpected EOF during chunk
+/// size line") where the outer ones only say where ("error decoding response body").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn auth_message(
@@ -186,6 +214,7 @@ impl Error {
             Error::Forbidden { meta, .. }
             | Error::Api { meta, .. }
             | Error::RateLimited { meta, .. }
+            | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta.status),
             Error::RetriesExhausted { last, .. } => last.status(),
             Error::Timeout { source } | Error::Transport { source } => source.status(),
@@ -200,6 +229,7 @@ impl Error {
             Error::Forbidden { meta, .. }
             | Error::Api { meta, .. }
             | Error::RateLimited { meta, .. }
+            | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta),
             Error::RetriesExhausted { last, .. } => last.meta(),
             _ => None,

@@ -1,7 +1,9 @@
 //! Retries: *whether* to retry (a [classifier](default_classifier)) kept apart from *when* (a
 //! [`RetryPolicy`] with [`ExponentialBackoff`]), as in `reqwest-retry`.
 //!
-//! * Transient: HTTP 429, 500, 502, 503, 504, connect errors, timeouts and connection resets.
+//! * Transient: HTTP 429, 500, 502, 503, 504, connect errors, timeouts, connection resets, and
+//!   bodies cut off in transit ([`Error::BodyCutOff`]).
+//! * Fatal: a body that arrived whole but is not the JSON expected ([`Error::Decode`]).
 //! * Fatal: every other 4xx, 501, and errors the client makes up itself.
 //! * 429 and 503 wait as long as `Retry-After` says; a `Retry-After` over
 //!   [`RetryPolicy::retry_after_cap`] ends the call with [`Error::RateLimited`].
@@ -61,7 +63,7 @@ pub fn default_classify_transport(err: &reqwest::Error) -> Classification {
 pub fn default_classifier(err: &Error) -> Classification {
     match err {
         Error::Api { meta, .. } => default_classify_status(meta.status),
-        Error::Timeout { .. } => Classification::Transient,
+        Error::Timeout { .. } | Error::BodyCutOff { .. } => Classification::Transient,
         Error::Transport { source } => default_classify_transport(source),
         _ => Classification::Fatal,
     }

@@ -22,6 +22,16 @@ pub enum Fault {
     },
     /// Wait this long (on tokio's clock), then handle the request normally.
     Delay(Duration),
+    /// Send the status and headers with a `Content-Length` of `declared` bytes, then only
+    /// `sent`, then drop the connection: a body cut off in transit (a reset, a proxy dying).
+    CutOff {
+        /// The HTTP status.
+        status: u16,
+        /// The part of the body that is sent.
+        sent: String,
+        /// The `Content-Length` announced; longer than `sent`.
+        declared: usize,
+    },
 }
 
 impl Fault {
@@ -85,6 +95,18 @@ impl Fault {
             body: body.to_string(),
             content_type: "application/json".to_owned(),
             retry_after: None,
+        }
+    }
+
+    /// A `status` response whose JSON body stops after `sent` and whose connection then drops,
+    /// although `Content-Length` announced 1 KiB more.
+    pub fn cut_off(status: u16, sent: impl Into<String>) -> Self {
+        let sent = sent.into();
+        let declared = sent.len() + 1024;
+        Fault::CutOff {
+            status,
+            sent,
+            declared,
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -118,6 +119,42 @@ impl Shared {
                 retry_after,
             } => Some(self.respond(*status, body.clone(), content_type, retry_after.as_deref())),
             Fault::Delay(_) => None,
+            Fault::CutOff {
+                status,
+                sent,
+                declared,
+            } => {
+                let mut response = self.respond(*status, String::new(), "application/json", None);
+                // The part, then a pause so that the status, headers and part are flushed,
+                // then an error: hyper drops the connection mid-body.
+                let sent = Bytes::from(sent.clone());
+                let body = futures_util::stream::unfold(0u8, move |step| {
+                    let sent = sent.clone();
+                    async move {
+                        match step {
+                            0 => Some((Ok(sent), 1)),
+                            1 => {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                                Some((
+                                    Err(std::io::Error::new(
+                                        std::io::ErrorKind::ConnectionReset,
+                                        "the fake cuts the body off",
+                                    )),
+                                    2,
+                                ))
+                            }
+                            _ => None,
+                        }
+                    }
+                });
+                *response.body_mut() = Body::from_stream(body);
+                if let Ok(length) = HeaderValue::from_str(&declared.to_string()) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_LENGTH, length);
+                }
+                Some(response)
+            }
         }
     }
 
