@@ -3,15 +3,18 @@
 //! The client asks `POST https://login.{domain}/oauth/token` with
 //! `Authorization: Basic base64(id:secret)` and the form body `grant_type=client_credentials`.
 //! The token is cached and treated as expired a margin before Genesys says it expires;
-//! concurrent callers share one refresh.
+//! concurrent callers share one refresh, and its outcome: when the refresh fails (after its
+//! retries), every caller that waited for it gets that error, instead of each trying again in
+//! turn.
 
 use std::fmt;
 use std::future::Future;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
@@ -143,47 +146,92 @@ impl CachedToken {
     }
 }
 
-/// The one cached token of a client. Refreshing holds the lock, so concurrent callers wait for
-/// one refresh instead of starting their own.
-#[derive(Debug, Default)]
+/// A refresh in flight: the one token request (with its retries) that every caller who finds
+/// the token expired waits for.
+type Refresh = Shared<BoxFuture<'static, Result<CachedToken>>>;
+
+/// The one cached token of a client, and at most one refresh in flight.
+///
+/// Callers that find the token missing or expired join the refresh in flight, or start it:
+/// one token request (with its retries) per expiry, and its outcome, a token or an error,
+/// reaches every caller that waited for it. The refresh does not depend on the caller that
+/// started it: if that caller goes away, the others still drive it to its end. The next
+/// caller after a failed refresh starts a new one.
+#[derive(Default)]
 pub(crate) struct TokenCache {
     slot: Mutex<Slot>,
 }
 
-#[derive(Debug, Default)]
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slot = self.lock();
+        f.debug_struct("TokenCache")
+            .field("token", &slot.token)
+            .field("generation", &slot.generation)
+            .field("refreshing", &slot.refresh.is_some())
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Slot {
     token: Option<CachedToken>,
+    /// The generation of the newest refresh started.
     generation: u64,
+    /// The refresh in flight and its generation.
+    refresh: Option<(u64, Refresh)>,
 }
 
 impl TokenCache {
-    /// The cached token while it is fresh, else the result of `refresh` (given the new token's
-    /// generation), cached.
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // The slot holds plain values that every step leaves consistent; keep serving.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached token while it is fresh, else the outcome of the refresh in flight, else the
+    /// outcome of a new refresh made by `refresh` (given the new token's generation).
     pub(crate) async fn get<F, Fut>(&self, refresh: F) -> Result<CachedToken>
     where
         F: FnOnce(u64) -> Fut,
-        Fut: Future<Output = Result<CachedToken>>,
+        Fut: Future<Output = Result<CachedToken>> + Send + 'static,
     {
-        let mut slot = self.slot.lock().await;
-        if let Some(token) = slot.token.as_ref().filter(|t| t.is_fresh()) {
-            return Ok(token.clone());
+        let (generation, flight) = {
+            let mut slot = self.lock();
+            if let Some(token) = slot.token.as_ref().filter(|t| t.is_fresh()) {
+                return Ok(token.clone());
+            }
+            slot.token = None;
+            match &slot.refresh {
+                Some((generation, flight)) => (*generation, flight.clone()),
+                None => {
+                    slot.generation += 1;
+                    let generation = slot.generation;
+                    let flight = refresh(generation).boxed().shared();
+                    slot.refresh = Some((generation, flight.clone()));
+                    (generation, flight)
+                }
+            }
+        };
+        let outcome = flight.await;
+        let mut slot = self.lock();
+        // The first waiter to see the outcome files it; the others find it filed.
+        if slot.refresh.as_ref().map(|(g, _)| *g) == Some(generation) {
+            slot.refresh = None;
+            if let Ok(token) = &outcome {
+                slot.token = Some(token.clone());
+            }
         }
-        slot.token = None;
-        let generation = slot.generation + 1;
-        let fresh = refresh(generation).await?;
-        slot.generation = generation;
-        slot.token = Some(fresh.clone());
-        Ok(fresh)
+        outcome
     }
 
     /// Drops the cached token, whichever it is.
-    pub(crate) async fn clear(&self) {
-        self.slot.lock().await.token = None;
+    pub(crate) fn clear(&self) {
+        self.lock().token = None;
     }
 
     /// Drops the cached token if it is still the one of `generation` (the one a 401 answered).
-    pub(crate) async fn invalidate(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
+    pub(crate) fn invalidate(&self, generation: u64) {
+        let mut slot = self.lock();
         if slot.token.as_ref().map(|t| t.generation) == Some(generation) {
             slot.token = None;
         }

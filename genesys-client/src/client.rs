@@ -419,7 +419,8 @@ impl Client {
         &self.inner.retry
     }
 
-    /// A valid access token: the cached one, or a new one (one refresh shared by all callers).
+    /// A valid access token: the cached one, or a new one. Concurrent callers share one refresh
+    /// and its outcome: when it fails after its retries, every one of them gets that error.
     ///
     /// # Errors
     ///
@@ -431,16 +432,18 @@ impl Client {
 
     /// Drops the cached token, so the next call fetches a new one.
     pub async fn clear_token(&self) {
-        self.inner.tokens.clear().await;
+        self.inner.tokens.clear();
     }
 
     async fn token(&self) -> Result<CachedToken> {
+        let client = self.clone();
         self.inner
             .tokens
-            .get(|generation| self.fetch_token(generation))
+            .get(move |generation| async move { client.fetch_token(generation).await })
             .await
     }
 
+    /// One refresh: the token request with its retries.
     async fn fetch_token(&self, generation: u64) -> Result<CachedToken> {
         let url = self
             .inner
@@ -610,10 +613,7 @@ impl Client {
                     url = %request.url,
                     "Genesys rejected the access token; fetching a new one and retrying once"
                 );
-                self.inner
-                    .tokens
-                    .invalidate(used.load(Ordering::Relaxed))
-                    .await;
+                self.inner.tokens.invalidate(used.load(Ordering::Relaxed));
                 self.with_retries("API request", attempt).await
             }
             other => other,
