@@ -19,7 +19,7 @@ use crate::auth::{
     CachedToken, Credentials, TokenCache, TokenErrorResponse, TokenResponse,
     DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN,
 };
-use crate::error::{snippet, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+use crate::error::{snippet, Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
 use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator, DEFAULT_MAX_PAGES};
 use crate::region::Region;
 use crate::retry::{
@@ -377,10 +377,33 @@ impl<T> ApiResponse<T> {
 }
 
 /// One request as the retry loop resends it.
-struct Request<'a> {
-    method: Method,
-    url: Url,
-    body: Option<&'a [u8]>,
+pub(crate) struct Request<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) body: Option<&'a [u8]>,
+    pub(crate) resend: Resend,
+}
+
+/// When a failed request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// After any transient failure: the request has no effect beyond its answer (a `GET`, a
+    /// token request, a query `POST`, an execution marked idempotent).
+    Transient,
+    /// Only when the server cannot have acted on it: 429, 503, or a connection that failed
+    /// before the request was written. Anything else ends the call with
+    /// [`Error::MaybeExecuted`].
+    NotRun,
+}
+
+/// Whether `err` proves the server did not act on the request: it refused it (429, 503) or
+/// the connection failed before the request could be written.
+fn cannot_have_run(err: &Error) -> bool {
+    match err {
+        Error::Api { meta, .. } => matches!(meta.status.as_u16(), 429 | 503),
+        Error::Transport { source } => source.is_connect(),
+        _ => false,
+    }
 }
 
 impl Client {
@@ -452,7 +475,7 @@ impl Client {
             .map_err(|e| Error::config(format!("bad login URL: {e}")))?;
         let client_id = self.client_id();
         debug!(client_id, "requesting a Genesys Cloud access token");
-        self.with_retries("token request", || async {
+        self.with_retries("token request", Resend::Transient, || async {
             let mut authorization = HeaderValue::from_str(
                 &self.inner.credentials.basic_authorization(),
             )
@@ -531,8 +554,9 @@ impl Client {
         .await
     }
 
-    /// Runs `op` until it succeeds, the classifier calls its error fatal, or the policy stops.
-    async fn with_retries<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
+    /// Runs `op` until it succeeds, the classifier calls its error fatal, the policy stops, or
+    /// (for [`Resend::NotRun`]) the failure leaves open whether the server acted on it.
+    async fn with_retries<T, F, Fut>(&self, what: &str, resend: Resend, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -545,6 +569,22 @@ impl Client {
             };
             if (self.inner.classifier)(&err) == Classification::Fatal {
                 return Err(err);
+            }
+            if resend == Resend::NotRun && !cannot_have_run(&err) {
+                warn!(
+                    what,
+                    status = err.status().map(|s| s.as_u16()),
+                    correlation_id = err.correlation_id(),
+                    error = %err,
+                    "Genesys request failed after it may have run; not resending a request \
+                     that is not marked idempotent"
+                );
+                let doubt = Doubt::of(&err);
+                return Err(Error::MaybeExecuted {
+                    doubt,
+                    attempts: schedule.failed_attempts() + 1,
+                    source: Box::new(err),
+                });
             }
             let retry_after = match err.status().map(|s| s.as_u16()) {
                 Some(429 | 503) => err.retry_after(),
@@ -602,7 +642,10 @@ impl Client {
             used.store(token.generation, Ordering::Relaxed);
             self.send_once(request, &token.token).await
         };
-        match self.with_retries("API request", attempt).await {
+        match self
+            .with_retries("API request", request.resend, attempt)
+            .await
+        {
             Err(err)
                 if matches!(err, Error::Api { .. })
                     && err.status() == Some(StatusCode::UNAUTHORIZED) =>
@@ -614,7 +657,8 @@ impl Client {
                     "Genesys rejected the access token; fetching a new one and retrying once"
                 );
                 self.inner.tokens.invalidate(used.load(Ordering::Relaxed));
-                self.with_retries("API request", attempt).await
+                self.with_retries("API request", request.resend, attempt)
+                    .await
             }
             other => other,
         }
@@ -740,9 +784,15 @@ impl Client {
         method: Method,
         url: Url,
         body: Option<&[u8]>,
+        resend: Resend,
         what: &'static str,
     ) -> Result<ApiResponse<T>> {
-        let request = Request { method, url, body };
+        let request = Request {
+            method,
+            url,
+            body,
+            resend,
+        };
         let (meta, bytes) = self.call(&request).await?;
         let body = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             what,
@@ -767,15 +817,22 @@ impl Client {
         query: &[(&str, &str)],
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
-        self.send_json(Method::GET, url, None, "response body")
+        self.send_json(Method::GET, url, None, Resend::Transient, "response body")
             .await
     }
 
     /// `POST` a JSON body to a Platform API path and decode the JSON response.
     ///
+    /// A `POST` may change something, so after a failure that leaves open whether the server
+    /// acted on it (a 500, 502 or 504, a timeout, a connection lost after the request was sent,
+    /// a response cut off) it is not sent again: the call ends with [`Error::MaybeExecuted`].
+    /// It is resent after a 429, a 503 or a failed connect, which prove it did not run. Use
+    /// [`Client::post_json_idempotent`] for a `POST` that only reads (a query).
+    ///
     /// # Errors
     ///
-    /// As for [`Client::get_json`], plus [`Error::InvalidInput`] when `body` does not serialize.
+    /// As for [`Client::get_json`], plus [`Error::InvalidInput`] when `body` does not
+    /// serialize and [`Error::MaybeExecuted`].
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -784,8 +841,38 @@ impl Client {
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
         let body = to_json(body)?;
-        self.send_json(Method::POST, url, Some(&body), "response body")
-            .await
+        self.send_json(
+            Method::POST,
+            url,
+            Some(&body),
+            Resend::NotRun,
+            "response body",
+        )
+        .await
+    }
+
+    /// Like [`Client::post_json`] for a `POST` that is safe to repeat (such as an analytics
+    /// query): retried after every transient failure, as a `GET` is.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Client::get_json`], plus [`Error::InvalidInput`] when `body` does not serialize.
+    pub async fn post_json_idempotent<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &B,
+    ) -> Result<ApiResponse<T>> {
+        let url = self.api_url(path, query)?;
+        let body = to_json(body)?;
+        self.send_json(
+            Method::POST,
+            url,
+            Some(&body),
+            Resend::Transient,
+            "response body",
+        )
+        .await
     }
 
     /// Every entity of a page-numbered listing at `path`, as a stream fetched page by page
@@ -888,7 +975,7 @@ impl Client {
                         }
                     };
                     let listing: ApiResponse<CursorListing<T>> = client
-                        .send_json(Method::GET, url, None, "cursor listing")
+                        .send_json(Method::GET, url, None, Resend::Transient, "cursor listing")
                         .await?;
                     listing.into_body().into_page()
                 }

@@ -119,6 +119,25 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// A request that is not safe to resend (a data-action execution not marked idempotent,
+    /// a `POST`) failed in a way that leaves open whether Genesys acted on it, so it was not
+    /// sent again. [`Error::doubt`] says which case it was; the action may or may not have
+    /// run.
+    #[error(
+        "not resent: the request may already have run on Genesys Cloud ({doubt}) and is not \
+         marked idempotent (ExecuteOptions::idempotent); only a 429, a 503 or a failed connect \
+         prove it did not run. After {attempts} attempt(s): {source}"
+    )]
+    MaybeExecuted {
+        /// Why it may have run.
+        doubt: Doubt,
+        /// How many requests were sent.
+        attempts: u32,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The request timed out.
     #[error("request to Genesys Cloud timed out: {source}")]
     Timeout {
@@ -175,6 +194,50 @@ pub enum Error {
     },
 }
 
+/// Why a failed request may have been acted on by Genesys (see [`Error::MaybeExecuted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Doubt {
+    /// Genesys answered 500, 502 or 504: it may have run the action before failing.
+    ServerError(StatusCode),
+    /// No answer came in time: the request may be running still.
+    Timeout,
+    /// The connection failed after the request was written, before an answer came.
+    ConnectionLost,
+    /// The answer's body was cut off in transit: the action ran, its output is lost.
+    ResponseLost,
+    /// Another transient failure (from a custom classifier).
+    Other,
+}
+
+impl Doubt {
+    pub(crate) fn of(err: &Error) -> Self {
+        match err {
+            Error::Api { meta, .. } if meta.status.is_server_error() => {
+                Doubt::ServerError(meta.status)
+            }
+            Error::Timeout { .. } => Doubt::Timeout,
+            Error::Transport { .. } => Doubt::ConnectionLost,
+            Error::BodyCutOff { .. } => Doubt::ResponseLost,
+            _ => Doubt::Other,
+        }
+    }
+}
+
+impl fmt::Display for Doubt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Doubt::ServerError(status) => write!(f, "Genesys answered {status}"),
+            Doubt::Timeout => f.write_str("no answer came in time"),
+            Doubt::ConnectionLost => {
+                f.write_str("the connection failed after the request was sent")
+            }
+            Doubt::ResponseLost => f.write_str("the response was cut off in transit"),
+            Doubt::Other => f.write_str("a transient failure after sending"),
+        }
+    }
+}
+
 /// The innermost cause of an error, which says what happened ("unexpected EOF during chunk
 /// size line") where the outer ones only say where ("error decoding response body").
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -217,6 +280,7 @@ impl Error {
             | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta.status),
             Error::RetriesExhausted { last, .. } => last.status(),
+            Error::MaybeExecuted { source, .. } => source.status(),
             Error::Timeout { source } | Error::Transport { source } => source.status(),
             _ => None,
         }
@@ -232,6 +296,7 @@ impl Error {
             | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta),
             Error::RetriesExhausted { last, .. } => last.meta(),
+            Error::MaybeExecuted { source, .. } => source.meta(),
             _ => None,
         }
     }
@@ -254,6 +319,7 @@ impl Error {
         match self {
             Error::Forbidden { body, .. } | Error::Api { body, .. } => Some(body),
             Error::RetriesExhausted { last, .. } => last.body(),
+            Error::MaybeExecuted { source, .. } => source.body(),
             _ => None,
         }
     }
@@ -263,6 +329,7 @@ impl Error {
         match self {
             Error::Timeout { .. } => true,
             Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            Error::MaybeExecuted { source, .. } => source.is_timeout(),
             _ => false,
         }
     }
@@ -272,9 +339,19 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::RetriesExhausted { last, .. } => last.is_transient(),
+            Error::MaybeExecuted { source, .. } => source.is_transient(),
             other => {
                 crate::retry::default_classifier(other) == crate::retry::Classification::Transient
             }
+        }
+    }
+
+    /// Why the request may have run although it failed, for [`Error::MaybeExecuted`]: the
+    /// caller must find out (or accept) whether the data action ran before running it again.
+    pub fn doubt(&self) -> Option<Doubt> {
+        match self {
+            Error::MaybeExecuted { doubt, .. } => Some(*doubt),
+            _ => None,
         }
     }
 
@@ -297,10 +374,13 @@ impl Error {
         }
     }
 
-    /// How many requests were sent before giving up, for [`Error::RetriesExhausted`].
+    /// How many requests were sent before giving up, for [`Error::RetriesExhausted`] and
+    /// [`Error::MaybeExecuted`].
     pub fn attempts(&self) -> Option<u32> {
         match self {
-            Error::RetriesExhausted { attempts, .. } => Some(*attempts),
+            Error::RetriesExhausted { attempts, .. } | Error::MaybeExecuted { attempts, .. } => {
+                Some(*attempts)
+            }
             _ => None,
         }
     }

@@ -70,7 +70,7 @@ pub mod secret;
 pub use actions::{Action, ExecuteOptions, GetActionOptions, ListActionsQuery, SortOrder};
 pub use auth::Credentials;
 pub use client::{ApiResponse, Client, ClientBuilder};
-pub use error::{Error, ErrorBody, RateLimit, ResponseMeta, Result};
+pub use error::{Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
 pub use paging::{EntityListing, Paginator};
 pub use region::Region;
 pub use reqwest::StatusCode;
