@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{to_json, ApiResponse, Client, Resend};
+use crate::client::{to_json, ApiResponse, Client, Kind};
 use crate::error::{Error, ErrorBody, Result};
 use crate::paging::{EntityListing, PageRequest, Paginator};
 
@@ -565,7 +565,7 @@ impl Client {
             query.push(("includeConfig", "true"));
         }
         let url = self.api_url_segments(&["api", "v2", "integrations", "actions", id], &query)?;
-        self.send_json(Method::GET, url, None, Resend::Transient, "data action")
+        self.send_json(Method::GET, url, None, Kind::Read, "data action")
             .await
     }
 
@@ -611,12 +611,10 @@ impl Client {
             &["api", "v2", "integrations", "actions", id, "execute"],
             query,
         )?;
-        let resend = if options.idempotent {
-            Resend::Transient
-        } else {
-            Resend::NotRun
+        let kind = Kind::Execution {
+            idempotent: options.idempotent,
         };
-        self.send_json(Method::POST, url, Some(&body), resend, "data action output")
+        self.send_json(Method::POST, url, Some(&body), kind, "data action output")
             .await
     }
 
@@ -639,7 +637,7 @@ impl Client {
             Method::POST,
             url,
             Some(&body),
-            Resend::NotRun,
+            Kind::Execution { idempotent: false },
             "action test result",
         )
         .await

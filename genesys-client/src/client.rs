@@ -19,7 +19,9 @@ use crate::auth::{
     CachedToken, Credentials, TokenCache, TokenErrorResponse, TokenResponse,
     DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN,
 };
+use crate::budget::{Budget, RetryBudget};
 use crate::error::{snippet, Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+use crate::limit::{Limiter, Limits};
 use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator, DEFAULT_MAX_PAGES};
 use crate::region::Region;
 use crate::retry::{
@@ -59,6 +61,9 @@ struct Inner {
     classifier: Classifier,
     token_margin: Duration,
     max_pages: u32,
+    limits: Limits,
+    limiter: Limiter,
+    budget: Budget,
 }
 
 impl fmt::Debug for Client {
@@ -70,6 +75,8 @@ impl fmt::Debug for Client {
             .field("retry", &self.inner.retry)
             .field("token_margin", &self.inner.token_margin)
             .field("max_pages", &self.inner.max_pages)
+            .field("limits", &self.inner.limits)
+            .field("budget", &self.inner.budget)
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +97,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     max_pages: u32,
     user_agent: Option<String>,
+    limits: Limits,
+    retry_budget: RetryBudget,
 }
 
 impl Default for ClientBuilder {
@@ -107,6 +116,8 @@ impl Default for ClientBuilder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_pages: DEFAULT_MAX_PAGES,
             user_agent: None,
+            limits: Limits::default(),
+            retry_budget: RetryBudget::default(),
         }
     }
 }
@@ -178,6 +189,20 @@ impl ClientBuilder {
     /// The most pages one listing may walk (default 1000).
     pub fn max_pages(mut self, max_pages: u32) -> Self {
         self.max_pages = max_pages;
+        self
+    }
+
+    /// The client-side limiter (default [`Limits::default`]: Genesys's documented per-org
+    /// limits; [`Limits::off`] to send everything at once).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The retry budget shared by every call of the client (default [`RetryBudget::default`];
+    /// [`RetryBudget::off`] to let each call retry as its policy allows).
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.retry_budget = budget;
         self
     }
 
@@ -267,6 +292,10 @@ impl ClientBuilder {
             return Err(Error::config("the page limit must be at least 1"));
         }
         self.retry.validate()?;
+        self.limits.validate()?;
+        if let Some(problem) = self.retry_budget.problem() {
+            return Err(Error::config(problem));
+        }
         let user_agent = self
             .user_agent
             .unwrap_or_else(|| format!("{}/{}", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION")));
@@ -287,6 +316,9 @@ impl ClientBuilder {
                 classifier: self.classifier,
                 token_margin: self.token_margin,
                 max_pages: self.max_pages,
+                limiter: Limiter::new(&self.limits),
+                limits: self.limits,
+                budget: Budget::new(self.retry_budget),
             }),
         })
     }
@@ -381,12 +413,41 @@ pub(crate) struct Request<'a> {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) body: Option<&'a [u8]>,
-    pub(crate) resend: Resend,
+    pub(crate) kind: Kind,
+}
+
+/// What a request does, which decides when it may be resent and which limits it counts
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Reads only (a `GET`, a query `POST`): resent after any transient failure.
+    Read,
+    /// May change something (a `POST`): resent only when it cannot have run.
+    Write,
+    /// Runs a data action (`…/execute`, `…/test`): counts against the execution limits, and
+    /// is resent only when it cannot have run unless marked idempotent.
+    Execution {
+        /// Safe to run twice.
+        idempotent: bool,
+    },
+}
+
+impl Kind {
+    fn resend(self) -> Resend {
+        match self {
+            Kind::Read | Kind::Execution { idempotent: true } => Resend::Transient,
+            Kind::Write | Kind::Execution { idempotent: false } => Resend::NotRun,
+        }
+    }
+
+    fn is_execution(self) -> bool {
+        matches!(self, Kind::Execution { .. })
+    }
 }
 
 /// When a failed request may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Resend {
+enum Resend {
     /// After any transient failure: the request has no effect beyond its answer (a `GET`, a
     /// token request, a query `POST`, an execution marked idempotent).
     Transient,
@@ -442,6 +503,11 @@ impl Client {
         &self.inner.retry
     }
 
+    /// The client-side limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
     /// A valid access token: the cached one, or a new one. Concurrent callers share one refresh
     /// and its outcome: when it fails after its retries, every one of them gets that error.
     ///
@@ -475,7 +541,7 @@ impl Client {
             .map_err(|e| Error::config(format!("bad login URL: {e}")))?;
         let client_id = self.client_id();
         debug!(client_id, "requesting a Genesys Cloud access token");
-        self.with_retries("token request", Resend::Transient, || async {
+        self.with_retries("token request", Resend::Transient, None, || async {
             let mut authorization = HeaderValue::from_str(
                 &self.inner.credentials.basic_authorization(),
             )
@@ -554,16 +620,37 @@ impl Client {
         .await
     }
 
-    /// Runs `op` until it succeeds, the classifier calls its error fatal, the policy stops, or
-    /// (for [`Resend::NotRun`]) the failure leaves open whether the server acted on it.
-    async fn with_retries<T, F, Fut>(&self, what: &str, resend: Resend, mut op: F) -> Result<T>
+    /// Runs `op` until it succeeds, the classifier calls its error fatal, the policy stops, the
+    /// client's retry budget is spent, or (for [`Resend::NotRun`]) the failure leaves open
+    /// whether the server acted on it. With `limited`, each attempt first passes the limiter
+    /// (`Some(true)` as an execution); time waiting there does not count against the policy's
+    /// total time.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        resend: Resend,
+        limited: Option<bool>,
+        mut op: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.inner.budget.deposit();
         let mut schedule = self.inner.retry.schedule();
         loop {
-            let err = match op().await {
+            let admission = match limited {
+                Some(execution) => {
+                    let queued = tokio::time::Instant::now();
+                    let admission = self.inner.limiter.admit(execution).await;
+                    schedule.exclude(queued.elapsed());
+                    Some(admission)
+                }
+                None => None,
+            };
+            let outcome = op().await;
+            drop(admission);
+            let err = match outcome {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
@@ -591,6 +678,19 @@ impl Client {
                 _ => None,
             };
             match schedule.next_decision(retry_after) {
+                RetryDecision::Retry { .. } if !self.inner.budget.withdraw() => {
+                    warn!(
+                        what,
+                        status = err.status().map(|s| s.as_u16()),
+                        attempts = schedule.failed_attempts(),
+                        correlation_id = err.correlation_id(),
+                        "Genesys request failed; the client's retry budget is spent, giving up"
+                    );
+                    return Err(Error::RetryBudgetExhausted {
+                        attempts: schedule.failed_attempts(),
+                        last: Box::new(err),
+                    });
+                }
                 RetryDecision::Retry { after } => {
                     warn!(
                         what,
@@ -642,8 +742,10 @@ impl Client {
             used.store(token.generation, Ordering::Relaxed);
             self.send_once(request, &token.token).await
         };
+        let resend = request.kind.resend();
+        let limited = Some(request.kind.is_execution());
         match self
-            .with_retries("API request", request.resend, attempt)
+            .with_retries("API request", resend, limited, attempt)
             .await
         {
             Err(err)
@@ -657,7 +759,7 @@ impl Client {
                     "Genesys rejected the access token; fetching a new one and retrying once"
                 );
                 self.inner.tokens.invalidate(used.load(Ordering::Relaxed));
-                self.with_retries("API request", request.resend, attempt)
+                self.with_retries("API request", resend, limited, attempt)
                     .await
             }
             other => other,
@@ -691,6 +793,7 @@ impl Client {
         }
         let response = builder.send().await.map_err(Error::transport)?;
         let (meta, bytes) = read_response(response).await?;
+        self.inner.limiter.observe(&meta);
         if meta.status.is_success() {
             return Ok((meta, bytes));
         }
@@ -784,14 +887,14 @@ impl Client {
         method: Method,
         url: Url,
         body: Option<&[u8]>,
-        resend: Resend,
+        kind: Kind,
         what: &'static str,
     ) -> Result<ApiResponse<T>> {
         let request = Request {
             method,
             url,
             body,
-            resend,
+            kind,
         };
         let (meta, bytes) = self.call(&request).await?;
         let body = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
@@ -817,7 +920,7 @@ impl Client {
         query: &[(&str, &str)],
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
-        self.send_json(Method::GET, url, None, Resend::Transient, "response body")
+        self.send_json(Method::GET, url, None, Kind::Read, "response body")
             .await
     }
 
@@ -841,14 +944,8 @@ impl Client {
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
         let body = to_json(body)?;
-        self.send_json(
-            Method::POST,
-            url,
-            Some(&body),
-            Resend::NotRun,
-            "response body",
-        )
-        .await
+        self.send_json(Method::POST, url, Some(&body), Kind::Write, "response body")
+            .await
     }
 
     /// Like [`Client::post_json`] for a `POST` that is safe to repeat (such as an analytics
@@ -865,14 +962,8 @@ impl Client {
     ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
         let body = to_json(body)?;
-        self.send_json(
-            Method::POST,
-            url,
-            Some(&body),
-            Resend::Transient,
-            "response body",
-        )
-        .await
+        self.send_json(Method::POST, url, Some(&body), Kind::Read, "response body")
+            .await
     }
 
     /// Every entity of a page-numbered listing at `path`, as a stream fetched page by page
@@ -975,7 +1066,7 @@ impl Client {
                         }
                     };
                     let listing: ApiResponse<CursorListing<T>> = client
-                        .send_json(Method::GET, url, None, Resend::Transient, "cursor listing")
+                        .send_json(Method::GET, url, None, Kind::Read, "cursor listing")
                         .await?;
                     listing.into_body().into_page()
                 }

@@ -138,6 +138,21 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A transient failure was not retried because the client's retry budget (shared by all
+    /// its calls) is spent: Genesys is failing for many calls at once, and retrying every one
+    /// would multiply the load.
+    #[error(
+        "gave up after {attempts} attempt(s): the client's retry budget is spent (retries stay \
+         a bounded share of all calls): {last}"
+    )]
+    RetryBudgetExhausted {
+        /// How many requests were sent.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        last: Box<Error>,
+    },
+
     /// The request timed out.
     #[error("request to Genesys Cloud timed out: {source}")]
     Timeout {
@@ -279,7 +294,9 @@ impl Error {
             | Error::RateLimited { meta, .. }
             | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta.status),
-            Error::RetriesExhausted { last, .. } => last.status(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.status()
+            }
             Error::MaybeExecuted { source, .. } => source.status(),
             Error::Timeout { source } | Error::Transport { source } => source.status(),
             _ => None,
@@ -295,7 +312,9 @@ impl Error {
             | Error::RateLimited { meta, .. }
             | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta),
-            Error::RetriesExhausted { last, .. } => last.meta(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.meta()
+            }
             Error::MaybeExecuted { source, .. } => source.meta(),
             _ => None,
         }
@@ -318,7 +337,9 @@ impl Error {
     pub fn body(&self) -> Option<&ErrorBody> {
         match self {
             Error::Forbidden { body, .. } | Error::Api { body, .. } => Some(body),
-            Error::RetriesExhausted { last, .. } => last.body(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.body()
+            }
             Error::MaybeExecuted { source, .. } => source.body(),
             _ => None,
         }
@@ -328,7 +349,9 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.is_timeout()
+            }
             Error::MaybeExecuted { source, .. } => source.is_timeout(),
             _ => false,
         }
@@ -338,7 +361,9 @@ impl Error {
     /// retries ran out this is about the last attempt.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::RetriesExhausted { last, .. } => last.is_transient(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.is_transient()
+            }
             Error::MaybeExecuted { source, .. } => source.is_transient(),
             other => {
                 crate::retry::default_classifier(other) == crate::retry::Classification::Transient
@@ -378,9 +403,9 @@ impl Error {
     /// [`Error::MaybeExecuted`].
     pub fn attempts(&self) -> Option<u32> {
         match self {
-            Error::RetriesExhausted { attempts, .. } | Error::MaybeExecuted { attempts, .. } => {
-                Some(*attempts)
-            }
+            Error::RetriesExhausted { attempts, .. }
+            | Error::RetryBudgetExhausted { attempts, .. }
+            | Error::MaybeExecuted { attempts, .. } => Some(*attempts),
             _ => None,
         }
     }

@@ -58,10 +58,12 @@
 
 pub mod actions;
 pub mod auth;
+pub mod budget;
 pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod limit;
 pub mod paging;
 pub mod region;
 pub mod retry;
@@ -69,8 +71,10 @@ pub mod secret;
 
 pub use actions::{Action, ExecuteOptions, GetActionOptions, ListActionsQuery, SortOrder};
 pub use auth::Credentials;
+pub use budget::RetryBudget;
 pub use client::{ApiResponse, Client, ClientBuilder};
 pub use error::{Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+pub use limit::Limits;
 pub use paging::{EntityListing, Paginator};
 pub use region::Region;
 pub use reqwest::StatusCode;

@@ -389,6 +389,12 @@ impl RetrySchedule {
         RetryDecision::Retry { after: wait }
     }
 
+    /// Moves the start forward by `queued`: time spent waiting in the client's limiter does
+    /// not count against the total time.
+    pub(crate) fn exclude(&mut self, queued: Duration) {
+        self.started += queued;
+    }
+
     /// How many attempts have failed so far.
     pub fn failed_attempts(&self) -> u32 {
         self.failed_attempts

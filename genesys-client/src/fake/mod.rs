@@ -58,6 +58,7 @@ use tokio::time::Instant;
 
 pub use faults::Fault;
 pub use fixtures::{default_actions, default_contacts, default_orders};
+pub use state::OrgLimits;
 
 use crate::actions::Action;
 use crate::client::ClientBuilder;
@@ -81,6 +82,8 @@ pub struct FakeGenesysBuilder {
     orders: BTreeMap<String, Value>,
     contacts: Vec<Value>,
     max_page_size: u32,
+    limits: OrgLimits,
+    latency: Duration,
 }
 
 impl Default for FakeGenesysBuilder {
@@ -93,6 +96,8 @@ impl Default for FakeGenesysBuilder {
             orders: default_orders(),
             contacts: default_contacts(),
             max_page_size: 500,
+            limits: OrgLimits::documented(),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -132,6 +137,21 @@ impl FakeGenesysBuilder {
         self
     }
 
+    /// The org limits enforced with 429s (default [`OrgLimits::documented`]: 50 concurrent
+    /// executions, 2,500 executions and 300 API requests per minute, in fixed one-minute
+    /// windows from the start).
+    pub fn org_limits(mut self, limits: OrgLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// How long every API request takes before it is answered (default none; on tokio's
+    /// clock). 80 ms is a realistic data-action round trip.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
     /// The largest page the listing serves; a larger `pageSize` is clamped (default 500).
     pub fn max_page_size(mut self, size: u32) -> Self {
         self.max_page_size = size.max(1);
@@ -158,8 +178,9 @@ impl FakeGenesysBuilder {
             orders: self.orders,
             contacts: self.contacts,
             max_page_size: self.max_page_size,
+            limits: self.limits,
+            latency: self.latency,
             state: Mutex::new(Mutable {
-                window_start: Some(Instant::now()),
                 salt: rand::random(),
                 ..Mutable::default()
             }),
@@ -260,6 +281,16 @@ impl FakeGenesys {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most data-action executions that ever ran at once.
+    pub fn peak_executions_in_flight(&self) -> usize {
+        self.shared.lock().peak_executing
+    }
+
+    /// How many requests the org limits answered with 429 (scripted faults not included).
+    pub fn rate_limited(&self) -> usize {
+        self.shared.lock().limited
     }
 
     /// How many API requests arrived, all paths together.

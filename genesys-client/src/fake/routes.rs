@@ -130,6 +130,7 @@ async fn list_actions(
     if let Some(response) = shared.api_prelude(&uri, &headers).await {
         return response;
     }
+    shared.work().await;
     let number = |key: &str, default: u32| match query.get(key) {
         None => Ok(default),
         Some(v) => v
@@ -246,6 +247,7 @@ async fn get_action(
     if let Some(response) = shared.api_prelude(&uri, &headers).await {
         return response;
     }
+    shared.work().await;
     let Some(action) = shared.find(&id) else {
         return shared.error(404, "not.found", &format!("Action {id} not found"));
     };
@@ -331,7 +333,14 @@ async fn execute_action(
     let Ok(input) = serde_json::from_slice::<Value>(&body) else {
         return shared.error(400, "bad.request", "The request body is not valid JSON");
     };
-    match run_action(&shared, &input) {
+    let running = match shared.begin_execution() {
+        Ok(running) => running,
+        Err(refused) => return *refused,
+    };
+    shared.work().await;
+    let outcome = run_action(&shared, &input);
+    drop(running);
+    match outcome {
         Ok(output) => {
             let output = if query.get("flatten").map(String::as_str) == Some("true") {
                 let mut flat = Map::new();
@@ -360,6 +369,7 @@ async fn test_action(
     if let Some(response) = shared.api_prelude(&uri, &headers).await {
         return response;
     }
+    shared.work().await;
     if shared.find(&id).is_none() {
         return shared.error(404, "not.found", &format!("Action {id} not found"));
     }
@@ -400,6 +410,7 @@ async fn scan_contacts(
     if let Some(response) = shared.api_prelude(&uri, &headers).await {
         return response;
     }
+    shared.work().await;
     let limit = match query.get("limit") {
         None => CONTACTS_DEFAULT_LIMIT,
         Some(v) => match v.parse::<usize>() {

@@ -24,6 +24,8 @@ pub(super) struct Shared {
     pub(super) orders: BTreeMap<String, Value>,
     pub(super) contacts: Vec<Value>,
     pub(super) max_page_size: u32,
+    pub(super) limits: OrgLimits,
+    pub(super) latency: Duration,
     pub(super) state: Mutex<Mutable>,
 }
 
@@ -38,8 +40,99 @@ pub(super) struct Mutable {
     pub(super) token_faults: VecDeque<Fault>,
     pub(super) next_id: u64,
     pub(super) salt: u64,
-    pub(super) window_start: Option<Instant>,
-    pub(super) window_count: u64,
+    /// API requests in the current minute (the per-token limit and the headers).
+    pub(super) requests: Window,
+    /// Executions in the current minute.
+    pub(super) executions: Window,
+    /// Executions running now, and the most that ever ran at once.
+    pub(super) executing: usize,
+    pub(super) peak_executing: usize,
+    /// 429s the org limits sent (not scripted faults).
+    pub(super) limited: usize,
+}
+
+/// A fixed one-minute window of counted events, as Genesys counts per minute.
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    start: Option<Instant>,
+    count: u64,
+}
+
+impl Window {
+    const LENGTH: Duration = Duration::from_secs(60);
+
+    /// Rolls over to a new window when a minute has passed; the count so far and the whole
+    /// seconds until the window resets (at least 1).
+    pub(super) fn current(&mut self) -> (u64, u64) {
+        let now = Instant::now();
+        let start = *self.start.get_or_insert(now);
+        let start = if now.duration_since(start) >= Self::LENGTH {
+            self.count = 0;
+            self.start = Some(now);
+            now
+        } else {
+            start
+        };
+        let left = Self::LENGTH - now.duration_since(start);
+        (self.count, left.as_secs_f64().ceil().max(1.0) as u64)
+    }
+
+    /// Counts one event; the count including it and the seconds until reset.
+    pub(super) fn add(&mut self) -> (u64, u64) {
+        let (_, reset) = self.current();
+        self.count += 1;
+        (self.count, reset)
+    }
+}
+
+/// The per-org limits the fake enforces with 429s, as Genesys documents them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrgLimits {
+    /// Data-action executions running at once (`actions.concurrent.executions.max`, 50).
+    pub max_concurrent_executions: Option<usize>,
+    /// Data-action executions per minute (2,500).
+    pub executions_per_minute: Option<u64>,
+    /// Platform API requests per minute per token (300; reported in `inin-ratelimit-*`).
+    pub requests_per_minute: Option<u64>,
+}
+
+impl OrgLimits {
+    /// Genesys's documented defaults: 50 concurrent executions, 2,500 executions per minute,
+    /// 300 API requests per minute.
+    pub fn documented() -> Self {
+        Self {
+            max_concurrent_executions: Some(50),
+            executions_per_minute: Some(2_500),
+            requests_per_minute: Some(RATE_LIMIT_ALLOWED),
+        }
+    }
+
+    /// No limits enforced (the headers still report 300 allowed).
+    pub fn none() -> Self {
+        Self {
+            max_concurrent_executions: None,
+            executions_per_minute: None,
+            requests_per_minute: None,
+        }
+    }
+}
+
+impl Default for OrgLimits {
+    fn default() -> Self {
+        Self::documented()
+    }
+}
+
+/// An execution counted as running until dropped.
+pub(super) struct Running<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.executing = state.executing.saturating_sub(1);
+    }
 }
 
 impl Shared {
@@ -61,18 +154,7 @@ impl Shared {
             state.next_id += 1;
             let id = state.next_id;
             let salt = state.salt;
-            let now = Instant::now();
-            let start = *state.window_start.get_or_insert(now);
-            let window = Duration::from_secs(60);
-            let start = if now.duration_since(start) >= window {
-                state.window_count = 0;
-                state.window_start = Some(now);
-                now
-            } else {
-                start
-            };
-            state.window_count += 1;
-            let reset = (window - now.duration_since(start)).as_secs().max(1);
+            let (count, reset) = state.requests.current();
             let correlation_id = format!(
                 "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
                 (salt >> 32) as u32,
@@ -81,7 +163,7 @@ impl Shared {
                 (salt >> 12) & 0xfff,
                 id
             );
-            (correlation_id, state.window_count, reset)
+            (correlation_id, count, reset)
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, body).into_response();
@@ -94,7 +176,13 @@ impl Shared {
         set("content-type", content_type.to_owned());
         set("inin-correlation-id", correlation_id);
         set("inin-ratelimit-count", count.to_string());
-        set("inin-ratelimit-allowed", RATE_LIMIT_ALLOWED.to_string());
+        set(
+            "inin-ratelimit-allowed",
+            self.limits
+                .requests_per_minute
+                .unwrap_or(RATE_LIMIT_ALLOWED)
+                .to_string(),
+        );
         set("inin-ratelimit-reset", reset.to_string());
         if let Some(retry_after) = retry_after {
             set("retry-after", retry_after.to_owned());
@@ -160,12 +248,37 @@ impl Shared {
 
     /// Counts the request, plays a queued fault, and checks the bearer token.
     pub(super) async fn api_prelude(&self, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
-        let fault = {
+        let (fault, count, reset) = {
             let mut state = self.lock();
             *state.api_requests.entry(uri.path().to_owned()).or_default() += 1;
             state.api_uris.push(uri.to_string());
-            state.faults.pop_front()
+            let (count, reset) = state.requests.add();
+            (state.faults.pop_front(), count, reset)
         };
+        if self
+            .limits
+            .requests_per_minute
+            .is_some_and(|max| count > max)
+        {
+            self.lock().limited += 1;
+            let max = self.limits.requests_per_minute.unwrap_or_default();
+            return Some(
+                self.respond(
+                    429,
+                    platform_error(
+                        429,
+                        "too.many.requests",
+                        &format!(
+                            "Rate limit exceeded the maximum. [{max}] requests for \
+                         [client_credentials] per minute"
+                        ),
+                    )
+                    .to_string(),
+                    "application/json",
+                    Some(&reset.to_string()),
+                ),
+            );
+        }
         if let Some(fault) = fault {
             if let Fault::Delay(wait) = fault {
                 tokio::time::sleep(wait).await;
@@ -199,6 +312,60 @@ impl Shared {
         } else {
             Some(self.error(401, "bad.credentials", "Invalid login credentials."))
         }
+    }
+
+    /// The configured per-request latency (on tokio's clock): the time Genesys and the remote
+    /// endpoint take.
+    pub(super) async fn work(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    /// Admits one data-action execution under the org limits, or the 429 that refuses it.
+    pub(super) fn begin_execution(&self) -> Result<Running<'_>, Box<Response>> {
+        let mut state = self.lock();
+        let (count, reset) = state.executions.current();
+        if self
+            .limits
+            .executions_per_minute
+            .is_some_and(|max| count >= max)
+        {
+            state.limited += 1;
+            drop(state);
+            let max = self.limits.executions_per_minute.unwrap_or_default();
+            return Err(Box::new(self.respond(
+                429,
+                platform_error(
+                    429,
+                    "too.many.requests",
+                    &format!("Rate limit exceeded the maximum. [{max}] data action executions per minute"),
+                )
+                .to_string(),
+                "application/json",
+                Some(&reset.to_string()),
+            )));
+        }
+        if self
+            .limits
+            .max_concurrent_executions
+            .is_some_and(|max| state.executing >= max)
+        {
+            state.limited += 1;
+            drop(state);
+            let max = self.limits.max_concurrent_executions.unwrap_or_default();
+            return Err(Box::new(self.error(
+                429,
+                "too.many.requests",
+                &format!(
+                    "Rate limit exceeded the maximum. [{max}] concurrent data action executions"
+                ),
+            )));
+        }
+        state.executions.add();
+        state.executing += 1;
+        state.peak_executing = state.peak_executing.max(state.executing);
+        Ok(Running { shared: self })
     }
 
     pub(super) fn find(&self, id: &str) -> Option<&Action> {
