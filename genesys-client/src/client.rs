@@ -20,13 +20,14 @@ use crate::auth::{
     DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN,
 };
 use crate::budget::{Budget, RetryBudget};
-use crate::error::{snippet, Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+use crate::error::{
+    default_classifier, snippet, Classification, Classifier, Doubt, Error, ErrorBody, RateLimit,
+    ResponseMeta, Result,
+};
 use crate::limit::{Limiter, Limits};
 use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator, DEFAULT_MAX_PAGES};
 use crate::region::Region;
-use crate::retry::{
-    default_classifier, Classification, Classifier, RetryDecision, RetryPolicy, StopReason,
-};
+use crate::retry::{RetryDecision, RetryPolicy, StopReason};
 use crate::secret::{AccessToken, ClientSecret};
 
 /// The environment variable holding the OAuth client id.
@@ -291,7 +292,9 @@ impl ClientBuilder {
         if self.max_pages == 0 {
             return Err(Error::config("the page limit must be at least 1"));
         }
-        self.retry.validate()?;
+        self.retry
+            .validate()
+            .map_err(|e| Error::config(e.to_string()))?;
         self.limits.validate()?;
         if let Some(problem) = self.retry_budget.problem() {
             return Err(Error::config(problem));

@@ -365,9 +365,7 @@ impl Error {
                 last.is_transient()
             }
             Error::MaybeExecuted { source, .. } => source.is_transient(),
-            other => {
-                crate::retry::default_classifier(other) == crate::retry::Classification::Transient
-            }
+            other => default_classifier(other) == Classification::Transient,
         }
     }
 
@@ -438,6 +436,66 @@ impl Error {
         Error::Config {
             message: message.into(),
         }
+    }
+}
+
+/// Whether a failed attempt is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// The same request may well succeed later.
+    Transient,
+    /// Repeating the request will fail the same way.
+    Fatal,
+}
+
+/// A function that classifies a failed attempt; [`default_classifier`] is the default.
+pub type Classifier = fn(&Error) -> Classification;
+
+/// Classifies an HTTP status: 429, 500, 502, 503 and 504 are transient, everything else fatal.
+///
+/// ```
+/// use genesys_client::{default_classify_status, Classification};
+/// use genesys_client::StatusCode;
+///
+/// assert_eq!(default_classify_status(StatusCode::TOO_MANY_REQUESTS), Classification::Transient);
+/// assert_eq!(default_classify_status(StatusCode::NOT_IMPLEMENTED), Classification::Fatal);
+/// assert_eq!(default_classify_status(StatusCode::BAD_REQUEST), Classification::Fatal);
+/// ```
+pub fn default_classify_status(status: StatusCode) -> Classification {
+    match status.as_u16() {
+        429 | 500 | 502 | 503 | 504 => Classification::Transient,
+        _ => Classification::Fatal,
+    }
+}
+
+/// Classifies a transport error: connect errors, timeouts and broken connections (the request
+/// or the body failed mid-flight, e.g. a reset) are transient; anything else (a bad URL, a
+/// redirect loop, a body that could not be built) is fatal.
+pub fn default_classify_transport(err: &reqwest::Error) -> Classification {
+    if err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() {
+        Classification::Transient
+    } else {
+        Classification::Fatal
+    }
+}
+
+/// The default classifier, the one table of what is worth retrying:
+///
+/// * Transient: HTTP 429, 500, 502, 503, 504 ([`default_classify_status`]); connect errors,
+///   timeouts and connection resets ([`default_classify_transport`]); a body cut off in
+///   transit ([`Error::BodyCutOff`]).
+/// * Fatal: every other status (other 4xx, 501); a body that arrived whole but is not the
+///   JSON expected ([`Error::Decode`]); auth, configuration and input errors.
+///
+/// Whether a transient failure is then *resent* also depends on the request: an execution
+/// that is not idempotent is resent only when Genesys cannot have run it (see
+/// [`Error::MaybeExecuted`]).
+pub fn default_classifier(err: &Error) -> Classification {
+    match err {
+        Error::Api { meta, .. } => default_classify_status(meta.status),
+        Error::Timeout { .. } | Error::BodyCutOff { .. } => Classification::Transient,
+        Error::Transport { source } => default_classify_transport(source),
+        _ => Classification::Fatal,
     }
 }
 
@@ -669,6 +727,26 @@ mod tests {
         );
         assert_eq!(body.correlation_id.as_deref(), Some("corr-1"));
         assert_eq!(body.snippet, None);
+    }
+
+    #[test]
+    fn status_classification_matches_the_issue() {
+        for code in [429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Transient,
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 409, 422, 501, 505] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Fatal,
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -73,10 +73,13 @@ pub use actions::{Action, ExecuteOptions, GetActionOptions, ListActionsQuery, So
 pub use auth::Credentials;
 pub use budget::RetryBudget;
 pub use client::{ApiResponse, Client, ClientBuilder};
-pub use error::{Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result};
+pub use error::{
+    default_classifier, default_classify_status, default_classify_transport, Classification,
+    Classifier, Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result,
+};
 pub use limit::Limits;
 pub use paging::{EntityListing, Paginator};
 pub use region::Region;
 pub use reqwest::StatusCode;
-pub use retry::{Classification, ExponentialBackoff, RetryPolicy};
+pub use retry::{ExponentialBackoff, InvalidRetryPolicy, RetryPolicy};
 pub use secret::{AccessToken, ClientSecret};
