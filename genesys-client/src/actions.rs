@@ -7,8 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{to_json, ApiResponse, Client, Kind};
+use crate::client::{to_json, Client, Kind};
 use crate::error::{Error, ErrorBody, Result};
+use crate::meta::ApiResponse;
 use crate::paging::{EntityListing, PageRequest, Paginator};
 
 /// The listing endpoint's path.

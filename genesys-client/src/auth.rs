@@ -12,13 +12,18 @@ use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use tokio::time::Instant;
+use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::secret::{AccessToken, ClientSecret};
+use crate::transfer::read_response;
 
 /// The default safety margin: a token counts as expired 60 s before Genesys says it does.
 pub const DEFAULT_TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -61,7 +66,8 @@ impl Credentials {
     }
 
     /// The value of the `Authorization` header of a token request: `Basic base64(id:secret)`.
-    pub fn basic_authorization(&self) -> String {
+    /// It holds the secret in clear, so it stays inside the crate.
+    pub(crate) fn basic_authorization(&self) -> String {
         let raw = format!("{}:{}", self.client_id, self.secret.expose());
         format!(
             "Basic {}",
@@ -100,18 +106,18 @@ impl fmt::Debug for Credentials {
 
 /// The success body of the token endpoint.
 #[derive(Deserialize)]
-pub(crate) struct TokenResponse {
-    pub(crate) access_token: String,
-    pub(crate) token_type: Option<String>,
-    pub(crate) expires_in: Option<u64>,
+struct TokenResponse {
+    access_token: String,
+    token_type: Option<String>,
+    expires_in: Option<u64>,
 }
 
 /// The error body of the token endpoint: `{"error":"invalid_client","error_description":…}`.
 #[derive(Deserialize, Default)]
-pub(crate) struct TokenErrorResponse {
-    pub(crate) error: Option<String>,
-    pub(crate) error_description: Option<String>,
-    pub(crate) description: Option<String>,
+struct TokenErrorResponse {
+    error: Option<String>,
+    error_description: Option<String>,
+    description: Option<String>,
 }
 
 /// A token and when to stop using it.
@@ -236,6 +242,88 @@ impl TokenCache {
             slot.token = None;
         }
     }
+}
+
+/// One token request (no retries): `POST {login}/oauth/token` with Basic authentication and
+/// `grant_type=client_credentials`. The token it returns counts as expired `margin` early.
+pub(crate) async fn request_token(
+    http: &reqwest::Client,
+    url: &Url,
+    credentials: &Credentials,
+    margin: Duration,
+    generation: u64,
+) -> Result<CachedToken> {
+    let client_id = credentials.client_id();
+    let mut authorization =
+        HeaderValue::from_str(&credentials.basic_authorization()).map_err(|_| {
+            Error::config(format!(
+                "the credentials of client id {client_id} do not fit in a header"
+            ))
+        })?;
+    authorization.set_sensitive(true);
+    let response = http
+        .post(url.clone())
+        .header(AUTHORIZATION, authorization)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .map_err(Error::transport)?;
+    let (meta, bytes) = read_response(response).await?;
+    if meta.status.is_success() {
+        let parsed: TokenResponse =
+            serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                what: "token response",
+                // The body may hold a token: never keep any of it.
+                snippet: "<withheld: token responses may hold secrets>".to_owned(),
+                meta: Box::new(meta.clone()),
+                source: Arc::new(source),
+            })?;
+        let token_type = parsed.token_type.as_deref().unwrap_or("bearer");
+        if !token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Error::Auth {
+                client_id: client_id.to_owned(),
+                status: Some(meta.status),
+                error: Some("unsupported_token_type".to_owned()),
+                description: Some(format!("expected a bearer token, got {token_type:?}")),
+                meta: Some(Box::new(meta)),
+            });
+        }
+        let lifetime = match parsed.expires_in {
+            Some(0) => {
+                return Err(Error::Auth {
+                    client_id: client_id.to_owned(),
+                    status: Some(meta.status),
+                    error: Some("invalid_token_lifetime".to_owned()),
+                    description: Some("the token expires immediately".to_owned()),
+                    meta: Some(Box::new(meta)),
+                })
+            }
+            Some(secs) => Duration::from_secs(secs),
+            None => DEFAULT_TOKEN_LIFETIME,
+        };
+        return Ok(CachedToken::new(
+            AccessToken::new(parsed.access_token),
+            lifetime,
+            margin,
+            generation,
+        ));
+    }
+    if matches!(meta.status.as_u16(), 400 | 401 | 403) {
+        let body: TokenErrorResponse = serde_json::from_slice(&bytes).unwrap_or_default();
+        return Err(Error::Auth {
+            client_id: client_id.to_owned(),
+            status: Some(meta.status),
+            error: body.error,
+            description: body.error_description.or(body.description),
+            meta: Some(Box::new(meta)),
+        });
+    }
+    Err(Error::Api {
+        body: Box::new(ErrorBody::parse(&bytes)),
+        meta: Box::new(meta),
+    })
 }
 
 #[cfg(test)]

@@ -59,25 +59,36 @@
 pub mod actions;
 pub mod auth;
 pub mod budget;
+mod builder;
 pub mod client;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod limit;
+mod meta;
 pub mod paging;
 pub mod region;
 pub mod retry;
 pub mod secret;
+mod transfer;
 
 pub use actions::{Action, ExecuteOptions, GetActionOptions, ListActionsQuery, SortOrder};
 pub use auth::Credentials;
 pub use budget::RetryBudget;
-pub use client::{ApiResponse, Client, ClientBuilder};
+pub use builder::{
+    ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET, ENV_REGION,
+};
+pub use client::Client;
 pub use error::{
     default_classifier, default_classify_status, default_classify_transport, Classification,
-    Classifier, Doubt, Error, ErrorBody, RateLimit, ResponseMeta, Result,
+    Classifier, Doubt, Error, ErrorBody, Result,
 };
 pub use limit::Limits;
+pub use meta::{
+    ApiResponse, RateLimit, ResponseMeta, CORRELATION_ID_HEADER, RATE_LIMIT_ALLOWED_HEADER,
+    RATE_LIMIT_COUNT_HEADER, RATE_LIMIT_RESET_HEADER,
+};
 pub use paging::{EntityListing, Paginator};
 pub use region::Region;
 pub use reqwest::StatusCode;

@@ -24,8 +24,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use crate::error::ResponseMeta;
 use crate::error::{Error, Result};
+use crate::meta::ResponseMeta;
 
 /// The documented per-org limit of data-action executions running at once.
 pub const DEFAULT_MAX_CONCURRENT_EXECUTIONS: usize = 50;

@@ -61,7 +61,7 @@ pub use fixtures::{default_actions, default_contacts, default_orders};
 pub use state::OrgLimits;
 
 use crate::actions::Action;
-use crate::client::ClientBuilder;
+use crate::builder::ClientBuilder;
 use crate::secret::ClientSecret;
 use state::{Mutable, Shared};
 /// The client id the fake accepts unless configured otherwise.
