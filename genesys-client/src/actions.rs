@@ -265,17 +265,14 @@ impl SortOrder {
 /// The query of `GET /api/v2/integrations/actions`. Unset fields are not sent.
 ///
 /// ```
-/// use genesys_client::actions::{ListActionsQuery, SortOrder};
+/// use genesys_client::{ListActionsQuery, SortOrder};
 ///
 /// let query = ListActionsQuery::new()
 ///     .page_size(50)
 ///     .sort_by("name")
 ///     .sort_order(SortOrder::Ascending)
 ///     .category("CRM");
-/// assert_eq!(
-///     query.to_pairs().unwrap(),
-///     [("pageSize", "50".to_string()), ("sortBy", "name".into()), ("sortOrder", "ASC".into()), ("category", "CRM".into())]
-/// );
+/// # let _ = query;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
@@ -344,12 +341,9 @@ impl ListActionsQuery {
         self
     }
 
-    /// The query parameters, in a fixed order.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidInput`] for a page size or page number of 0.
-    pub fn to_pairs(&self) -> Result<Vec<(&'static str, String)>> {
+    /// The query parameters, in a fixed order; [`Error::InvalidInput`] for a page size or page
+    /// number of 0.
+    pub(crate) fn to_pairs(&self) -> Result<Vec<(&'static str, String)>> {
         let mut pairs = Vec::new();
         if let Some(size) = self.page_size {
             if size == 0 {
@@ -673,6 +667,24 @@ mod tests {
         assert_eq!(again, action);
         let minimal: Action = serde_json::from_str(r#"{"id":"x"}"#).unwrap();
         assert_eq!(minimal.name, None);
+    }
+
+    #[test]
+    fn query_pairs_come_in_a_fixed_order() {
+        let query = ListActionsQuery::new()
+            .page_size(50)
+            .sort_by("name")
+            .sort_order(SortOrder::Ascending)
+            .category("CRM");
+        assert_eq!(
+            query.to_pairs().unwrap(),
+            [
+                ("pageSize", "50".to_string()),
+                ("sortBy", "name".into()),
+                ("sortOrder", "ASC".into()),
+                ("category", "CRM".into())
+            ]
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The configuration of a client's retry budget; see the [module docs](self).
+/// The configuration of a client's retry budget; see the [crate docs](crate#staying-inside-the-orgs-limits).
 ///
 /// Defaults as `tower`'s: a 10 s window, 10 retries per second for free, and retries up to
 /// 20 % of the calls.

@@ -533,7 +533,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// Parses a response body, keeping a snippet when it is not a JSON error body.
-    pub fn parse(bytes: &[u8]) -> Self {
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
         match serde_json::from_slice::<ErrorBody>(bytes) {
             Ok(body) => body,
             Err(_) => ErrorBody {

@@ -34,7 +34,7 @@ pub const DEFAULT_EXECUTIONS_PER_MINUTE: u32 = 2_500;
 /// The documented limit of Platform API requests per minute per OAuth token.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 300;
 
-/// How fast one client may go; see the [module docs](self). Defaults match Genesys's
+/// How fast one client may go; see the [crate docs](crate#staying-inside-the-orgs-limits). Defaults match Genesys's
 /// documented limits; lower them when several clients share an org.
 ///
 /// ```

@@ -253,7 +253,7 @@ pub enum NextPage {
 ///
 /// ```
 /// use futures_util::future::ready;
-/// use genesys_client::paging::{NextPage, Page, PageRequest, Paginator};
+/// use genesys_client::{NextPage, Page, PageRequest, Paginator};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // Three pages of two numbers each, by page number.

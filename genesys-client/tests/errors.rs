@@ -49,7 +49,7 @@ async fn a_non_json_error_body_keeps_the_status_and_a_short_snippet() {
     assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
     let snippet = err.body().unwrap().snippet.clone().unwrap();
     assert!(snippet.starts_with("<html><body>Bad request"), "{snippet}");
-    assert!(snippet.chars().count() <= genesys_client::error::SNIPPET_CHARS + 1);
+    assert!(snippet.chars().count() <= genesys_client::SNIPPET_CHARS + 1);
 }
 
 #[tokio::test(start_paused = true)]

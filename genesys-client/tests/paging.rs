@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::ready;
 use futures_util::StreamExt;
 use genesys_client::fake::FakeGenesys;
-use genesys_client::paging::{CursorListing, EntityListing, Page, PageRequest, Paginator};
 use genesys_client::{Action, Error, ListActionsQuery, SortOrder};
+use genesys_client::{CursorListing, EntityListing, Page, PageRequest, Paginator};
 
 const ORDER_LOOKUPS: [&str; 5] = [
     "crm.order_lookup.v1",
@@ -200,7 +200,7 @@ async fn the_page_limit_of_the_generic_paginator() {
         };
         ready(Ok(Page {
             entities: vec![n],
-            next: genesys_client::paging::NextPage::Number(n + 1),
+            next: genesys_client::NextPage::Number(n + 1),
         }))
     })
     .collect_all()
@@ -218,7 +218,7 @@ async fn a_failing_page_ends_the_stream_with_its_error() {
         ready(if n < 3 {
             Ok(Page {
                 entities: vec![n],
-                next: genesys_client::paging::NextPage::Number(n + 1),
+                next: genesys_client::NextPage::Number(n + 1),
             })
         } else {
             Err(Error::InvalidInput {

@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use genesys_client::fake::{FakeGenesys, Fault};
-use genesys_client::retry::{ExponentialBackoff, RetryPolicy};
 use genesys_client::{Error, ListActionsQuery, StatusCode};
+use genesys_client::{ExponentialBackoff, RetryPolicy};
 use tokio::time::Instant;
 
 const LIST: &str = "/api/v2/integrations/actions";

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 
 /// A scripted answer to the next API request (not token requests, unless pushed with
-/// [`FakeGenesys::push_token_fault`]).
+/// [`FakeGenesys::push_token_fault`](super::FakeGenesys::push_token_fault)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
