@@ -549,10 +549,7 @@ impl Client {
         query: &[(&str, &str)],
         body: &B,
     ) -> Result<ApiResponse<T>> {
-        let url = self.api_url(path, query)?;
-        let body = to_json(body)?;
-        self.send_json(Method::POST, url, Some(&body), Kind::Write, "response body")
-            .await
+        self.post(path, query, body, Kind::Write).await
     }
 
     /// Like [`Client::post_json`] for a `POST` that is safe to repeat (such as an analytics
@@ -567,9 +564,19 @@ impl Client {
         query: &[(&str, &str)],
         body: &B,
     ) -> Result<ApiResponse<T>> {
+        self.post(path, query, body, Kind::Read).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: &B,
+        kind: Kind,
+    ) -> Result<ApiResponse<T>> {
         let url = self.api_url(path, query)?;
         let body = to_json(body)?;
-        self.send_json(Method::POST, url, Some(&body), Kind::Read, "response body")
+        self.send_json(Method::POST, url, Some(&body), kind, "response body")
             .await
     }
 

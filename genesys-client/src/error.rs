@@ -153,8 +153,9 @@ pub enum Error {
         source: Arc<reqwest::Error>,
     },
 
-    /// The connection failed (refused, reset, TLS, ...).
-    #[error("could not reach Genesys Cloud: {source}")]
+    /// The connection failed: it could not be made (refused, DNS, TLS), or it broke after the
+    /// request was sent and before an answer came. The message says which.
+    #[error("{}", transport_message(source))]
     Transport {
         /// The HTTP client's error.
         #[source]
@@ -242,6 +243,20 @@ impl fmt::Display for Doubt {
             Doubt::ResponseLost => f.write_str("the response was cut off in transit"),
             Doubt::Other => f.write_str("a transient failure after sending"),
         }
+    }
+}
+
+fn transport_message(source: &reqwest::Error) -> String {
+    if source.is_connect() {
+        format!(
+            "could not connect to Genesys Cloud: {source} ({})",
+            root_cause(source)
+        )
+    } else {
+        format!(
+            "the connection to Genesys Cloud failed before an answer came: {source} ({})",
+            root_cause(source)
+        )
     }
 }
 

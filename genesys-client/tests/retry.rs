@@ -314,3 +314,24 @@ async fn a_token_response_cut_off_mid_body_is_retried() {
     client.access_token().await.unwrap();
     assert_eq!(fake.token_requests(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn transport_errors_say_whether_the_connection_was_made() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = genesys_client::Client::builder()
+        .base_url(format!("http://127.0.0.1:{refused}/"))
+        .allow_http(true)
+        .credentials("id", genesys_client::ClientSecret::new("secret"))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .unwrap();
+    let err = client.access_token().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("could not connect to Genesys Cloud"),
+        "{err}"
+    );
+}

@@ -15,8 +15,13 @@
 //!   (`CursorContactListing`) whose only link to the next page is `nextUri`.
 //! * Every response has an `ININ-Correlation-Id` and `inin-ratelimit-*` headers; API calls without
 //!   a valid (unexpired) bearer token get 401 `bad.credentials`.
+//! * The per-org limits Genesys documents ([`OrgLimits::documented`]: 50 executions at once,
+//!   2,500 executions and 300 API requests a minute, in fixed one-minute windows) are enforced
+//!   with 429s; [`FakeGenesysBuilder::org_limits`] changes or lifts them.
+//! * [`FakeGenesysBuilder::latency`] makes every API request take that long (80 ms is a
+//!   realistic data-action round trip).
 //! * [`Fault`]s scripted with [`FakeGenesys::push_fault`] answer the next API requests instead:
-//!   429 with `Retry-After`, 5xx, malformed bodies, 401, delays.
+//!   429 with `Retry-After`, 5xx, malformed bodies, bodies cut off mid-transfer, 401, delays.
 //!
 //! Time (token expiry, delays, rate-limit windows) follows tokio's clock, so tests with a paused
 //! clock control it. The server runs on the runtime that started it and stops when the
