@@ -2,12 +2,13 @@
 //!
 //! ```sh
 //! cargo run --example order_lookup                          # fake Genesys + in-memory cache
-//! cargo run --example order_lookup -- --fresh 2s --stale 10s
+//! cargo run --example order_lookup -- --fresh 2s --stale 10s --fake-latency 200ms
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run --example order_lookup
 //! GENESYS_CLIENT_ID=… GENESYS_CLIENT_SECRET=… GENESYS_REGION=eu_west_1 cargo run --example order_lookup
 //! ```
 //!
-//! 1. Genesys: a real org from `GENESYS_*`, else the in-process fake server.
+//! 1. Genesys: a real org from `GENESYS_*`, else the in-process fake server, which takes
+//!    `--fake-latency` (80 ms) per request, about what a data action's round trip costs.
 //! 2. Cache: Redis from `REDIS_URL`, else in memory. An unreachable Redis only warns: the
 //!    cache fails open and every call goes to Genesys.
 //! 3. A cached function lists the data actions whose name contains `order_lookup` (every
@@ -57,6 +58,10 @@ pub(crate) struct Args {
     /// Redis URL; the in-memory cache when unset.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
+    /// How long the fake Genesys server takes per API request (a data action's round trip),
+    /// so that the miss and hit lines show what the cache saves. Ignored against a real org.
+    #[arg(long, default_value = "80ms", value_parser = parse_duration)]
+    pub(crate) fake_latency: Duration,
 }
 
 /// Parses `250ms`, `1s`, `2m`, `1h` or plain seconds.
@@ -166,14 +171,18 @@ pub(crate) async fn run(args: &Args, setup: Setup<'_>, out: &mut dyn Write) -> R
         writeln!(out, "genesys: {}", client.api_base_url()).map_err(io)?;
         (client, None)
     } else {
-        let fake = FakeGenesys::start()
+        let fake = FakeGenesys::builder()
+            .latency(args.fake_latency)
+            .start()
             .await
             .map_err(|e| format!("cannot start the fake Genesys server: {e}"))?;
         let client = fake.client_builder().build().map_err(|e| e.to_string())?;
         writeln!(
             out,
-            "genesys: no GENESYS_* variables set, using the in-process fake server at {}",
-            fake.base_url()
+            "genesys: no GENESYS_* variables set, using the in-process fake server at {} \
+             ({:?} per request)",
+            fake.base_url(),
+            args.fake_latency
         )
         .map_err(io)?;
         (client, Some(fake))

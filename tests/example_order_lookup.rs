@@ -19,6 +19,8 @@ fn args(redis_url: Option<String>) -> Args {
         stale: Duration::from_secs(5),
         order_id: "A-1001".to_owned(),
         redis_url,
+        // What a data action's round trip costs; the report's miss lines include it.
+        fake_latency: Duration::from_millis(80),
     }
 }
 
@@ -52,6 +54,7 @@ async fn embedded_run_shows_miss_hit_stale_refresh_and_purge() {
         report.contains("using the in-process fake server"),
         "{report}"
     );
+    assert!(report.contains("(80ms per request)"), "{report}");
     assert!(report.contains("using the in-memory store"), "{report}");
     // Step 1: the five `order_lookup` actions of the fake, a miss then a hit.
     let section: Vec<&str> = report

@@ -7,8 +7,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{to_json, ApiResponse, Client};
+use crate::client::{to_json, Client, Kind};
 use crate::error::{Error, ErrorBody, Result};
+use crate::meta::ApiResponse;
 use crate::paging::{EntityListing, PageRequest, Paginator};
 
 /// The listing endpoint's path.
@@ -264,17 +265,14 @@ impl SortOrder {
 /// The query of `GET /api/v2/integrations/actions`. Unset fields are not sent.
 ///
 /// ```
-/// use genesys_client::actions::{ListActionsQuery, SortOrder};
+/// use genesys_client::{ListActionsQuery, SortOrder};
 ///
 /// let query = ListActionsQuery::new()
 ///     .page_size(50)
 ///     .sort_by("name")
 ///     .sort_order(SortOrder::Ascending)
 ///     .category("CRM");
-/// assert_eq!(
-///     query.to_pairs().unwrap(),
-///     [("pageSize", "50".to_string()), ("sortBy", "name".into()), ("sortOrder", "ASC".into()), ("category", "CRM".into())]
-/// );
+/// # let _ = query;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use]
@@ -343,12 +341,9 @@ impl ListActionsQuery {
         self
     }
 
-    /// The query parameters, in a fixed order.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidInput`] for a page size or page number of 0.
-    pub fn to_pairs(&self) -> Result<Vec<(&'static str, String)>> {
+    /// The query parameters, in a fixed order; [`Error::InvalidInput`] for a page size or page
+    /// number of 0.
+    pub(crate) fn to_pairs(&self) -> Result<Vec<(&'static str, String)>> {
         let mut pairs = Vec::new();
         if let Some(size) = self.page_size {
             if size == 0 {
@@ -405,17 +400,49 @@ impl GetActionOptions {
 }
 
 /// Options of `POST /api/v2/integrations/actions/{id}/execute`.
+///
+/// An execution runs the customer's data action, which may write (create a case, send an
+/// SMS). By default it is sent again only when Genesys cannot have run it: after a 429, a 503,
+/// or a connection that failed before the request was written. After anything that leaves
+/// it open (a 500, 502 or 504, a timeout, a connection lost after sending, a response cut off)
+/// the call ends with [`Error::MaybeExecuted`] saying which case it was. Mark an action that
+/// is safe to run twice (a lookup) with [`ExecuteOptions::idempotent`] to have it retried
+/// like a `GET`.
+///
+/// ```
+/// use genesys_client::ExecuteOptions;
+///
+/// let lookup = ExecuteOptions::idempotent();
+/// assert!(lookup.idempotent && !lookup.flatten);
+/// let mut flat_lookup = ExecuteOptions::idempotent();
+/// flat_lookup.flatten = true;
+/// assert!(!ExecuteOptions::default().idempotent);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExecuteOptions {
     /// `flatten=true`: flatten the output (nested keys joined with `.`).
     pub flatten: bool,
+    /// The action is safe to run more than once (it only reads), so any transient failure may
+    /// be retried. Default `false`: resent only when Genesys cannot have run it.
+    pub idempotent: bool,
 }
 
 impl ExecuteOptions {
     /// With `flatten=true`.
     pub fn flattened() -> Self {
-        Self { flatten: true }
+        Self {
+            flatten: true,
+            ..Self::default()
+        }
+    }
+
+    /// For an action that is safe to run more than once: retried after any transient failure.
+    pub fn idempotent() -> Self {
+        Self {
+            idempotent: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -533,7 +560,8 @@ impl Client {
             query.push(("includeConfig", "true"));
         }
         let url = self.api_url_segments(&["api", "v2", "integrations", "actions", id], &query)?;
-        self.send_json(Method::GET, url, None, "data action").await
+        self.send_json(Method::GET, url, None, Kind::Read, "data action")
+            .await
     }
 
     /// `POST /api/v2/integrations/actions/{id}/execute` with free-form JSON input; returns the
@@ -543,8 +571,10 @@ impl Client {
     ///
     /// [`Error::InvalidInput`] for an empty id or input that does not serialize;
     /// [`Error::Api`] carrying the data-action error (see [`Error::action_error_code`]) when the
-    /// action fails; [`Error::Forbidden`] (likely missing `integrations:action:execute`), and the
-    /// other errors of [`Client::post_json`].
+    /// action fails; [`Error::Forbidden`] (likely missing `integrations:action:execute`);
+    /// [`Error::MaybeExecuted`] when the request failed after Genesys may have run the action
+    /// and it is not marked [idempotent](ExecuteOptions::idempotent); and the other errors of
+    /// [`Client::get_json`].
     pub async fn execute_action<I: Serialize + ?Sized>(
         &self,
         id: &str,
@@ -576,7 +606,10 @@ impl Client {
             &["api", "v2", "integrations", "actions", id, "execute"],
             query,
         )?;
-        self.send_json(Method::POST, url, Some(&body), "data action output")
+        let kind = Kind::Execution {
+            idempotent: options.idempotent,
+        };
+        self.send_json(Method::POST, url, Some(&body), kind, "data action output")
             .await
     }
 
@@ -594,8 +627,15 @@ impl Client {
         let body = to_json(input)?;
         let url =
             self.api_url_segments(&["api", "v2", "integrations", "actions", id, "test"], &[])?;
-        self.send_json(Method::POST, url, Some(&body), "action test result")
-            .await
+        // A test runs the action too, so it is resent only when it cannot have run.
+        self.send_json(
+            Method::POST,
+            url,
+            Some(&body),
+            Kind::Execution { idempotent: false },
+            "action test result",
+        )
+        .await
     }
 }
 
@@ -627,6 +667,24 @@ mod tests {
         assert_eq!(again, action);
         let minimal: Action = serde_json::from_str(r#"{"id":"x"}"#).unwrap();
         assert_eq!(minimal.name, None);
+    }
+
+    #[test]
+    fn query_pairs_come_in_a_fixed_order() {
+        let query = ListActionsQuery::new()
+            .page_size(50)
+            .sort_by("name")
+            .sort_order(SortOrder::Ascending)
+            .category("CRM");
+        assert_eq!(
+            query.to_pairs().unwrap(),
+            [
+                ("pageSize", "50".to_string()),
+                ("sortBy", "name".into()),
+                ("sortOrder", "ASC".into()),
+                ("category", "CRM".into())
+            ]
+        );
     }
 
     #[test]

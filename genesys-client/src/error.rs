@@ -1,22 +1,14 @@
-//! The crate's one error type, the Genesys error bodies it parses, and the response metadata
-//! (correlation id, rate-limit headers) that every response and error carries.
+//! The crate's one error type, the Genesys error bodies it parses, and the classification of
+//! errors into transient and fatal (the one table of what is worth retrying).
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-/// The header Genesys Cloud puts a request's correlation id in.
-pub const CORRELATION_ID_HEADER: &str = "ININ-Correlation-Id";
-/// How many requests the caller has made in the current rate-limit window.
-pub const RATE_LIMIT_COUNT_HEADER: &str = "inin-ratelimit-count";
-/// How many requests the current rate-limit window allows.
-pub const RATE_LIMIT_ALLOWED_HEADER: &str = "inin-ratelimit-allowed";
-/// Seconds until the current rate-limit window resets.
-pub const RATE_LIMIT_RESET_HEADER: &str = "inin-ratelimit-reset";
+use crate::meta::{RateLimit, ResponseMeta};
 
 /// The longest body excerpt an error keeps, in characters.
 pub const SNIPPET_CHARS: usize = 200;
@@ -119,6 +111,40 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// A request that is not safe to resend (a data-action execution not marked idempotent,
+    /// a `POST`) failed in a way that leaves open whether Genesys acted on it, so it was not
+    /// sent again. [`Error::doubt`] says which case it was; the action may or may not have
+    /// run.
+    #[error(
+        "not resent: the request may already have run on Genesys Cloud ({doubt}) and is not \
+         marked idempotent (ExecuteOptions::idempotent); only a 429, a 503 or a failed connect \
+         prove it did not run. After {attempts} attempt(s): {source}"
+    )]
+    MaybeExecuted {
+        /// Why it may have run.
+        doubt: Doubt,
+        /// How many requests were sent.
+        attempts: u32,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A transient failure was not retried because the client's retry budget (shared by all
+    /// its calls) is spent: Genesys is failing for many calls at once, and retrying every one
+    /// would multiply the load.
+    #[error(
+        "gave up after {attempts} attempt(s): the client's retry budget is spent (retries stay \
+         a bounded share of all calls): {last}"
+    )]
+    RetryBudgetExhausted {
+        /// How many requests were sent.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        last: Box<Error>,
+    },
+
     /// The request timed out.
     #[error("request to Genesys Cloud timed out: {source}")]
     Timeout {
@@ -127,15 +153,34 @@ pub enum Error {
         source: Arc<reqwest::Error>,
     },
 
-    /// The connection failed (refused, reset, TLS, ...).
-    #[error("could not reach Genesys Cloud: {source}")]
+    /// The connection failed: it could not be made (refused, DNS, TLS), or it broke after the
+    /// request was sent and before an answer came. The message says which.
+    #[error("{}", transport_message(source))]
     Transport {
         /// The HTTP client's error.
         #[source]
         source: Arc<reqwest::Error>,
     },
 
-    /// A success response's body is not the JSON expected.
+    /// A response arrived, but its body was cut off in transit (the connection was reset or
+    /// closed before `Content-Length` bytes or the last chunk came). Genesys was reached; the
+    /// body is lost. Transient: retried for requests that are safe to resend.
+    #[error(
+        "the response from Genesys Cloud ({}) was cut off in transit after {received} byte(s) of its body: {}{meta}",
+        meta.status,
+        root_cause(source)
+    )]
+    BodyCutOff {
+        /// How many bytes of the body arrived.
+        received: usize,
+        /// The response's metadata (status and headers arrived whole).
+        meta: Box<ResponseMeta>,
+        /// The HTTP client's error.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+
+    /// A success response's body arrived whole but is not the JSON expected.
     #[error("could not decode {what} from Genesys Cloud ({}): {source}; body starts {snippet:?}{meta}", meta.status)]
     Decode {
         /// What was being decoded.
@@ -155,6 +200,74 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+}
+
+/// Why a failed request may have been acted on by Genesys (see [`Error::MaybeExecuted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Doubt {
+    /// Genesys answered 500, 502 or 504: it may have run the action before failing.
+    ServerError(StatusCode),
+    /// No answer came in time: the request may be running still.
+    Timeout,
+    /// The connection failed after the request was written, before an answer came.
+    ConnectionLost,
+    /// The answer's body was cut off in transit: the action ran, its output is lost.
+    ResponseLost,
+    /// Another transient failure (from a custom classifier).
+    Other,
+}
+
+impl Doubt {
+    pub(crate) fn of(err: &Error) -> Self {
+        match err {
+            Error::Api { meta, .. } if meta.status.is_server_error() => {
+                Doubt::ServerError(meta.status)
+            }
+            Error::Timeout { .. } => Doubt::Timeout,
+            Error::Transport { .. } => Doubt::ConnectionLost,
+            Error::BodyCutOff { .. } => Doubt::ResponseLost,
+            _ => Doubt::Other,
+        }
+    }
+}
+
+impl fmt::Display for Doubt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Doubt::ServerError(status) => write!(f, "Genesys answered {status}"),
+            Doubt::Timeout => f.write_str("no answer came in time"),
+            Doubt::ConnectionLost => {
+                f.write_str("the connection failed after the request was sent")
+            }
+            Doubt::ResponseLost => f.write_str("the response was cut off in transit"),
+            Doubt::Other => f.write_str("a transient failure after sending"),
+        }
+    }
+}
+
+fn transport_message(source: &reqwest::Error) -> String {
+    if source.is_connect() {
+        format!(
+            "could not connect to Genesys Cloud: {source} ({})",
+            root_cause(source)
+        )
+    } else {
+        format!(
+            "the connection to Genesys Cloud failed before an answer came: {source} ({})",
+            root_cause(source)
+        )
+    }
+}
+
+/// The innermost cause of an error, which says what happened ("unexpected EOF during chunk
+/// size line") where the outer ones only say where ("error decoding response body").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 fn auth_message(
@@ -186,8 +299,12 @@ impl Error {
             Error::Forbidden { meta, .. }
             | Error::Api { meta, .. }
             | Error::RateLimited { meta, .. }
+            | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta.status),
-            Error::RetriesExhausted { last, .. } => last.status(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.status()
+            }
+            Error::MaybeExecuted { source, .. } => source.status(),
             Error::Timeout { source } | Error::Transport { source } => source.status(),
             _ => None,
         }
@@ -200,8 +317,12 @@ impl Error {
             Error::Forbidden { meta, .. }
             | Error::Api { meta, .. }
             | Error::RateLimited { meta, .. }
+            | Error::BodyCutOff { meta, .. }
             | Error::Decode { meta, .. } => Some(meta),
-            Error::RetriesExhausted { last, .. } => last.meta(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.meta()
+            }
+            Error::MaybeExecuted { source, .. } => source.meta(),
             _ => None,
         }
     }
@@ -223,7 +344,10 @@ impl Error {
     pub fn body(&self) -> Option<&ErrorBody> {
         match self {
             Error::Forbidden { body, .. } | Error::Api { body, .. } => Some(body),
-            Error::RetriesExhausted { last, .. } => last.body(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.body()
+            }
+            Error::MaybeExecuted { source, .. } => source.body(),
             _ => None,
         }
     }
@@ -232,7 +356,10 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::RetriesExhausted { last, .. } => last.is_timeout(),
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.is_timeout()
+            }
+            Error::MaybeExecuted { source, .. } => source.is_timeout(),
             _ => false,
         }
     }
@@ -241,10 +368,20 @@ impl Error {
     /// retries ran out this is about the last attempt.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::RetriesExhausted { last, .. } => last.is_transient(),
-            other => {
-                crate::retry::default_classifier(other) == crate::retry::Classification::Transient
+            Error::RetriesExhausted { last, .. } | Error::RetryBudgetExhausted { last, .. } => {
+                last.is_transient()
             }
+            Error::MaybeExecuted { source, .. } => source.is_transient(),
+            other => default_classifier(other) == Classification::Transient,
+        }
+    }
+
+    /// Why the request may have run although it failed, for [`Error::MaybeExecuted`]: the
+    /// caller must find out (or accept) whether the data action ran before running it again.
+    pub fn doubt(&self) -> Option<Doubt> {
+        match self {
+            Error::MaybeExecuted { doubt, .. } => Some(*doubt),
+            _ => None,
         }
     }
 
@@ -267,10 +404,13 @@ impl Error {
         }
     }
 
-    /// How many requests were sent before giving up, for [`Error::RetriesExhausted`].
+    /// How many requests were sent before giving up, for [`Error::RetriesExhausted`] and
+    /// [`Error::MaybeExecuted`].
     pub fn attempts(&self) -> Option<u32> {
         match self {
-            Error::RetriesExhausted { attempts, .. } => Some(*attempts),
+            Error::RetriesExhausted { attempts, .. }
+            | Error::RetryBudgetExhausted { attempts, .. }
+            | Error::MaybeExecuted { attempts, .. } => Some(*attempts),
             _ => None,
         }
     }
@@ -306,88 +446,64 @@ impl Error {
     }
 }
 
-/// What every Genesys response carries besides its body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ResponseMeta {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The `ININ-Correlation-Id` header.
-    pub correlation_id: Option<String>,
-    /// The `inin-ratelimit-*` headers.
-    pub rate_limit: RateLimit,
-    /// The `Retry-After` header as a wait from when the response arrived (integer seconds or an
-    /// HTTP date).
-    pub retry_after: Option<Duration>,
+/// Whether a failed attempt is worth repeating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// The same request may well succeed later.
+    Transient,
+    /// Repeating the request will fail the same way.
+    Fatal,
 }
 
-impl ResponseMeta {
-    /// Reads the metadata out of a status and its headers.
-    pub fn from_headers(status: StatusCode, headers: &HeaderMap) -> Self {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
-        ResponseMeta {
-            status,
-            correlation_id: text(CORRELATION_ID_HEADER).map(str::to_owned),
-            rate_limit: RateLimit {
-                count: number(RATE_LIMIT_COUNT_HEADER),
-                allowed: number(RATE_LIMIT_ALLOWED_HEADER),
-                reset: number(RATE_LIMIT_RESET_HEADER),
-            },
-            retry_after: text("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now())),
-        }
-    }
-}
+/// A function that classifies a failed attempt; [`default_classifier`] is the default.
+pub type Classifier = fn(&Error) -> Classification;
 
-impl fmt::Display for ResponseMeta {
-    /// Prints ` [correlation id …]` when there is one, and nothing otherwise.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.correlation_id {
-            Some(id) => write!(f, " [correlation id {id}]"),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Parses a `Retry-After` value: delay seconds or an HTTP date (a date in the past means 0).
+/// Classifies an HTTP status: 429, 500, 502, 503 and 504 are transient, everything else fatal.
 ///
 /// ```
-/// use std::time::{Duration, SystemTime};
-/// use genesys_client::error::parse_retry_after;
+/// use genesys_client::{default_classify_status, Classification};
+/// use genesys_client::StatusCode;
 ///
-/// assert_eq!(parse_retry_after("7", SystemTime::now()), Some(Duration::from_secs(7)));
-/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-/// assert_eq!(
-///     parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-///     Some(Duration::from_secs(30))
-/// );
-/// assert_eq!(parse_retry_after("soon", now), None);
+/// assert_eq!(default_classify_status(StatusCode::TOO_MANY_REQUESTS), Classification::Transient);
+/// assert_eq!(default_classify_status(StatusCode::NOT_IMPLEMENTED), Classification::Fatal);
+/// assert_eq!(default_classify_status(StatusCode::BAD_REQUEST), Classification::Fatal);
 /// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+pub fn default_classify_status(status: StatusCode) -> Classification {
+    match status.as_u16() {
+        429 | 500 | 502 | 503 | 504 => Classification::Transient,
+        _ => Classification::Fatal,
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The `inin-ratelimit-*` headers of a response; each is absent when Genesys did not send it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RateLimit {
-    /// `inin-ratelimit-count`: requests made in the current window.
-    pub count: Option<u64>,
-    /// `inin-ratelimit-allowed`: requests the window allows.
-    pub allowed: Option<u64>,
-    /// `inin-ratelimit-reset`: seconds until the window resets.
-    pub reset: Option<u64>,
+/// Classifies a transport error: connect errors, timeouts and broken connections (the request
+/// or the body failed mid-flight, e.g. a reset) are transient; anything else (a bad URL, a
+/// redirect loop, a body that could not be built) is fatal.
+pub fn default_classify_transport(err: &reqwest::Error) -> Classification {
+    if err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() {
+        Classification::Transient
+    } else {
+        Classification::Fatal
+    }
+}
+
+/// The default classifier, the one table of what is worth retrying:
+///
+/// * Transient: HTTP 429, 500, 502, 503, 504 ([`default_classify_status`]); connect errors,
+///   timeouts and connection resets ([`default_classify_transport`]); a body cut off in
+///   transit ([`Error::BodyCutOff`]).
+/// * Fatal: every other status (other 4xx, 501); a body that arrived whole but is not the
+///   JSON expected ([`Error::Decode`]); auth, configuration and input errors.
+///
+/// Whether a transient failure is then *resent* also depends on the request: an execution
+/// that is not idempotent is resent only when Genesys cannot have run it (see
+/// [`Error::MaybeExecuted`]).
+pub fn default_classifier(err: &Error) -> Classification {
+    match err {
+        Error::Api { meta, .. } => default_classify_status(meta.status),
+        Error::Timeout { .. } | Error::BodyCutOff { .. } => Classification::Transient,
+        Error::Transport { source } => default_classify_transport(source),
+        _ => Classification::Fatal,
+    }
 }
 
 /// A Genesys error body: the Platform API's error and the data-action error in one struct.
@@ -432,7 +548,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// Parses a response body, keeping a snippet when it is not a JSON error body.
-    pub fn parse(bytes: &[u8]) -> Self {
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
         match serde_json::from_slice::<ErrorBody>(bytes) {
             Ok(body) => body,
             Err(_) => ErrorBody {
@@ -537,6 +653,26 @@ mod tests {
     }
 
     #[test]
+    fn status_classification_matches_the_issue() {
+        for code in [429, 500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Transient,
+                "{code}"
+            );
+        }
+        for code in [400, 401, 403, 404, 409, 422, 501, 505] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                default_classify_status(status),
+                Classification::Fatal,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
     fn every_field_is_optional() {
         assert_eq!(ErrorBody::parse(b"{}"), ErrorBody::default());
     }
@@ -552,22 +688,6 @@ mod tests {
         assert!(ErrorBody::parse(br#"{"status":"broken"}"#)
             .snippet
             .is_some());
-    }
-
-    #[test]
-    fn reads_meta_headers() {
-        let mut headers = HeaderMap::new();
-        headers.insert(CORRELATION_ID_HEADER, "abc-123".parse().unwrap());
-        headers.insert(RATE_LIMIT_COUNT_HEADER, "12".parse().unwrap());
-        headers.insert(RATE_LIMIT_ALLOWED_HEADER, "300".parse().unwrap());
-        headers.insert(RATE_LIMIT_RESET_HEADER, "41".parse().unwrap());
-        headers.insert("retry-after", "3".parse().unwrap());
-        let meta = ResponseMeta::from_headers(StatusCode::TOO_MANY_REQUESTS, &headers);
-        assert_eq!(meta.correlation_id.as_deref(), Some("abc-123"));
-        assert_eq!(meta.rate_limit.count, Some(12));
-        assert_eq!(meta.rate_limit.allowed, Some(300));
-        assert_eq!(meta.rate_limit.reset, Some(41));
-        assert_eq!(meta.retry_after, Some(Duration::from_secs(3)));
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //!
 //! * Page numbers: `pageNumber` / `pageSize` in, `pageNumber` / `pageCount` / `nextUri` out
 //!   ([`EntityListing`]).
-//! * Cursors: a token out (`cursor`, `after` or `nextPageToken`, see [`CursorListing`]) that
-//!   goes back in on the next request.
+//! * Cursors: a token out (`cursor`, `after`, `nextPageToken` or `cursors.after`, see
+//!   [`CursorListing`]) that goes back in on the next request, or, when the body carries no
+//!   token, a `nextUri` that is fetched as it is. A `nextUri` must be a path on the API host
+//!   (or a URL of that host): one that points anywhere else is [`Error::Paging`], so a listing
+//!   can never send the bearer token to another host.
+//! * A body the paginator does not understand (no `entities` array, or a way to the next page
+//!   it does not read) is an error, never a short listing.
 //!
 //! [`Paginator`] turns a page-fetching function into an async [`Stream`] of entities. A page
 //! number or cursor that comes back twice, or more pages than the limit, ends the stream with
@@ -84,14 +89,17 @@ impl<T> EntityListing<T> {
     }
 }
 
-/// One page of a cursor-paged collection. The next cursor may come as `cursor`, `after`,
-/// `nextPageToken` or `cursors.after`, depending on the endpoint.
+/// One page of a cursor-paged collection. The next page is named by a cursor (`cursor`,
+/// `after`, `nextPageToken` or `cursors.after`, depending on the endpoint) or, when the body
+/// has none, by `nextUri` alone (Genesys's `CursorContactListing`).
+///
+/// `entities` is required: a body without it is not a listing, and decoding it fails instead of
+/// yielding an empty page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct CursorListing<T> {
     /// This page's entities.
-    #[serde(default = "Vec::new")]
     pub entities: Vec<T>,
     /// The next page's cursor (analytics and audit style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,9 +113,20 @@ pub struct CursorListing<T> {
     /// Nested cursors (`{"cursors":{"after":…}}` style).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursors: Option<Cursors>,
-    /// The next page's URI.
+    /// The next page's URI: a path on the API host, such as
+    /// `/api/v2/externalcontacts/scan/contacts?limit=100&cursor=…`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_uri: Option<String>,
+    /// This page's URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_uri: Option<String>,
+    /// The previous page's URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_uri: Option<String>,
+    /// Every other field of the body, kept so that a way to the next page that the paginator
+    /// does not read is noticed instead of ending the listing early.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Nested cursors of a [`CursorListing`].
@@ -136,26 +155,74 @@ impl<T> CursorListing<T> {
         .find(|c| !c.is_empty())
     }
 
-    /// Turns the listing into a [`Page`]: there is a next page exactly when there is a cursor.
-    pub fn into_page(self) -> Page<T> {
-        let next = match self.next_cursor() {
-            Some(cursor) => NextPage::Cursor(cursor.to_owned()),
-            None => NextPage::Done,
+    /// Turns the listing into a [`Page`]: the next page is the cursor's, else `nextUri`'s; with
+    /// neither, the listing is done.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Paging`] when the body has a field that looks like a way to the next page
+    /// (its name holds `cursor`, `next`, `after`, `token`, `continuation` or `more`) that the
+    /// paginator does not read: ending there would drop the remaining pages silently.
+    pub fn into_page(self) -> Result<Page<T>> {
+        let next = if let Some(cursor) = self.next_cursor() {
+            NextPage::Cursor(cursor.to_owned())
+        } else if let Some(uri) = self
+            .next_uri
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            NextPage::Uri(uri.to_owned())
+        } else if let Some(key) = self
+            .other
+            .iter()
+            .find(|(key, value)| looks_like_continuation(key) && !is_blank(value))
+            .map(|(key, _)| key)
+        {
+            return Err(Error::Paging {
+                message: format!(
+                    "the listing names its next page by {key:?}, which the paginator does not \
+                     read (it reads cursor, after, nextPageToken, cursors.after and nextUri); \
+                     stopping instead of returning a partial listing"
+                ),
+            });
+        } else {
+            NextPage::Done
         };
-        Page {
+        Ok(Page {
             entities: self.entities,
             next,
-        }
+        })
+    }
+}
+
+fn looks_like_continuation(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["cursor", "next", "after", "token", "continuation", "more"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+fn is_blank(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => true,
+        serde_json::Value::String(s) => s.is_empty(),
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        serde_json::Value::Bool(true) | serde_json::Value::Number(_) => false,
     }
 }
 
 /// What to ask for: a page number (from 1) or a cursor (`None` for the first page).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PageRequest {
     /// Page number `n`, from 1.
     Number(u32),
     /// The page after this cursor; `None` asks for the first page.
     Cursor(Option<String>),
+    /// The page at this `nextUri` (a path on the API host).
+    Uri(String),
 }
 
 /// One fetched page: its entities and where the next one is.
@@ -169,11 +236,14 @@ pub struct Page<T> {
 
 /// Where the next page is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NextPage {
     /// Page number `n`.
     Number(u32),
     /// The page after this cursor.
     Cursor(String),
+    /// The page at this `nextUri`.
+    Uri(String),
     /// There is none.
     Done,
 }
@@ -183,7 +253,7 @@ pub enum NextPage {
 ///
 /// ```
 /// use futures_util::future::ready;
-/// use genesys_client::paging::{NextPage, Page, PageRequest, Paginator};
+/// use genesys_client::{NextPage, Page, PageRequest, Paginator};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // Three pages of two numbers each, by page number.
@@ -273,6 +343,7 @@ impl<'a, T: Send + 'a> Paginator<'a, T> {
             state.next = match page.next {
                 NextPage::Number(n) => Some(PageRequest::Number(n)),
                 NextPage::Cursor(c) => Some(PageRequest::Cursor(Some(c))),
+                NextPage::Uri(uri) => Some(PageRequest::Uri(uri)),
                 NextPage::Done => None,
             };
             Ok(Some((page.entities, state)))
@@ -301,6 +372,7 @@ fn describe(request: &PageRequest) -> String {
         PageRequest::Number(n) => format!("page number {n}"),
         PageRequest::Cursor(Some(c)) => format!("cursor {c:?}"),
         PageRequest::Cursor(None) => "the first page".to_owned(),
+        PageRequest::Uri(uri) => format!("nextUri {uri:?}"),
     }
 }
 
@@ -348,13 +420,49 @@ mod tests {
         ] {
             let listing: CursorListing<u32> = serde_json::from_str(body).unwrap();
             assert_eq!(
-                listing.into_page().next,
+                listing.into_page().unwrap().next,
                 NextPage::Cursor("c2".into()),
                 "{body}"
             );
         }
         let last: CursorListing<u32> =
             serde_json::from_str(r#"{"entities":[1],"cursor":""}"#).unwrap();
-        assert_eq!(last.into_page().next, NextPage::Done);
+        assert_eq!(last.into_page().unwrap().next, NextPage::Done);
+        let by_uri: CursorListing<u32> =
+            serde_json::from_str(r#"{"entities":[1],"nextUri":"/api/v2/x?cursor=c2"}"#).unwrap();
+        assert_eq!(
+            by_uri.into_page().unwrap().next,
+            NextPage::Uri("/api/v2/x?cursor=c2".into())
+        );
+        // An explicit cursor wins over nextUri.
+        let both: CursorListing<u32> =
+            serde_json::from_str(r#"{"entities":[1],"cursor":"c2","nextUri":"/other"}"#).unwrap();
+        assert_eq!(
+            both.into_page().unwrap().next,
+            NextPage::Cursor("c2".into())
+        );
+    }
+
+    #[test]
+    fn cursor_listing_shapes_it_does_not_understand_are_errors() {
+        assert!(serde_json::from_str::<CursorListing<u32>>(r#"{"items":[1]}"#).is_err());
+        for body in [
+            r#"{"entities":[1],"nextCursor":"x"}"#,
+            r#"{"entities":[1],"continuationToken":"x"}"#,
+            r#"{"entities":[1],"hasMore":true}"#,
+        ] {
+            let listing: CursorListing<u32> = serde_json::from_str(body).unwrap();
+            assert!(
+                matches!(listing.into_page(), Err(Error::Paging { .. })),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"entities":[1],"hasMore":false,"total":9}"#,
+            r#"{"entities":[1],"nextPage":null}"#,
+        ] {
+            let listing: CursorListing<u32> = serde_json::from_str(body).unwrap();
+            assert_eq!(listing.into_page().unwrap().next, NextPage::Done, "{body}");
+        }
     }
 }

@@ -1,71 +1,43 @@
-//! Retries: *whether* to retry (a [classifier](default_classifier)) kept apart from *when* (a
-//! [`RetryPolicy`] with [`ExponentialBackoff`]), as in `reqwest-retry`.
+//! *When* to retry: a [`RetryPolicy`] (attempts, total time, the longest `Retry-After`) with
+//! [`ExponentialBackoff`] (full jitter). *Whether* to retry is the classifier's business
+//! ([`default_classifier`](crate::default_classifier)), kept apart as in `reqwest-retry`.
 //!
-//! * Transient: HTTP 429, 500, 502, 503, 504, connect errors, timeouts and connection resets.
-//! * Fatal: every other 4xx, 501, and errors the client makes up itself.
+//! The module is generic: it names none of the crate's types, so the policy knows nothing of
+//! HTTP or of the error type, and the client's retry loop puts the two together.
+//!
 //! * 429 and 503 wait as long as `Retry-After` says; a `Retry-After` over
-//!   [`RetryPolicy::retry_after_cap`] ends the call with [`Error::RateLimited`].
+//!   [`RetryPolicy::retry_after_cap`] ends the call with `Error::RateLimited`.
 //! * Otherwise the wait is exponential backoff with full jitter.
 
 use std::time::Duration;
 
+use std::fmt;
+
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use reqwest::StatusCode;
 use tokio::time::Instant;
 
-use crate::error::Error;
-
-/// Whether a failed attempt is worth repeating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Classification {
-    /// The same request may well succeed later.
-    Transient,
-    /// Repeating the request will fail the same way.
-    Fatal,
+/// A retry policy or backoff whose settings cannot work, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRetryPolicy {
+    message: String,
 }
 
-/// A function that classifies a failed attempt; [`default_classifier`] is the default.
-pub type Classifier = fn(&Error) -> Classification;
-
-/// Classifies an HTTP status: 429, 500, 502, 503 and 504 are transient, everything else fatal.
-///
-/// ```
-/// use genesys_client::retry::{default_classify_status, Classification};
-/// use genesys_client::StatusCode;
-///
-/// assert_eq!(default_classify_status(StatusCode::TOO_MANY_REQUESTS), Classification::Transient);
-/// assert_eq!(default_classify_status(StatusCode::NOT_IMPLEMENTED), Classification::Fatal);
-/// assert_eq!(default_classify_status(StatusCode::BAD_REQUEST), Classification::Fatal);
-/// ```
-pub fn default_classify_status(status: StatusCode) -> Classification {
-    match status.as_u16() {
-        429 | 500 | 502 | 503 | 504 => Classification::Transient,
-        _ => Classification::Fatal,
+impl InvalidRetryPolicy {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
     }
 }
 
-/// Classifies a transport error: connect errors, timeouts and broken connections (the request
-/// or the body failed mid-flight, e.g. a reset) are transient; anything else (a bad URL, a
-/// redirect loop, a body that could not be built) is fatal.
-pub fn default_classify_transport(err: &reqwest::Error) -> Classification {
-    if err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() {
-        Classification::Transient
-    } else {
-        Classification::Fatal
+impl fmt::Display for InvalidRetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
-/// The default classifier: HTTP errors by [`default_classify_status`], transport errors by
-/// [`default_classify_transport`], everything else (auth, decode, configuration) fatal.
-pub fn default_classifier(err: &Error) -> Classification {
-    match err {
-        Error::Api { meta, .. } => default_classify_status(meta.status),
-        Error::Timeout { .. } => Classification::Transient,
-        Error::Transport { source } => default_classify_transport(source),
-        _ => Classification::Fatal,
-    }
-}
+impl std::error::Error for InvalidRetryPolicy {}
 
 /// Exponential backoff with full jitter: wait number `n` (from 0) is drawn uniformly, in whole
 /// milliseconds, from `0..=min(cap, base * 2^n)`. Build the iterator with [`ExponentialBackoff::build`].
@@ -74,7 +46,7 @@ pub fn default_classifier(err: &Error) -> Classification {
 ///
 /// ```
 /// use std::time::Duration;
-/// use genesys_client::retry::ExponentialBackoff;
+/// use genesys_client::ExponentialBackoff;
 ///
 /// let waits: Vec<Duration> = ExponentialBackoff::default()
 ///     .with_base(Duration::from_millis(100))
@@ -147,7 +119,11 @@ impl ExponentialBackoff {
     }
 
     /// An endless iterator of waits.
-    pub fn build(&self) -> BackoffIter {
+    pub fn build(&self) -> impl Iterator<Item = Duration> + Clone + Send + Sync + 'static {
+        self.iter()
+    }
+
+    pub(crate) fn iter(&self) -> BackoffIter {
         let rng = match self.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_os_rng(),
@@ -161,12 +137,14 @@ impl ExponentialBackoff {
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), InvalidRetryPolicy> {
         if self.base.is_zero() {
-            return Err(Error::config("backoff base must be greater than zero"));
+            return Err(InvalidRetryPolicy::new(
+                "backoff base must be greater than zero",
+            ));
         }
         if self.cap < self.base {
-            return Err(Error::config(format!(
+            return Err(InvalidRetryPolicy::new(format!(
                 "backoff cap {:?} is below its base {:?}",
                 self.cap, self.base
             )));
@@ -177,7 +155,7 @@ impl ExponentialBackoff {
 
 /// The waits of an [`ExponentialBackoff`]; never ends.
 #[derive(Debug, Clone)]
-pub struct BackoffIter {
+pub(crate) struct BackoffIter {
     base: Duration,
     cap: Duration,
     jitter: bool,
@@ -211,18 +189,20 @@ impl Iterator for BackoffIter {
 ///
 /// Defaults: 5 attempts, 2 minutes in total, `Retry-After` cap 180 s (what the Genesys Go SDK
 /// accepts), [`ExponentialBackoff::default`]. The client validates the policy when it is built.
+/// Time a call spends waiting in the client's [limiter](crate::Limits) does not count against
+/// the total time; retries also draw on the client's shared [`RetryBudget`](crate::RetryBudget).
 ///
 /// ```
 /// use std::time::Duration;
-/// use genesys_client::retry::{ExponentialBackoff, RetryDecision, RetryPolicy, StopReason};
+/// use genesys_client::{ExponentialBackoff, RetryPolicy};
 ///
 /// let policy = RetryPolicy::default()
 ///     .with_max_attempts(3)
+///     .with_max_total_time(Duration::from_secs(30))
 ///     .with_backoff(ExponentialBackoff::default().with_jitter(false));
-/// let mut schedule = policy.schedule();
-/// assert_eq!(schedule.next_decision(None), RetryDecision::Retry { after: Duration::from_millis(500) });
-/// assert_eq!(schedule.next_decision(Some(Duration::from_secs(2))), RetryDecision::Retry { after: Duration::from_secs(2) });
-/// assert_eq!(schedule.next_decision(None), RetryDecision::DoNotRetry(StopReason::AttemptsExhausted));
+/// assert_eq!(policy.max_attempts(), 3);
+/// assert!(policy.validate().is_ok());
+/// assert!(RetryPolicy::default().with_max_attempts(0).validate().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -263,7 +243,7 @@ impl RetryPolicy {
     }
 
     /// The longest `Retry-After` to honour (default 180 s); a longer one ends the call with
-    /// [`Error::RateLimited`].
+    /// `Error::RateLimited`.
     pub fn with_retry_after_cap(mut self, cap: Duration) -> Self {
         self.retry_after_cap = cap;
         self
@@ -296,10 +276,10 @@ impl RetryPolicy {
     }
 
     /// Starts the clock for one call: the schedule decides after each failed attempt.
-    pub fn schedule(&self) -> RetrySchedule {
+    pub(crate) fn schedule(&self) -> RetrySchedule {
         RetrySchedule {
             policy: self.clone(),
-            backoff: self.backoff.build(),
+            backoff: self.backoff.iter(),
             failed_attempts: 0,
             started: Instant::now(),
         }
@@ -309,19 +289,22 @@ impl RetryPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `max_attempts` is 0, the total time or `Retry-After` cap is zero,
-    /// or the backoff's base is zero or above its cap.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`InvalidRetryPolicy`] when `max_attempts` is 0, the total time or `Retry-After` cap is
+    /// zero, or the backoff's base is zero or above its cap. (The client's builder reports it
+    /// as a configuration error.)
+    pub fn validate(&self) -> Result<(), InvalidRetryPolicy> {
         if self.max_attempts == 0 {
-            return Err(Error::config("retry policy needs at least one attempt"));
+            return Err(InvalidRetryPolicy::new(
+                "retry policy needs at least one attempt",
+            ));
         }
         if self.max_total_time.is_zero() {
-            return Err(Error::config(
+            return Err(InvalidRetryPolicy::new(
                 "retry policy max total time must be greater than zero",
             ));
         }
         if self.retry_after_cap.is_zero() {
-            return Err(Error::config(
+            return Err(InvalidRetryPolicy::new(
                 "retry policy Retry-After cap must be greater than zero",
             ));
         }
@@ -331,7 +314,7 @@ impl RetryPolicy {
 
 /// What to do after a failed, transient attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryDecision {
+pub(crate) enum RetryDecision {
     /// Send the request again after this wait.
     Retry {
         /// How long to wait first.
@@ -343,7 +326,7 @@ pub enum RetryDecision {
 
 /// Why a [`RetrySchedule`] gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// `max_attempts` requests were sent.
     AttemptsExhausted,
     /// The next wait would end after `max_total_time`.
@@ -357,7 +340,7 @@ pub enum StopReason {
 
 /// One call's retry state: how many attempts failed and since when.
 #[derive(Debug, Clone)]
-pub struct RetrySchedule {
+pub(crate) struct RetrySchedule {
     policy: RetryPolicy,
     backoff: BackoffIter,
     failed_attempts: u32,
@@ -367,7 +350,7 @@ pub struct RetrySchedule {
 impl RetrySchedule {
     /// Records a failed attempt and decides whether and when to send the next one.
     /// `retry_after` is the server's `Retry-After`, when it should be honoured.
-    pub fn next_decision(&mut self, retry_after: Option<Duration>) -> RetryDecision {
+    pub(crate) fn next_decision(&mut self, retry_after: Option<Duration>) -> RetryDecision {
         self.failed_attempts = self.failed_attempts.saturating_add(1);
         if let Some(wait) = retry_after {
             if wait > self.policy.retry_after_cap {
@@ -387,13 +370,19 @@ impl RetrySchedule {
         RetryDecision::Retry { after: wait }
     }
 
+    /// Moves the start forward by `queued`: time spent waiting in the client's limiter does
+    /// not count against the total time.
+    pub(crate) fn exclude(&mut self, queued: Duration) {
+        self.started += queued;
+    }
+
     /// How many attempts have failed so far.
-    pub fn failed_attempts(&self) -> u32 {
+    pub(crate) fn failed_attempts(&self) -> u32 {
         self.failed_attempts
     }
 
     /// Time since the schedule started.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 }
@@ -403,33 +392,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_classification_matches_the_issue() {
-        for code in [429, 500, 502, 503, 504] {
-            let status = StatusCode::from_u16(code).unwrap();
-            assert_eq!(
-                default_classify_status(status),
-                Classification::Transient,
-                "{code}"
-            );
-        }
-        for code in [400, 401, 403, 404, 409, 422, 501, 505] {
-            let status = StatusCode::from_u16(code).unwrap();
-            assert_eq!(
-                default_classify_status(status),
-                Classification::Fatal,
-                "{code}"
-            );
-        }
-    }
-
-    #[test]
     fn jittered_waits_stay_below_their_ceiling() {
         let backoff = ExponentialBackoff::default()
             .with_base(Duration::from_millis(100))
             .with_cap(Duration::from_secs(1))
             .with_seed(42);
         let ceilings = [100u64, 200, 400, 800, 1000, 1000, 1000];
-        let waits: Vec<Duration> = backoff.build().take(ceilings.len()).collect();
+        let waits: Vec<Duration> = backoff.iter().take(ceilings.len()).collect();
         for (wait, ceiling) in waits.iter().zip(ceilings) {
             assert!(
                 *wait <= Duration::from_millis(ceiling),
@@ -443,7 +412,7 @@ mod tests {
             .any(|(w, c)| *w < Duration::from_millis(c)));
         assert_eq!(
             waits,
-            backoff.build().take(ceilings.len()).collect::<Vec<_>>()
+            backoff.iter().take(ceilings.len()).collect::<Vec<_>>()
         );
     }
 
@@ -452,7 +421,7 @@ mod tests {
         let mut iter = ExponentialBackoff::default()
             .with_jitter(false)
             .with_cap(Duration::from_secs(60))
-            .build();
+            .iter();
         let last = iter.nth(200).unwrap();
         assert_eq!(last, Duration::from_secs(60));
     }

@@ -1,7 +1,7 @@
 //! The data-action endpoints against the fake.
 
-use genesys_client::actions::{ActionTestResult, SortOrder};
 use genesys_client::fake::FakeGenesys;
+use genesys_client::{ActionTestResult, SortOrder};
 use genesys_client::{ExecuteOptions, GetActionOptions, ListActionsQuery, StatusCode};
 use serde::Deserialize;
 use serde_json::json;

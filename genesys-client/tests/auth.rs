@@ -206,3 +206,61 @@ async fn clear_token_forces_a_new_token() {
     assert_ne!(first, second);
     assert_eq!(fake.token_requests(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_is_one_attempt_whose_error_reaches_every_waiter() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake
+        .client_builder()
+        .retry_policy(common::seeded_policy(3).with_max_attempts(3))
+        .build()
+        .unwrap();
+    // A login-host outage long enough for one refresh with its retries.
+    for _ in 0..3 {
+        fake.push_token_fault(Fault::server_error(503));
+    }
+    let query = ListActionsQuery::new();
+    let start = tokio::time::Instant::now();
+    let results = join_all((0..10).map(|_| async {
+        let result = client.list_actions(&query).await;
+        (result, start.elapsed())
+    }))
+    .await;
+    assert_eq!(fake.token_requests(), 3, "one refresh with its retries");
+    assert_eq!(fake.api_requests_total(), 0);
+    let waited = results[0].1;
+    for (result, elapsed) in &results {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.attempts(), Some(3), "{err:?}");
+        assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(
+            *elapsed, waited,
+            "every waiter waits for the same one refresh"
+        );
+    }
+    // The next call after the outage starts a new refresh.
+    client.list_actions(&query).await.unwrap();
+    assert_eq!(fake.token_requests(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_survives_the_caller_that_started_it_going_away() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    fake.push_token_fault(Fault::Delay(Duration::from_secs(2)));
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = tokio::spawn({
+        let client = client.clone();
+        async move { client.access_token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.abort();
+    let token = second.await.unwrap().unwrap();
+    assert_eq!(fake.token_requests(), 1, "the waiter took the refresh over");
+    assert_eq!(client.access_token().await.unwrap(), token);
+    assert_eq!(fake.token_requests(), 1);
+}

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::ready;
 use futures_util::StreamExt;
 use genesys_client::fake::FakeGenesys;
-use genesys_client::paging::{CursorListing, EntityListing, Page, PageRequest, Paginator};
 use genesys_client::{Action, Error, ListActionsQuery, SortOrder};
+use genesys_client::{CursorListing, EntityListing, Page, PageRequest, Paginator};
 
 const ORDER_LOOKUPS: [&str; 5] = [
     "crm.order_lookup.v1",
@@ -133,9 +133,9 @@ async fn cursor_paging_walks_many_pages_in_every_style() {
             let page = match request {
                 PageRequest::Cursor(None) => 0,
                 PageRequest::Cursor(Some(token)) => token["tok-".len()..].parse().unwrap(),
-                PageRequest::Number(_) => unreachable!(),
+                _ => unreachable!(),
             };
-            ready(Ok(cursor_page(field, page, 12, 3).into_page()))
+            ready(cursor_page(field, page, 12, 3).into_page())
         })
         .collect_all()
         .await
@@ -157,7 +157,7 @@ async fn a_repeated_cursor_is_an_error_not_a_loop() {
         let listing: CursorListing<u32> =
             serde_json::from_value(serde_json::json!({"entities": [calls], "cursor": "same"}))
                 .unwrap();
-        ready(Ok(listing.into_page()))
+        ready(listing.into_page())
     });
     let mut items = Vec::new();
     let err = loop {
@@ -200,7 +200,7 @@ async fn the_page_limit_of_the_generic_paginator() {
         };
         ready(Ok(Page {
             entities: vec![n],
-            next: genesys_client::paging::NextPage::Number(n + 1),
+            next: genesys_client::NextPage::Number(n + 1),
         }))
     })
     .collect_all()
@@ -218,7 +218,7 @@ async fn a_failing_page_ends_the_stream_with_its_error() {
         ready(if n < 3 {
             Ok(Page {
                 entities: vec![n],
-                next: genesys_client::paging::NextPage::Number(n + 1),
+                next: genesys_client::NextPage::Number(n + 1),
             })
         } else {
             Err(Error::InvalidInput {
@@ -266,4 +266,110 @@ async fn the_client_cursor_paginator_sends_each_cursor_back() {
             "/api/v2/integrations/actions?pageSize=2&after=c3",
         ]
     );
+}
+
+const SCAN: &str = "/api/v2/externalcontacts/scan/contacts";
+
+#[tokio::test(start_paused = true)]
+async fn a_cursor_listing_linked_only_by_next_uri_is_walked_to_its_end() {
+    // Genesys's CursorContactListing: `entities`, `nextUri`, `selfUri`, `previousUri`; no
+    // cursor field in the body.
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    let all: Vec<serde_json::Value> = client
+        .paginate_cursor(SCAN, &[("limit", "10")], "cursor")
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(all, genesys_client::fake::default_contacts());
+    assert_eq!(fake.api_requests(SCAN), 3);
+    let uris = fake.api_request_uris();
+    assert_eq!(uris[0], "/api/v2/externalcontacts/scan/contacts?limit=10");
+    assert!(
+        uris[1].starts_with("/api/v2/externalcontacts/scan/contacts?limit=10&cursor="),
+        "{uris:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_next_uri_on_another_host_is_an_error_and_is_not_fetched() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    for next in [
+        "https://elsewhere.example.com/api/v2/externalcontacts/scan/contacts?cursor=x",
+        "//elsewhere.example.com/api/v2/externalcontacts/scan/contacts?cursor=x",
+        "http://127.0.0.1:1/api/v2/externalcontacts/scan/contacts?cursor=x",
+    ] {
+        let before = fake.api_requests_total();
+        fake.push_fault(genesys_client::fake::Fault::json(
+            200,
+            serde_json::json!({"entities": [1, 2], "nextUri": next}),
+        ));
+        let mut stream = client.paginate_cursor::<u32>(SCAN, &[], "cursor");
+        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 2);
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Paging { .. }), "{next}: {err:?}");
+        assert!(err.to_string().contains("nextUri"), "{err}");
+        assert!(stream.next().await.is_none());
+        assert_eq!(fake.api_requests_total(), before + 1, "{next} not followed");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_next_uri_on_the_api_host_itself_is_followed() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    let next = format!(
+        "{}api/v2/externalcontacts/scan/contacts?limit=20",
+        fake.base_url()
+    );
+    fake.push_fault(genesys_client::fake::Fault::json(
+        200,
+        serde_json::json!({"entities": [], "nextUri": next}),
+    ));
+    let all: Vec<serde_json::Value> = client
+        .paginate_cursor(SCAN, &[], "cursor")
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(all, genesys_client::fake::default_contacts());
+    assert_eq!(fake.api_requests(SCAN), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listing_shape_the_paginator_does_not_understand_is_an_error() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake.client_builder().build().unwrap();
+    for body in [
+        // No `entities`: not a listing at all.
+        serde_json::json!({"items": [1, 2], "next": "abc"}),
+        // A continuation field the paginator does not read.
+        serde_json::json!({"entities": [1, 2], "continuationToken": "abc"}),
+        serde_json::json!({"entities": [1, 2], "nextCursor": "abc"}),
+        // `entities` that is not a list.
+        serde_json::json!({"entities": {"a": 1}}),
+    ] {
+        fake.push_fault(genesys_client::fake::Fault::json(200, body.clone()));
+        let result = client
+            .paginate_cursor::<u32>(SCAN, &[], "cursor")
+            .collect_all()
+            .await;
+        let err = result.expect_err(&body.to_string());
+        assert!(
+            matches!(err, Error::Paging { .. } | Error::Decode { .. }),
+            "{body}: {err:?}"
+        );
+    }
+    // The last page of a listing says nothing about a next one: that is the end, not an error.
+    fake.push_fault(genesys_client::fake::Fault::json(
+        200,
+        serde_json::json!({"entities": [7], "selfUri": SCAN, "previousUri": SCAN}),
+    ));
+    let last: Vec<u32> = client
+        .paginate_cursor(SCAN, &[], "cursor")
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(last, [7]);
 }

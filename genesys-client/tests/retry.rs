@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use genesys_client::fake::{FakeGenesys, Fault};
-use genesys_client::retry::{ExponentialBackoff, RetryPolicy};
 use genesys_client::{Error, ListActionsQuery, StatusCode};
+use genesys_client::{ExponentialBackoff, RetryPolicy};
 use tokio::time::Instant;
 
 const LIST: &str = "/api/v2/integrations/actions";
@@ -254,4 +254,84 @@ async fn connections_closed_without_an_answer_are_retried() {
     assert_eq!(err.attempts(), Some(3), "{err:?}");
     assert!(err.is_transient(), "{err:?}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_cut_off_mid_transfer_is_retried_for_a_get() {
+    let (fake, client) = fake_and_client(common::seeded_policy(1)).await;
+    fake.push_fault(Fault::cut_off(200, r#"{"entities":[{"id":"custom_-_"#));
+    let page = client.list_actions(&ListActionsQuery::new()).await.unwrap();
+    assert_eq!(page.body().entities.len(), 25);
+    assert_eq!(fake.api_requests(LIST), 2, "cut off once, then resent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_cut_off_every_time_says_it_was_cut_off_not_unreachable() {
+    let (fake, client) = fake_and_client(common::seeded_policy(1).with_max_attempts(2)).await;
+    fake.push_faults([
+        Fault::cut_off(200, r#"{"entities":["#),
+        Fault::cut_off(200, r#"{"entities":["#),
+    ]);
+    let err = client
+        .list_actions(&ListActionsQuery::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.attempts(), Some(2), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
+    let Error::RetriesExhausted { last, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(matches!(**last, Error::BodyCutOff { .. }), "{last:?}");
+    assert_eq!(err.status(), Some(StatusCode::OK));
+    assert!(err.correlation_id().is_some(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("cut off"), "{text}");
+    assert!(!text.contains("could not reach"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_body_that_is_not_json_is_not_retried() {
+    let (fake, client) = fake_and_client(common::seeded_policy(1)).await;
+    fake.push_fault(Fault::malformed(200, r#"{"entities":["#));
+    let err = client
+        .list_actions(&ListActionsQuery::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(fake.api_requests(LIST), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_response_cut_off_mid_body_is_retried() {
+    let fake = FakeGenesys::start().await.unwrap();
+    let client = fake
+        .client_builder()
+        .retry_policy(common::seeded_policy(1))
+        .build()
+        .unwrap();
+    fake.push_token_fault(Fault::cut_off(200, r#"{"access_token":"#));
+    client.access_token().await.unwrap();
+    assert_eq!(fake.token_requests(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transport_errors_say_whether_the_connection_was_made() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let client = genesys_client::Client::builder()
+        .base_url(format!("http://127.0.0.1:{refused}/"))
+        .allow_http(true)
+        .credentials("id", genesys_client::ClientSecret::new("secret"))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .unwrap();
+    let err = client.access_token().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("could not connect to Genesys Cloud"),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::sync::{Arc, Mutex, Once};
 
-use genesys_client::retry::{ExponentialBackoff, RetryPolicy};
+use genesys_client::{ExponentialBackoff, RetryPolicy};
 
 /// Log lines captured from the current thread's `tracing` events.
 #[derive(Clone, Default)]
