@@ -105,8 +105,8 @@ impl Collector for StatsCollector {
                 "Reads served from a stale entry while it was refreshed.",
                 s.stale_hits,
             ),
-            ("misses", "Reads that found no usable entry.", s.misses),
-            ("loads", "Backend calls made on misses.", s.loads),
+            ("misses", "Reads that found no usable entry", s.misses),
+            ("loads", "Backend calls made on misses", s.loads),
             (
                 "load_errors",
                 "Backend calls on misses that failed.",
@@ -155,22 +155,22 @@ impl Metrics {
         let webhooks = Family::<ResultLabel, Counter>::default();
         registry.register(
             "proxy_responses",
-            "Responses by route and X-Cache outcome.",
+            "Responses by route and X-Cache outcome",
             responses.clone(),
         );
         registry.register(
             "proxy_cache_events",
-            "Cache events by route: fresh, stale, miss, load, refresh, error, shed, rejected.",
+            "Cache events by route: fresh, stale, miss, load, refresh, error, shed, rejected",
             events.clone(),
         );
         registry.register(
             "proxy_request_duration_seconds",
-            "Request latency by route.",
+            "Request latency by route",
             latency.clone(),
         );
         registry.register(
             "proxy_webhook_requests",
-            "Purge webhook requests by result.",
+            "Purge webhook requests by result",
             webhooks.clone(),
         );
         registry.register_collector(Box::new(StatsCollector(cache.clone())));

@@ -353,9 +353,12 @@ impl Validator<'_> {
         let parsed = match value.get_ref() {
             RawDuration::Seconds(s) if *s >= 0 => Ok(Duration::from_secs(*s as u64)),
             RawDuration::Seconds(s) => Err(format!("{what}: {s} is negative")),
-            RawDuration::Text(t) => humantime::parse_duration(t).map_err(|e| {
-                format!("{what}: `{t}` is not a duration ({e}; e.g. 300, \"5m\", \"250ms\")")
-            }),
+            RawDuration::Text(t) => match expand::expand(t, self.env) {
+                Err(m) => Err(format!("{what}: {m}")),
+                Ok(t) => humantime::parse_duration(&t).map_err(|e| {
+                    format!("{what}: `{t}` is not a duration ({e}; e.g. 300, \"5m\", \"250ms\")")
+                }),
+            },
         };
         match parsed {
             Ok(d) => Some(d),
