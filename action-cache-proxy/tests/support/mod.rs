@@ -18,9 +18,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const SECRET: &str = "test-webhook-secret";
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct UpstreamState {
     pub calls: AtomicUsize,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    /// `hold-*` accounts wait for a permit here.
+    pub gate: tokio::sync::Semaphore,
     pub down: AtomicBool,
     pub seen: Mutex<Vec<String>>,
     pub headers: Mutex<Vec<Option<String>>>,
@@ -54,6 +58,12 @@ async fn upstream(State(state): State<Arc<UpstreamState>>, request: Request) -> 
     if state.down.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
     }
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    if request.uri().path().contains("/hold-") {
+        state.gate.acquire().await.unwrap().forget();
+    }
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
     let path = request.uri().path();
     if let Some(id) = path.strip_prefix("/api/v1/accounts/") {
         return match id {
@@ -83,7 +93,15 @@ async fn upstream(State(state): State<Arc<UpstreamState>>, request: Request) -> 
 
 impl FakeUpstream {
     pub async fn start() -> FakeUpstream {
-        let state = Arc::new(UpstreamState::default());
+        let state = Arc::new(UpstreamState {
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+            down: AtomicBool::new(false),
+            seen: Mutex::new(Vec::new()),
+            headers: Mutex::new(Vec::new()),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api", listener.local_addr().unwrap());
         let router = Router::new().fallback(upstream).with_state(state.clone());
