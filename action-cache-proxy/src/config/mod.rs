@@ -26,6 +26,9 @@ use url::Url;
 /// below it so the proxy can still answer (stale-if-error, an error) in time.
 pub const GENESYS_ACTION_LIMIT: Duration = Duration::from_secs(60);
 
+/// Paths the proxy serves itself.
+const RESERVED_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// A value from the environment that must never be printed. `Debug` shows `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -469,10 +472,27 @@ impl Validator<'_> {
                     format!("{label}: name is used by another route"),
                 );
             }
-            if !paths.insert(r.path.get_ref().clone()) {
+            // Routes whose paths differ only in parameter names would match the same requests.
+            if let Ok(template) = PathTemplate::parse(r.path.get_ref()) {
+                let shape: Vec<&str> = template
+                    .segments()
+                    .iter()
+                    .map(|s| match s {
+                        crate::template::Segment::Literal(l) => l.as_str(),
+                        crate::template::Segment::Param(_) => "{}",
+                    })
+                    .collect();
+                if !paths.insert(shape.join("/")) {
+                    self.problem(
+                        r.path.span(),
+                        format!("{label}: path is used by another route"),
+                    );
+                }
+            }
+            if RESERVED_PATHS.contains(&r.path.get_ref().as_str()) {
                 self.problem(
                     r.path.span(),
-                    format!("{label}: path is used by another route"),
+                    format!("{label}: path {} is the proxy's own", r.path.get_ref()),
                 );
             }
             if let Some(a) = &r.purge_alias {
@@ -510,10 +530,15 @@ impl Validator<'_> {
         }
         let webhook = raw.webhook.as_ref().and_then(|w| self.webhook(w));
         if let Some(w) = &webhook {
-            if routes.iter().any(|r| r.path.as_str() == w.path) {
+            if RESERVED_PATHS.contains(&w.path.as_str())
+                || routes.iter().any(|r| r.path.as_str() == w.path)
+            {
                 self.problems.push(Problem {
                     place: self.file.to_owned(),
-                    message: format!("webhook.path `{}` is also a route's path", w.path),
+                    message: format!(
+                        "webhook.path `{}` is also a route's or the proxy's own path",
+                        w.path
+                    ),
                 });
             }
         }

@@ -155,3 +155,18 @@ fn unset_variables_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn paths_that_would_match_the_same_requests_are_refused() {
+    let text = format!(
+        "{GOOD}\n[[routes]]\nname = \"other\"\npath = \"/accounts/{{account}}\"\nupstream = \"crm\"\nfresh = 1\n\n[[routes]]\nname = \"health\"\npath = \"/healthz\"\nupstream = \"crm\"\nfresh = 1\n"
+    );
+    let err = Config::from_toml(&text, "proxy.toml", &env).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.problems.len(), 2, "{text}");
+    assert!(
+        text.contains("\"other\": path is used by another route"),
+        "{text}"
+    );
+    assert!(text.contains("path /healthz is the proxy's own"), "{text}");
+}
