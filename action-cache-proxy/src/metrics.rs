@@ -58,6 +58,17 @@ pub enum Event {
 }
 
 impl Event {
+    const ALL: [Event; 8] = [
+        Event::Fresh,
+        Event::Stale,
+        Event::Miss,
+        Event::Load,
+        Event::Refresh,
+        Event::Error,
+        Event::Shed,
+        Event::Rejected,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Event::Fresh => "fresh",
@@ -69,6 +80,44 @@ impl Event {
             Event::Shed => "shed",
             Event::Rejected => "rejected",
         }
+    }
+}
+
+/// The `X-Cache` values a route's responses are counted by.
+const OUTCOMES: [&str; 6] = [
+    "HIT",
+    "STALE",
+    "MISS",
+    "STALE-IF-ERROR",
+    "ERROR",
+    "REJECTED",
+];
+
+/// One route's metric handles, created once so that a request updates atomics without
+/// building label sets.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteMetrics {
+    events: Vec<Counter>,
+    responses: Vec<Counter>,
+    latency: Histogram,
+}
+
+impl RouteMetrics {
+    /// Counts one cache event.
+    pub(crate) fn event(&self, event: Event) {
+        let i = Event::ALL
+            .iter()
+            .position(|e| *e == event)
+            .expect("every event is listed");
+        self.events[i].inc();
+    }
+
+    /// Counts one response by its `X-Cache` value, and its latency.
+    pub(crate) fn response(&self, cache: &str, latency: Duration) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == cache) {
+            self.responses[i].inc();
+        }
+        self.latency.observe(latency.as_secs_f64());
     }
 }
 
@@ -183,29 +232,41 @@ impl Metrics {
         }
     }
 
-    /// Counts one response of `route`.
-    pub(crate) fn response(&self, route: &str, cache: &str, latency: Duration) {
-        self.responses
-            .get_or_create(&ResponseLabels {
-                route: route.to_owned(),
-                cache: cache.to_owned(),
+    /// The handles of `route`'s metrics.
+    pub(crate) fn route(&self, route: &str) -> RouteMetrics {
+        let events = Event::ALL
+            .iter()
+            .map(|e| {
+                self.events
+                    .get_or_create(&EventLabels {
+                        route: route.to_owned(),
+                        event: e.as_str().to_owned(),
+                    })
+                    .clone()
             })
-            .inc();
-        self.latency
+            .collect();
+        let responses = OUTCOMES
+            .iter()
+            .map(|o| {
+                self.responses
+                    .get_or_create(&ResponseLabels {
+                        route: route.to_owned(),
+                        cache: (*o).to_owned(),
+                    })
+                    .clone()
+            })
+            .collect();
+        let latency = self
+            .latency
             .get_or_create(&RouteLabel {
                 route: route.to_owned(),
             })
-            .observe(latency.as_secs_f64());
-    }
-
-    /// Counts one cache event of `route`.
-    pub(crate) fn event(&self, route: &str, event: Event) {
-        self.events
-            .get_or_create(&EventLabels {
-                route: route.to_owned(),
-                event: event.as_str().to_owned(),
-            })
-            .inc();
+            .clone();
+        RouteMetrics {
+            events,
+            responses,
+            latency,
+        }
     }
 
     /// Counts one webhook request by result.

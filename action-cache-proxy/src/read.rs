@@ -2,7 +2,7 @@
 //! on a miss or for a refresh, and answer with the stored bytes and cache headers.
 
 use crate::config::RouteConfig;
-use crate::metrics::{Event, Metrics};
+use crate::metrics::{Event, Metrics, RouteMetrics};
 use crate::params::Params;
 use crate::stored::{error, plain_error, Outcome, Stored};
 use crate::upstream::{Upstream, UpstreamError};
@@ -34,7 +34,7 @@ pub(crate) struct RouteHandler {
     upstream: Upstream,
     cache: Cache,
     clock: Arc<dyn Clock>,
-    metrics: Metrics,
+    metrics: RouteMetrics,
     max_param_bytes: usize,
     /// `proxy.<route>.<hash of the upstream mapping>`: a changed mapping never serves entries
     /// written under the old one.
@@ -72,11 +72,11 @@ impl RouteHandler {
         RouteHandler {
             negative_policy: route.negative.as_ref().map(|n| fixed_policy(n.ttl)),
             last_good_policy: route.stale_if_error.map(|s| fixed_policy(route.stale + s)),
+            metrics: metrics.route(&route.name),
             route,
             upstream,
             cache,
             clock,
-            metrics,
             max_param_bytes,
             key_name,
             last_good_name,
@@ -165,9 +165,9 @@ impl RouteHandler {
         ) {
             Ok(p) => p,
             Err(invalid) => {
-                self.metrics.event(name, Event::Rejected);
+                self.metrics.event(Event::Rejected);
                 let response = plain_error(StatusCode::BAD_REQUEST, &invalid.0);
-                self.metrics.response(name, "REJECTED", started.elapsed());
+                self.metrics.response("REJECTED", started.elapsed());
                 return response;
             }
         };
@@ -182,11 +182,11 @@ impl RouteHandler {
                 &policy,
                 || {
                     loaded.store(true, Ordering::Relaxed);
-                    self.metrics.event(name, Event::Load);
+                    self.metrics.event(Event::Load);
                     self.clone().fetch(params.clone(), fresh_ms)
                 },
                 || -> RefreshFuture<Stored, Failure> {
-                    self.metrics.event(name, Event::Refresh);
+                    self.metrics.event(Event::Refresh);
                     Box::pin(self.clone().fetch(params.clone(), fresh_ms))
                 },
             )
@@ -202,20 +202,20 @@ impl RouteHandler {
                 } else {
                     Outcome::Stale
                 };
-                self.count_lookup(outcome, loaded);
+                self.count_lookup(outcome);
                 stored.respond(outcome, now, None)
             }
             Err(LoadError::Loader(Failure::Negative(stored)))
             | Err(LoadError::Loader(Failure::PassThrough(stored))) => {
-                self.count_lookup(Outcome::Miss, loaded);
+                self.count_lookup(Outcome::Miss);
                 Arc::unwrap_or_clone(stored).respond(Outcome::Miss, now, None)
             }
             Err(LoadError::Loader(Failure::Upstream(e))) => {
-                self.count_lookup(Outcome::Miss, loaded);
+                self.count_lookup(Outcome::Miss);
                 self.failed(&params, &e, now).await
             }
             Err(e) => {
-                self.count_lookup(Outcome::Miss, loaded);
+                self.count_lookup(Outcome::Miss);
                 tracing::error!(route = name, error = %e, "load failed");
                 self.failed(
                     &params,
@@ -230,18 +230,17 @@ impl RouteHandler {
             .get("x-cache")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        self.metrics.response(name, outcome, started.elapsed());
+        self.metrics.response(outcome, started.elapsed());
         response
     }
 
-    fn count_lookup(&self, outcome: Outcome, loaded: bool) {
-        let name = self.route.name.as_str();
+    /// Counts what the lookup found; a coalesced waiter (a miss whose load another caller
+    /// made) counts as a miss too.
+    fn count_lookup(&self, outcome: Outcome) {
         match outcome {
-            Outcome::Hit => self.metrics.event(name, Event::Fresh),
-            Outcome::Stale => self.metrics.event(name, Event::Stale),
-            _ if loaded => self.metrics.event(name, Event::Miss),
-            // A coalesced waiter: a miss whose load another caller made.
-            _ => self.metrics.event(name, Event::Miss),
+            Outcome::Hit => self.metrics.event(Event::Fresh),
+            Outcome::Stale => self.metrics.event(Event::Stale),
+            _ => self.metrics.event(Event::Miss),
         }
     }
 
@@ -310,14 +309,11 @@ impl RouteHandler {
         let answer = match self.upstream.get(url, &forward).await {
             Ok(a) => a,
             Err(e) => {
-                self.metrics.event(
-                    name,
-                    if e == UpstreamError::Shed {
-                        Event::Shed
-                    } else {
-                        Event::Error
-                    },
-                );
+                self.metrics.event(if e == UpstreamError::Shed {
+                    Event::Shed
+                } else {
+                    Event::Error
+                });
                 tracing::warn!(route = name, error = %e, "upstream call failed");
                 return Err(Failure::Upstream(e));
             }
@@ -347,7 +343,7 @@ impl RouteHandler {
         if (400..500).contains(&status) {
             return Err(Failure::PassThrough(Arc::new(answer.into_stored(now, 0))));
         }
-        self.metrics.event(name, Event::Error);
+        self.metrics.event(Event::Error);
         Err(Failure::Upstream(UpstreamError::Status(status)))
     }
 
