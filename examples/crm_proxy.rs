@@ -117,18 +117,9 @@ async fn serve(args: Args) -> Result<(), String> {
         redis_url: args.redis_url.clone(),
         webhook_secret: secret,
     })?;
-    let proxy = Proxy::builder(config).build().map_err(|e| e.to_string())?;
-    if let Err(e) = proxy.cache().ping().await {
-        tracing::warn!(error = %e, "Redis is unreachable; serving fail-open (every read goes to the CRM)");
-    }
-    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+    Proxy::builder(config)
+        .build()
+        .map_err(|e| e.to_string())?
+        .run()
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen_addr))?;
-    tracing::info!(addr = %args.listen_addr, "crm_proxy listening");
-    proxy
-        .serve(listener, action_cache_proxy::server::shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("stopped");
-    Ok(())
 }

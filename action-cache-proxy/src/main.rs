@@ -154,19 +154,9 @@ fn init_logs() {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let listen = config.server.listen;
-    let proxy = Proxy::builder(config).build().map_err(|e| e.to_string())?;
-    if let Err(e) = proxy.cache().ping().await {
-        tracing::warn!(error = %e, "Redis is unreachable; serving fail-open (every read goes upstream)");
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
+    Proxy::builder(config)
+        .build()
+        .map_err(|e| e.to_string())?
+        .run()
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(addr = %listener.local_addr().map_err(|e| e.to_string())?, "action-cache-proxy listening");
-    proxy
-        .serve(listener, action_cache_proxy::server::shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("stopped");
-    Ok(())
 }

@@ -4,7 +4,7 @@
 //! non-empty, at most `max_param_bytes` long, free of control characters (NUL, CR, LF, …) and
 //! not `.` or `..` (raw or `%2e`). Key query values and key header values get the same checks
 //! (they may be empty; a header must be visible ASCII). A parameter given twice is refused
-//! rather than guessed at. Reads and purges both go through [`Params::check`], so a purge names
+//! rather than guessed at. Reads and purges both go through the same checks ([`Params::from_request`], [`Params::from_values`]), so a purge names
 //! exactly the entry a read would have used.
 
 use crate::config::RouteConfig;

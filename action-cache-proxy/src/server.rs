@@ -231,6 +231,29 @@ impl Proxy {
             .with_state(self.clone())
     }
 
+    /// Warns when Redis does not answer (the proxy then serves fail-open), listens on
+    /// `[server] listen`, and serves until Ctrl-C or SIGTERM, letting in-flight requests finish.
+    ///
+    /// # Errors
+    ///
+    /// A one-line message when the address cannot be bound or the server fails.
+    pub async fn run(self) -> Result<(), String> {
+        let listen = self.inner.config.server.listen;
+        if let Err(e) = self.inner.cache.ping().await {
+            tracing::warn!(error = %e, "Redis is unreachable; serving fail-open (every read goes upstream)");
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(addr = %addr, routes = self.inner.routes.len(), "action-cache-proxy listening");
+        self.serve(listener, shutdown_signal())
+            .await
+            .map_err(|e| format!("server error: {e}"))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then lets in-flight requests finish.
     ///
     /// # Errors
