@@ -34,29 +34,31 @@ pub struct Params {
     pub headers: Vec<(HeaderName, Option<String>)>,
 }
 
-/// Decodes and checks one value. `segment`: a path segment (non-empty, not `.`/`..`).
+/// Decodes and checks one value. `segment`: a path segment (non-empty, not `.`/`..`). `what`
+/// names the value in an error; it is only formatted when there is one.
 pub(crate) fn check_value(
-    what: &str,
+    what: impl Fn() -> String,
     bytes: Vec<u8>,
     max: usize,
     segment: bool,
 ) -> Result<String, Invalid> {
     if bytes.len() > max {
-        return Err(Invalid(format!("{what} is longer than {max} bytes")));
+        return Err(Invalid(format!("{} is longer than {max} bytes", what())));
     }
     let text =
-        String::from_utf8(bytes).map_err(|_| Invalid(format!("{what} is not valid UTF-8")))?;
+        String::from_utf8(bytes).map_err(|_| Invalid(format!("{} is not valid UTF-8", what())))?;
     if text.chars().any(char::is_control) {
         return Err(Invalid(format!(
-            "{what} contains a control character (NUL, CR, LF, …)"
+            "{} contains a control character (NUL, CR, LF, …)",
+            what()
         )));
     }
     if segment {
         if text.is_empty() {
-            return Err(Invalid(format!("{what} is empty")));
+            return Err(Invalid(format!("{} is empty", what())));
         }
         if text == "." || text == ".." {
-            return Err(Invalid(format!("{what} must not be `.` or `..`")));
+            return Err(Invalid(format!("{} must not be `.` or `..`", what())));
         }
     }
     Ok(text)
@@ -97,7 +99,7 @@ impl Params {
                 .map(|(_, v)| *v)
                 .ok_or_else(|| Invalid(format!("path parameter `{name}` is missing")))?;
             let value = check_value(
-                &format!("path parameter `{name}`"),
+                || format!("path parameter `{name}`"),
                 percent_decode(raw.as_bytes()).collect(),
                 max,
                 true,
@@ -113,16 +115,12 @@ impl Params {
                 let Some(slot) = query.iter_mut().find(|(n, _)| n.as_bytes() == name) else {
                     continue;
                 };
-                let what = format!("query parameter `{}`", slot.0);
+                let what = || format!("query parameter `{}`", slot.0);
                 if slot.1.is_some() {
-                    return Err(Invalid(format!("{what} is given more than once")));
+                    return Err(Invalid(format!("{} is given more than once", what())));
                 }
-                slot.1 = Some(check_value(
-                    &what,
-                    decode_query_part(raw_value),
-                    max,
-                    false,
-                )?);
+                let value = check_value(what, decode_query_part(raw_value), max, false)?;
+                slot.1 = Some(value);
             }
         }
         let mut key_headers = Vec::with_capacity(route.key_headers.len());
@@ -174,7 +172,7 @@ impl Params {
             checked.push((
                 name.to_owned(),
                 check_value(
-                    &format!("path parameter `{name}`"),
+                    || format!("path parameter `{name}`"),
                     value.1.clone().into_bytes(),
                     max,
                     true,
@@ -193,7 +191,7 @@ impl Params {
         for name in &route.key_query {
             let value = match query.iter().find(|(n, _)| n == name) {
                 Some((_, v)) => Some(check_value(
-                    &format!("query parameter `{name}`"),
+                    || format!("query parameter `{name}`"),
                     v.clone().into_bytes(),
                     max,
                     false,
@@ -253,11 +251,11 @@ impl Params {
 }
 
 fn header_value(name: &HeaderName, value: &HeaderValue, max: usize) -> Result<String, Invalid> {
-    let what = format!("header `{name}`");
+    let what = || format!("header `{name}`");
     let text = value
         .to_str()
-        .map_err(|_| Invalid(format!("{what} must be visible ASCII")))?;
-    check_value(&what, text.as_bytes().to_vec(), max, false)
+        .map_err(|_| Invalid(format!("{} must be visible ASCII", what())))?;
+    check_value(what, text.as_bytes().to_vec(), max, false)
 }
 
 #[cfg(test)]
@@ -267,7 +265,14 @@ mod tests {
     #[test]
     fn hostile_values_are_refused() {
         let max = 16;
-        let seg = |raw: &str| check_value("p", percent_decode(raw.as_bytes()).collect(), max, true);
+        let seg = |raw: &str| {
+            check_value(
+                || "p".to_owned(),
+                percent_decode(raw.as_bytes()).collect(),
+                max,
+                true,
+            )
+        };
         assert_eq!(seg("42").unwrap(), "42");
         assert_eq!(seg("a%2Fb").unwrap(), "a/b");
         assert_eq!(seg(" 42 ").unwrap(), " 42 ", "no trimming");

@@ -10,8 +10,8 @@ use crate::upstream::Upstream;
 use action_cache::store::{MemoryStore, RedisStore, Store};
 use action_cache::{Cache, Clock, SystemClock};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawPathParams, Request, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, RawPathParams, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -191,26 +191,22 @@ impl Proxy {
             let h = handler.clone();
             router = router.route(
                 handler.route.path.as_str(),
-                get(
-                    move |params: Result<
-                        RawPathParams,
-                        axum::extract::rejection::RawPathParamsRejection,
-                    >,
-                          uri: Uri,
-                          headers: HeaderMap| {
-                        let h = h.clone();
-                        async move {
-                            let Ok(params) = params else {
-                                return plain_error(
-                                    StatusCode::BAD_REQUEST,
-                                    "unreadable path parameters",
-                                );
-                            };
-                            let raw: Vec<(&str, &str)> = params.iter().collect();
-                            h.serve(&raw, uri.query(), &headers).await
-                        }
-                    },
-                ),
+                // The whole request, so that its headers and URI are read in place, not cloned.
+                get(move |request: Request| {
+                    let h = h.clone();
+                    async move {
+                        let (mut parts, _body) = request.into_parts();
+                        let Ok(params) = RawPathParams::from_request_parts(&mut parts, &()).await
+                        else {
+                            return plain_error(
+                                StatusCode::BAD_REQUEST,
+                                "unreadable path parameters",
+                            );
+                        };
+                        let raw: Vec<(&str, &str)> = params.iter().collect();
+                        h.serve(&raw, parts.uri.query(), &parts.headers).await
+                    }
+                }),
             );
         }
         if let Some(w) = &self.inner.webhook {
