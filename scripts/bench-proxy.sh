@@ -179,7 +179,7 @@ measure() { # port -> "rps p50 p99"
   echo "$rps $p50 $p99"
 }
 warm() { # port: every key once, then a short wrk pass so all 1,000 are cached
-  for k in $(seq 0 999); do echo "http://127.0.0.1:$1/accounts/k$k"; done | xargs -P 32 -n 50 curl -s -o /dev/null
+  for k in $(seq 0 999); do echo "http://127.0.0.1:$1/accounts/k$k"; done | xargs -P 32 -n 1 curl -s -o /dev/null
   wrk -t2 -c64 -d2s -s "$WORK/keys.lua" "http://127.0.0.1:$1" >/dev/null 2>&1
 }
 stampede() { # port key -> upstream calls for key
@@ -213,4 +213,4 @@ for name in nginx proxy proxynear; do
   printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "${CALLS[$name]}"
 done
 echo
-echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -sr), $("$NGINX" -v 2>&1 | sed 's/.*\///'), $(redis-server --version | awk '{print $3}'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(uname -sr), nginx $("$NGINX" -v 2>&1 | sed 's/.*\///'), redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
