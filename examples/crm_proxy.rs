@@ -1,4 +1,5 @@
-//! A Redis caching proxy between Genesys Cloud and a CRM.
+//! A Redis caching proxy between Genesys Cloud and a CRM: a thin wrapper over the
+//! `action-cache-proxy` crate with one route and the settings below.
 //!
 //! Point a Genesys Data Action at this service instead of the CRM: account reads are served
 //! from the cache (fresh 5 min, then stale for up to 15 min while one background refresh asks
@@ -13,26 +14,22 @@
 //!      -H "X-Signature-256: sha256=$sig" -H 'Content-Type: application/json' -d "$body"
 //! ```
 //!
-//! `--help` lists every setting; each one can also come from the environment.
+//! `--help` lists every setting; each one can also come from the environment. For any other
+//! CRM, routes and upstreams, run the crate's binary with a configuration file instead:
+//! `cargo run -p action-cache-proxy -- serve --config proxy.toml`.
 
-// The fake CRM's switches and `WebhookSecret::sign` are used by tests/example_crm_proxy.rs.
+// The fake CRM's switches are used by tests/example_crm_proxy.rs.
 #[allow(dead_code)]
 #[path = "crm_proxy/mod.rs"]
 mod proxy;
 
-use action_cache::{Cache, SystemClock};
+use action_cache_proxy::Proxy;
 use clap::Parser;
-use proxy::app::App;
-use proxy::crm::Crm;
 use proxy::fake_crm::FakeCrm;
-use proxy::webhook::WebhookSecret;
+use proxy::settings::{self, Settings};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// The longest a Genesys Data Action waits for its endpoint.
-const GENESYS_ACTION_LIMIT: Duration = Duration::from_secs(60);
 
 /// Settings, from flags or the environment.
 #[derive(Debug, Parser)]
@@ -56,7 +53,7 @@ struct Args {
     /// Redis URL. Unset: an in-memory cache. Unreachable: a warning, then fail-open.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
-    /// Run without WEBHOOK_SECRET, accepting unsigned purges. For local demos only.
+    /// Run without WEBHOOK_SECRET; the purge webhook is then off. For local demos only.
     #[arg(long, env = "INSECURE_DEMO")]
     insecure_demo: bool,
 }
@@ -72,8 +69,10 @@ async fn main() -> ExitCode {
         .init();
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(line) => {
-            eprintln!("error: {line}");
+        Err(lines) => {
+            for line in lines.lines() {
+                eprintln!("error: {line}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -82,86 +81,45 @@ async fn main() -> ExitCode {
 async fn serve(args: Args) -> Result<(), String> {
     let secret = std::env::var("WEBHOOK_SECRET")
         .ok()
-        .and_then(|s| WebhookSecret::new(s.trim()));
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
     if secret.is_none() {
         if !args.insecure_demo {
             return Err(
                 "WEBHOOK_SECRET is not set: purge webhooks could not be authenticated \
-                        (set it, or pass --insecure-demo for a local demo)"
+                        (set it, or pass --insecure-demo for a local demo without purges)"
                     .into(),
             );
         }
-        tracing::warn!("insecure demo mode: purge webhooks are accepted without a signature");
+        tracing::warn!("insecure demo mode: no WEBHOOK_SECRET, so the purge webhook is off");
     }
-
-    let timeout = Duration::try_from_secs_f64(args.crm_timeout_secs)
-        .ok()
-        .filter(|t| !t.is_zero() && *t < GENESYS_ACTION_LIMIT)
-        .ok_or("CRM_TIMEOUT_SECS must be above 0 and below Genesys's 60 s data-action limit")?;
+    let timeout = Duration::try_from_secs_f64(args.crm_timeout_secs).map_err(|_| {
+        "CRM_TIMEOUT_SECS must be above 0 and below Genesys's 60 s data-action limit"
+    })?;
     // Keep the fake CRM alive for as long as the proxy runs.
-    let (crm, _fake) = match &args.crm_base_url {
-        Some(url) => (Crm::new(url, timeout)?, None),
+    let (crm_base_url, _fake) = match &args.crm_base_url {
+        Some(url) => (url.clone(), None),
         None => {
             let fake = FakeCrm::start(Duration::from_millis(50))
                 .await
                 .map_err(|e| format!("cannot start the fake CRM: {e}"))?;
             tracing::info!(url = %fake.base_url(), "no CRM_BASE_URL set: using the built-in fake CRM (50 ms per call)");
-            (Crm::new(&fake.base_url(), timeout)?, Some(fake))
+            (fake.base_url(), Some(fake))
         }
     };
-
-    let cache = match &args.redis_url {
-        Some(url) => Cache::builder()
-            .redis_url(url)
-            .build()
-            .map_err(|e| format!("REDIS_URL: {e}"))?,
-        None => {
-            tracing::info!("no REDIS_URL set: using the in-memory cache");
-            Cache::in_memory()
-        }
-    };
-    if let Err(e) = cache.ping().await {
-        tracing::warn!(error = %e, "Redis is unreachable; serving fail-open (every read goes to the CRM)");
+    if args.redis_url.is_none() {
+        tracing::info!("no REDIS_URL set: using the in-memory cache");
     }
-
-    let app = App::new(cache, crm, secret, Arc::new(SystemClock)).router();
-    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+    let config = settings::config(&Settings {
+        listen_addr: args.listen_addr.to_string(),
+        crm_base_url,
+        crm_timeout: timeout,
+        redis_url: args.redis_url.clone(),
+        webhook_secret: secret,
+    })?;
+    Proxy::builder(config)
+        .build()
+        .map_err(|e| e.to_string())?
+        .run()
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen_addr))?;
-    tracing::info!(addr = %args.listen_addr, "crm_proxy listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM; in-flight requests then finish before the process exits.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

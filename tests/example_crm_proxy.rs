@@ -1,5 +1,6 @@
-//! `examples/crm_proxy` driven over real HTTP, on a real Redis, against its built-in fake CRM
-//! (which counts the calls that reach it). Time is a manual clock, so windows are exact.
+//! `examples/crm_proxy` (its configuration, served by `action-cache-proxy`) driven over real
+//! HTTP, on a real Redis, against its built-in fake CRM (which counts the calls that reach it).
+//! Time is a manual clock, so windows are exact.
 
 // The binary's settings and signal handling are not used here; the service is.
 #[allow(dead_code)]
@@ -8,10 +9,10 @@ mod proxy;
 
 use action_cache::testing::{eventually, free_port, RedisServer};
 use action_cache::{Cache, ManualClock};
-use proxy::app::App;
-use proxy::crm::Crm;
+use action_cache_proxy::Proxy;
+use hmac::{Hmac, Mac};
 use proxy::fake_crm::FakeCrm;
-use proxy::webhook::WebhookSecret;
+use proxy::settings::{config, Settings};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -19,12 +20,18 @@ use std::time::Duration;
 
 const SECRET: &str = "test-webhook-secret";
 
+/// The `X-Signature-256` value the CRM sends for `body` (body-only form).
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 struct Running {
     base: String,
     http: reqwest::Client,
     crm: FakeCrm,
     clock: ManualClock,
-    secret: WebhookSecret,
     _redis: RedisServer,
     server: tokio::task::JoinHandle<()>,
 }
@@ -52,9 +59,20 @@ async fn start_on(redis: RedisServer, redis_url: &str) -> Running {
         .build()
         .unwrap();
     let crm = FakeCrm::start(Duration::from_millis(5)).await.unwrap();
-    let client = Crm::new(&crm.base_url(), Duration::from_secs(5)).unwrap();
-    let secret = WebhookSecret::new(SECRET).unwrap();
-    let app = App::new(cache, client, Some(secret.clone()), Arc::new(clock.clone())).router();
+    let config = config(&Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        crm_base_url: crm.base_url(),
+        crm_timeout: Duration::from_secs(5),
+        redis_url: Some(redis_url.to_owned()),
+        webhook_secret: Some(SECRET.into()),
+    })
+    .unwrap();
+    let proxy = Proxy::builder(config)
+        .cache(cache)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let app = proxy.router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -63,7 +81,6 @@ async fn start_on(redis: RedisServer, redis_url: &str) -> Running {
         http: reqwest::Client::new(),
         crm,
         clock,
-        secret,
         _redis: redis,
         server,
     }
@@ -158,7 +175,7 @@ async fn a_signed_purge_sends_the_next_read_to_the_crm() {
     proxy.account("42").await;
     proxy.account("7").await;
     let body = br#"{"account_id":"42"}"#;
-    let (status, answer) = proxy.purge(body, Some(proxy.secret.sign(body))).await;
+    let (status, answer) = proxy.purge(body, Some(sign(SECRET, body))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["purged"], 1);
 
@@ -171,7 +188,7 @@ async fn a_signed_purge_sends_the_next_read_to_the_crm() {
     assert_eq!(proxy.crm.calls(), 3);
 
     let body = br#"{"tags":["account:7","account:42"]}"#;
-    let (status, answer) = proxy.purge(body, Some(proxy.secret.sign(body))).await;
+    let (status, answer) = proxy.purge(body, Some(sign(SECRET, body))).await;
     assert_eq!(
         (status, answer["purged"].clone()),
         (StatusCode::OK, json!(2))
@@ -184,15 +201,14 @@ async fn unsigned_or_wrongly_signed_purges_are_refused_and_purge_nothing() {
     let proxy = start().await;
     proxy.account("42").await;
     let body = br#"{"account_id":"42"}"#;
-    let other = WebhookSecret::new("not-the-secret").unwrap();
-    let tampered = proxy.secret.sign(br#"{"account_id":"43"}"#);
+    let tampered = sign(SECRET, br#"{"account_id":"43"}"#);
     let attempts = [
         None,
-        Some(other.sign(body)),
+        Some(sign("not-the-secret", body)),
         Some(tampered),
         Some("sha256=".to_owned()),
         Some("sha256=zz".to_owned()),
-        Some(proxy.secret.sign(body).replace("sha256=", "sha1=")),
+        Some(sign(SECRET, body).replace("sha256=", "sha1=")),
     ];
     for signature in attempts {
         let (status, answer) = proxy.purge(body, signature.clone()).await;
@@ -214,7 +230,7 @@ async fn malformed_and_oversized_purges_are_rejected() {
         br#"{"account_id":"1","tags":["a"]}"#,
         br#"{"account":"1"}"#,
     ] {
-        let (status, _) = proxy.purge(body, Some(proxy.secret.sign(body))).await;
+        let (status, _) = proxy.purge(body, Some(sign(SECRET, body))).await;
         assert_eq!(
             status,
             StatusCode::BAD_REQUEST,
@@ -224,7 +240,7 @@ async fn malformed_and_oversized_purges_are_rejected() {
     }
     let huge = format!(r#"{{"tags":["{}"]}}"#, "x".repeat(100 * 1024));
     let (status, _) = proxy
-        .purge(huge.as_bytes(), Some(proxy.secret.sign(huge.as_bytes())))
+        .purge(huge.as_bytes(), Some(sign(SECRET, huge.as_bytes())))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -252,10 +268,7 @@ async fn crm_down_serves_the_last_good_copy_or_502() {
 
     let (status, cache, body) = proxy.account("never-seen").await;
     assert_eq!((status, cache.as_str()), (StatusCode::BAD_GATEWAY, "ERROR"));
-    assert!(
-        body["error"].as_str().unwrap().contains("unavailable"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("503"), "{body}");
 
     // Back up: the next read is a plain miss again.
     proxy.crm.set_down(false);
@@ -280,10 +293,9 @@ async fn health_and_metrics() {
         "action_cache_fresh_hits_total 1",
         "action_cache_misses_total 1",
         "action_cache_refreshes_started_total 0",
-        "crm_proxy_responses_total{cache=\"HIT\"} 1",
-        "crm_proxy_responses_total{cache=\"MISS\"} 1",
-        "crm_proxy_request_duration_seconds_bucket{le=\"+Inf\"} 3",
-        "crm_proxy_request_duration_seconds_count 3",
+        "proxy_responses_total{route=\"account\",cache=\"HIT\"} 1",
+        "proxy_responses_total{route=\"account\",cache=\"MISS\"} 1",
+        "proxy_request_duration_seconds_count{route=\"account\"} 2",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
@@ -300,6 +312,10 @@ async fn with_redis_unreachable_it_is_healthy_and_serves_fail_open() {
     assert_eq!(status, StatusCode::OK);
     let health: Value = serde_json::from_str(&health).unwrap();
     assert_eq!(health["store"]["status"], "unreachable", "{health}");
+    assert_eq!(
+        proxy.get_text("/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     let (status, _, body) = proxy.account("42").await;
     assert_eq!(status, StatusCode::OK);
@@ -311,4 +327,26 @@ async fn with_redis_unreachable_it_is_healthy_and_serves_fail_open() {
         2,
         "nothing cached: every read reaches the CRM"
     );
+}
+
+#[tokio::test]
+async fn its_settings_are_checked_by_the_proxy_configuration() {
+    let base = Settings {
+        listen_addr: "127.0.0.1:0".into(),
+        crm_base_url: "http://127.0.0.1:1".into(),
+        crm_timeout: Duration::from_secs(5),
+        redis_url: None,
+        webhook_secret: None,
+    };
+    assert!(config(&base).unwrap().webhook.is_none());
+    let slow = Settings {
+        crm_timeout: Duration::from_secs(60),
+        ..base.clone()
+    };
+    assert!(config(&slow).unwrap_err().contains("60 s"));
+    let bad = Settings {
+        crm_base_url: "ftp://crm".into(),
+        ..base
+    };
+    assert!(config(&bad).unwrap_err().contains("not an http(s) URL"));
 }

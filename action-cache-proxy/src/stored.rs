@@ -1,0 +1,213 @@
+//! What the cache holds for a route: the upstream's status, content type and body bytes, as
+//! received, and when they were fetched. Served back byte for byte, never re-serialised.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// The name this cache gives itself in `Cache-Status` (RFC 9211).
+pub const CACHE_NAME: &str = "action-cache-proxy";
+
+/// A body as stored: UTF-8 text as a JSON string (cheap to decode), anything else base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoredBody {
+    Text(String),
+    Base64(String),
+}
+
+/// One upstream answer as cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    body: StoredBody,
+    /// When the upstream answered, in the cache clock's milliseconds.
+    at: u64,
+    /// The fresh window this copy was written with (jitter drawn), in milliseconds.
+    fresh: u64,
+}
+
+/// How a response was produced, for `X-Cache`, `Cache-Status`, logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A fresh copy from the cache.
+    Hit,
+    /// A stale copy, served while one background refresh asks the upstream.
+    Stale,
+    /// This request asked the upstream.
+    Miss,
+    /// The upstream failed; the last good copy was served.
+    StaleIfError,
+    /// The upstream failed and there was nothing to serve.
+    Error,
+}
+
+impl Outcome {
+    /// The `X-Cache` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Stale => "STALE",
+            Outcome::Miss => "MISS",
+            Outcome::StaleIfError => "STALE-IF-ERROR",
+            Outcome::Error => "ERROR",
+        }
+    }
+}
+
+impl Stored {
+    /// An answer fetched at `at_ms`, fresh for `fresh_ms`.
+    pub(crate) fn new(
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+        at_ms: u64,
+        fresh_ms: u64,
+    ) -> Stored {
+        let body = match String::from_utf8(body) {
+            Ok(text) => StoredBody::Text(text),
+            Err(e) => {
+                StoredBody::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes()))
+            }
+        };
+        Stored {
+            status,
+            content_type,
+            body,
+            at: at_ms,
+            fresh: fresh_ms,
+        }
+    }
+
+    /// The upstream's status.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Whether this copy is still inside its fresh window at `now_ms`.
+    pub(crate) fn is_fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.at) < self.fresh
+    }
+
+    /// A copy that is no longer fresh (a soft purge), keeping its age.
+    pub(crate) fn marked_stale(mut self) -> Stored {
+        self.fresh = 0;
+        self
+    }
+
+    /// The response: the stored status and bytes, `Content-Type`, `Age`, `X-Cache` and
+    /// `Cache-Status`; `fwd_status` is the upstream status that made this request fall back
+    /// (stale-if-error).
+    pub(crate) fn respond(self, outcome: Outcome, now_ms: u64, detail: Option<&str>) -> Response {
+        let age_ms = now_ms.saturating_sub(self.at);
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let body = match self.body {
+            StoredBody::Text(text) => Body::from(text),
+            StoredBody::Base64(b64) => {
+                match base64::engine::general_purpose::STANDARD.decode(b64) {
+                    Ok(bytes) => Body::from(bytes),
+                    Err(_) => {
+                        return error(
+                            StatusCode::BAD_GATEWAY,
+                            "unreadable cache entry",
+                            Outcome::Error,
+                            None,
+                        )
+                    }
+                }
+            }
+        };
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        if let Some(ct) = self
+            .content_type
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert(header::CONTENT_TYPE, ct);
+        }
+        headers.insert(header::AGE, HeaderValue::from(age_ms / 1000));
+        let ttl_s = (self.fresh as i64 - age_ms as i64).div_euclid(1000);
+        let cache_status = match outcome {
+            Outcome::Hit | Outcome::Stale => format!("{CACHE_NAME}; hit; ttl={ttl_s}"),
+            Outcome::Miss => format!(
+                "{CACHE_NAME}; fwd=uri-miss; fwd-status={}{}",
+                self.status,
+                if self.fresh > 0 { "; stored" } else { "" }
+            ),
+            Outcome::StaleIfError => format!(
+                "{CACHE_NAME}; hit; ttl={ttl_s}; detail={}",
+                detail.unwrap_or("stale-if-error")
+            ),
+            Outcome::Error => format!("{CACHE_NAME}; fwd=uri-miss"),
+        };
+        set_status_headers(headers, outcome, &cache_status);
+        if outcome == Outcome::StaleIfError {
+            headers.insert(
+                header::WARNING,
+                HeaderValue::from_static("110 - \"Response is Stale\""),
+            );
+        }
+        response
+    }
+}
+
+fn set_status_headers(headers: &mut axum::http::HeaderMap, outcome: Outcome, cache_status: &str) {
+    headers.insert("x-cache", HeaderValue::from_static(outcome.as_str()));
+    if let Ok(v) = HeaderValue::from_str(cache_status) {
+        headers.insert("cache-status", v);
+    }
+}
+
+/// A JSON error `{"error": "…"}`; with an outcome, also `X-Cache` and `Cache-Status`
+/// (`detail` names why the upstream failed).
+pub(crate) fn error(
+    status: StatusCode,
+    message: &str,
+    outcome: Outcome,
+    detail: Option<&str>,
+) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    let cache_status = match detail {
+        Some(d) => format!("{CACHE_NAME}; fwd=uri-miss; detail={d}"),
+        None => format!("{CACHE_NAME}; fwd=uri-miss"),
+    };
+    set_status_headers(response.headers_mut(), outcome, &cache_status);
+    response
+}
+
+/// A JSON error without cache headers (bad requests, webhooks).
+pub(crate) fn plain_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_survive_storage_byte_for_byte() {
+        for body in [
+            br#"{"b":1E2,"a":12345678901234567890123}"#.to_vec(),
+            vec![0xff, 0x00, 0xfe],
+        ] {
+            let s = Stored::new(200, None, body.clone(), 0, 1);
+            let json = serde_json::to_string(&s).unwrap();
+            let back: Stored = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, s);
+            let back_body = match back.body {
+                StoredBody::Text(t) => t.into_bytes(),
+                StoredBody::Base64(b) => {
+                    base64::engine::general_purpose::STANDARD.decode(b).unwrap()
+                }
+            };
+            assert_eq!(back_body, body);
+        }
+    }
+}
