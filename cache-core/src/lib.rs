@@ -41,6 +41,20 @@
 //! Every store operation has a timeout; when the store is down, slow or holds garbage, calls go
 //! to the loader and still return correct values, and a circuit breaker stops paying the timeout
 //! after repeated failures.
+//!
+//! # Guarantees
+//!
+//! - A loader error is never stored, nor a value whose entry would not read back as written.
+//! - A load that began before a purge or a put of its entry ([`Cache::invalidate`],
+//!   [`Cache::invalidate_tag`], [`Cache::invalidate_prefix`], [`Cache::put`], from any process)
+//!   returns its value to its own caller but does not store it: purge generations in Redis,
+//!   checked by the write's Lua script (atomically on one server; on a Redis Cluster the tag and
+//!   prefix generations are checked right after the write, which is undone if one moved).
+//! - Concurrent misses make one loader call per key, in one process and across processes,
+//!   however slow the loader: the lock holder renews its lock as a lease, and exactly one waiter
+//!   takes over when the holder dies. Waiters wait at most
+//!   [`CacheBuilder::lock_wait`], then get [`LoadError::TimedOut`].
+//! - One background refresh per key per stale episode.
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -189,6 +189,8 @@ where
 {
     let k = key(name);
     let calls = Arc::new(AtomicUsize::new(0));
+    // The counter is the cache's since it was built: wait for 49 more than now.
+    let waiting = cache.stats().coalesced_waits + 49;
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let (cache, calls, k) = (cache.clone(), Arc::clone(&calls), k.clone());
@@ -197,7 +199,7 @@ where
             cache
                 .get_or_load(&k, &policy(), move || async move {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    until_coalesced(&watcher, 49, DEADLINE).await;
+                    until_coalesced(&watcher, waiting, DEADLINE).await;
                     Ok::<_, String>(make())
                 })
                 .await
