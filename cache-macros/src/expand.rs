@@ -63,6 +63,19 @@ struct Param {
     receiver: bool,
 }
 
+impl Param {
+    /// How a background refresh copies this argument (receivers are `Self` or `&Self`).
+    fn refresh_copy(&self) -> syn::Result<RefreshCopy> {
+        match (&self.passing, &self.referent) {
+            (Passing::Ref, Some(referent)) if self.receiver => {
+                Ok(RefreshCopy::ToOwned(referent.clone()))
+            }
+            _ if self.receiver => Ok(RefreshCopy::Clone),
+            _ => refresh_copy(&self.ty),
+        }
+    }
+}
+
 /// What the return type looks like as spelled. The wrapper decides by the type (through
 /// `returns::Probe`), so this only types the `_put` companion's value and places error spans.
 #[derive(Debug)]
@@ -135,6 +148,109 @@ fn check_arg_type(ty: &Type) -> syn::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether a type borrows: holds a reference or a lifetime other than `'static`.
+fn borrows(ty: &Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") {
+                self.0 = true;
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_lifetime(&mut self, l: &'ast Lifetime) {
+            self.0 |= l.ident != "static";
+        }
+    }
+    let mut f = Finder(false);
+    f.visit_type(ty);
+    f.0
+}
+
+/// The `T` of `Name<T>` when `ty` is a path ending in `Name` with one type argument.
+fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+    let Type::Path(tp) = ty else { return None };
+    let last = tp.path.segments.last().filter(|_| tp.qself.is_none())?;
+    if last.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(a) = &last.arguments else {
+        return None;
+    };
+    match a.args.iter().collect::<Vec<_>>().as_slice() {
+        [GenericArgument::Type(t)] => Some(t),
+        _ => None,
+    }
+}
+
+/// `&U` with a non-borrowing `U`: the `U`.
+fn plain_referent(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(r) if !borrows(&r.elem) => Some(&r.elem),
+        _ => None,
+    }
+}
+
+/// How a background refresh takes an owned copy of an argument.
+#[derive(Debug, Clone)]
+enum RefreshCopy {
+    /// An owned, non-borrowing `T`: `Clone`.
+    Clone,
+    /// `&U`: `U::to_owned`.
+    ToOwned(Type),
+    /// `Option<&U>`: `Option<U::Owned>`.
+    OptionOfRef(Type),
+    /// `&[&U]`: `Vec<U::Owned>`.
+    SliceOfRefs(Type),
+    /// `Vec<&U>`: `Vec<U::Owned>`.
+    VecOfRefs(Type),
+}
+
+/// Picks the owned copy a background refresh takes of an argument of type `ty`, or explains
+/// what to write instead.
+fn refresh_copy(ty: &Type) -> syn::Result<RefreshCopy> {
+    if let Type::Reference(r) = ty {
+        if !borrows(&r.elem) {
+            return Ok(RefreshCopy::ToOwned((*r.elem).clone()));
+        }
+        if let Type::Slice(sl) = &*r.elem {
+            if let Some(u) = plain_referent(&sl.elem) {
+                return Ok(RefreshCopy::SliceOfRefs(u.clone()));
+            }
+        }
+    } else if !borrows(ty) {
+        return Ok(RefreshCopy::Clone);
+    } else if let Some(u) = single_arg(ty, "Option").and_then(plain_referent) {
+        return Ok(RefreshCopy::OptionOfRef(u.clone()));
+    } else if let Some(u) = single_arg(ty, "Vec").and_then(plain_referent) {
+        return Ok(RefreshCopy::VecOfRefs(u.clone()));
+    }
+    err(
+        ty,
+        format!(
+            "a background refresh outlives the call, so it needs an owned copy of every argument, and `{}` borrows in a way `#[cached_action]` cannot copy (it copies `&T`, `Option<&T>`, `&[&T]` and `Vec<&T>`); take an owned type here (`String`, `Option<String>`, `Vec<String>`...), or use `refresh = \"inline\"`, which needs no copies",
+            pretty(ty)
+        ),
+    )
+}
+
+/// A type as a user would write it (`Option<&str>`, not `Option < & str >`).
+fn pretty(ty: &Type) -> String {
+    let mut out = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        (":: ", "::"),
+        ("& ", "&"),
+        (" ,", ","),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
 }
 
 fn collect_params(func: &ItemFn) -> syn::Result<Vec<Param>> {
@@ -758,41 +874,92 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         });
         let load_call = to_result(quote!(__ac_call(#(#take),*)));
         let loader = quote!(|| #load_call);
-        let copies = params.iter().enumerate().map(|(i, p)| {
+        let plans = params
+            .iter()
+            .map(Param::refresh_copy)
+            .collect::<syn::Result<Vec<_>>>()?;
+        let mut copies = Vec::new();
+        let mut reborrows = Vec::new();
+        let mut pass = Vec::new();
+        for (i, (p, plan)) in params.iter().zip(&plans).enumerate() {
             let o = own(i);
             let id = &p.ident;
-            match p.passing {
-                Passing::Ref => {
-                    let referent = p.referent.as_ref().expect("references have a referent");
-                    let sp = first_span(referent);
-                    let pr = respan(private.clone(), sp);
-                    quote_spanned!(sp=> let #o = #pr::owned_copy::<#referent>(#id);)
+            let s = slot(i);
+            // The argument as the refresh copies it: owned ones wait in their slot.
+            let read_slot = |sp: Span, copy: TokenStream| {
+                quote_spanned! {sp=>
+                    let #o = {
+                        let __ac_g = #s.lock().unwrap_or_else(::std::sync::PoisonError::into_inner);
+                        let __ac_v = __ac_g.as_ref().expect("cached_action: an argument was used after the load");
+                        #copy
+                    };
                 }
-                Passing::Owned => {
+            };
+            // Function paths, not closures: clippy would lint a closure spanned at user code.
+            let borrow_each =
+                |u: &Type| quote_spanned!(first_span(u)=> ::core::borrow::Borrow::<#u>::borrow);
+            let copy_each = |u: &Type| {
+                let sp = first_span(u);
+                let pr = respan(private.clone(), sp);
+                quote_spanned!(sp=> #pr::owned_copy::<#u>)
+            };
+            match plan {
+                RefreshCopy::Clone => {
                     let ty = &p.ty;
-                    let s = slot(i);
                     let sp = first_span(ty);
                     let pr = respan(private.clone(), sp);
-                    quote_spanned!(sp=> let #o = #pr::clone_slot::<#ty>(&#s);)
+                    copies.push(quote_spanned!(sp=> let #o = #pr::clone_slot::<#ty>(&#s);));
+                    pass.push(quote!(#o));
+                }
+                RefreshCopy::ToOwned(referent) => {
+                    let sp = first_span(referent);
+                    let pr = respan(private.clone(), sp);
+                    copies.push(quote_spanned!(sp=> let #o = #pr::owned_copy::<#referent>(#id);));
+                    pass.push(quote_spanned!(sp=> ::core::borrow::Borrow::borrow(&#o)));
+                }
+                RefreshCopy::OptionOfRef(u) => {
+                    let copy_each = copy_each(u);
+                    copies.push(read_slot(
+                        first_span(u),
+                        quote!(::core::option::Option::map(*__ac_v, #copy_each)),
+                    ));
+                    let borrow_each = borrow_each(u);
+                    pass.push(quote! {
+                        ::core::option::Option::map(::core::option::Option::as_ref(&#o), #borrow_each)
+                    });
+                }
+                RefreshCopy::VecOfRefs(u) => {
+                    let copy_each = copy_each(u);
+                    copies.push(read_slot(
+                        first_span(u),
+                        quote!(__ac_v.iter().copied().map(#copy_each).collect::<::std::vec::Vec<_>>()),
+                    ));
+                    let borrow_each = borrow_each(u);
+                    pass.push(quote!(#o.iter().map(#borrow_each).collect::<::std::vec::Vec<_>>()));
+                }
+                RefreshCopy::SliceOfRefs(u) => {
+                    let copy_each = copy_each(u);
+                    copies.push(quote! {
+                        let #o = #id.iter().copied().map(#copy_each).collect::<::std::vec::Vec<_>>();
+                    });
+                    let borrow_each = borrow_each(u);
+                    let r = format_ident!("__ac_reborrow_{}", i);
+                    reborrows.push(quote! {
+                        let #r = #o.iter().map(#borrow_each).collect::<::std::vec::Vec<_>>();
+                    });
+                    pass.push(quote!(::core::ops::Deref::deref(&#r)));
                 }
             }
-        });
-        let pass = params.iter().enumerate().map(|(i, p)| {
-            let o = own(i);
-            match p.passing {
-                Passing::Ref => {
-                    let sp = p.referent.as_ref().map_or_else(Span::call_site, first_span);
-                    quote_spanned!(sp=> ::core::borrow::Borrow::borrow(&#o))
-                }
-                Passing::Owned => quote!(#o),
-            }
-        });
+        }
         let refresh_call = to_result(quote!(__ac_call(#(#pass),*)));
         let refresh = quote! {
             || {
                 #(#copies)*
                 let __ac_call = __ac_call;
-                #private::boxed_refresh(async move { (#refresh_call).await })
+                #private::boxed_refresh(async move {
+                    #(#reborrows)*
+                    (#refresh_call).await
+                })
             }
         };
         (slots, loader, refresh)
@@ -1239,6 +1406,26 @@ mod tests {
             "async fn f() -> Res { todo!() }",
         );
         assert!(out.contains("result_shape :: < Res >"), "{out}");
+    }
+
+    #[test]
+    fn refresh_copies_of_borrowed_arguments() {
+        let plan = |t: &str| refresh_copy(&syn::parse_str(t).unwrap()).map(|p| format!("{p:?}"));
+        assert!(plan("u32").unwrap().starts_with("Clone"));
+        assert!(plan("Option<&'static str>").unwrap().starts_with("Clone"));
+        assert!(plan("&str").unwrap().starts_with("ToOwned"));
+        assert!(plan("&[String]").unwrap().starts_with("ToOwned"));
+        assert!(plan("Option<&str>").unwrap().starts_with("OptionOfRef"));
+        assert!(plan("Option<&'a [u8]>").unwrap().starts_with("OptionOfRef"));
+        assert!(plan("&[&str]").unwrap().starts_with("SliceOfRefs"));
+        assert!(plan("Vec<&T>").unwrap().starts_with("VecOfRefs"));
+        let e = plan("Option<Option<&str>>").unwrap_err().to_string();
+        assert!(
+            e.contains("`Option<Option<&str>>` borrows") && e.contains("inline"),
+            "{e}"
+        );
+        assert!(plan("Cow<'a, str>").is_err());
+        assert!(plan("&Vec<&str>").is_err());
     }
 
     #[test]

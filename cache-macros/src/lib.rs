@@ -129,17 +129,22 @@ use proc_macro::TokenStream;
 ///
 /// # Arguments
 ///
-/// Owned (`u64`, `String`, `Vec<T>`, generic `T`) and borrowed (`&str`, `&T`, `&[T]`) arguments
-/// work; every key argument must be `Serialize`. `&mut` and `impl Trait` arguments are rejected
-/// (use a named generic instead), and arguments must be plain names, not patterns.
+/// Owned (`u64`, `String`, `Vec<T>`, generic `T`) and borrowed (`&str`, `&T`, `&[T]`,
+/// `Option<&str>`, `Option<&T>`, `&[&str]`, `Vec<&T>`) arguments work; every key argument must
+/// be `Serialize`. `&mut` and `impl Trait` arguments are rejected (use a named generic instead),
+/// and arguments must be plain names, not patterns.
 ///
 /// A background refresh outlives the call, so it needs owned copies of **all** arguments,
-/// skipped ones and the receiver included: `&T` arguments are copied with `ToOwned::to_owned`,
-/// owned ones with `Clone`, and the copies must be `Send + 'static` (so are generic parameters
-/// that appear in argument types). The copies are taken only when a refresh is actually
+/// skipped ones and the receiver included: `&T` is copied with `ToOwned::to_owned` (`&str` to a
+/// `String`, `&[T]` to a `Vec<T>`), `Option<&T>` to an `Option<T::Owned>`, `&[&T]` and
+/// `Vec<&T>` to a `Vec<T::Owned>`, and owned arguments with `Clone`; the refresh then calls the
+/// body with references to its copies. The copies must be `Send + 'static` (so are generic
+/// parameters that appear in argument types). They are taken only when a refresh is actually
 /// spawned: the hit path clones nothing. For a method with `&self` this means `Self: Clone +
-/// Send + Sync + 'static` (cheap when `Self` holds its clients in `Arc`s). When that is not
-/// possible, use `refresh = "inline"`, which needs no copies.
+/// Send + Sync + 'static` (cheap when `Self` holds its clients in `Arc`s). Other borrowing
+/// types (`Option<Option<&str>>`, `Cow<'a, str>`, a struct with a lifetime) are a compile error
+/// that says what to write instead: an owned type, or `refresh = "inline"`, which needs no
+/// copies.
 ///
 /// If an argument cannot be turned into a key (a NaN float, a map with non-string keys), the
 /// call runs uncached and a warning is logged.
