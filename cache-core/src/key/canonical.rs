@@ -162,13 +162,6 @@ impl Encoder {
         self.buf[at..at + bytes.len()].copy_from_slice(bytes);
     }
 
-    /// Moves the bytes from `from` to the end so that they start at `to` (before `from`),
-    /// shifting the bytes in between towards the end.
-    pub(super) fn move_tail(&mut self, from: usize, to: usize) {
-        let len = self.buf.len() - from;
-        self.buf[to..].rotate_right(len);
-    }
-
     /// Everything encoded so far.
     #[inline]
     pub(super) fn bytes(&self) -> &[u8] {

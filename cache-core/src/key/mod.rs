@@ -136,11 +136,13 @@ pub struct KeyBuilder {
 /// A builder's buffers, reused by the next builder on the same thread once it is done.
 #[derive(Debug, Clone, Default)]
 struct Scratch {
-    /// The canonical bytes so far: the header, then every argument (its length-prefixed name,
-    /// then its value) in name order. [`KeyBuilder::build`] hashes them as they are.
+    /// The header, then every argument (its length-prefixed name, then its value) in the order
+    /// they were added: the canonical bytes themselves when that was name order.
     encoder: Encoder,
     /// Where each argument lies in `encoder`, in name order.
     args: Vec<ArgSpan>,
+    /// The canonical bytes with the arguments put in name order, when they were added out of it.
+    sorted: Vec<u8>,
 }
 
 /// Buffers larger than this are freed rather than kept for the next builder.
@@ -152,6 +154,43 @@ thread_local! {
 }
 
 impl Scratch {
+    /// Whether the arguments were added out of name order; if so, where the header ends.
+    fn out_of_order(&self) -> Option<usize> {
+        let header = self.args.iter().map(|a| a.start).min()?;
+        let mut next = header;
+        for a in &self.args {
+            if a.start != next {
+                return Some(header);
+            }
+            next = a.end;
+        }
+        None
+    }
+
+    /// Writes the header (the bytes before `header`) and then the arguments in name order.
+    fn write_sorted(&self, header: usize, out: &mut Vec<u8>) {
+        let bytes = self.encoder.bytes();
+        out.extend_from_slice(&bytes[..header]);
+        for a in &self.args {
+            out.extend_from_slice(&bytes[a.start..a.end]);
+        }
+    }
+
+    /// The canonical bytes: the header, then the arguments in name order. When they were added
+    /// in that order, that is the buffer as written; otherwise a sorted copy.
+    fn in_name_order(&mut self) -> &[u8] {
+        match self.out_of_order() {
+            None => self.encoder.bytes(),
+            Some(header) => {
+                let mut sorted = std::mem::take(&mut self.sorted);
+                sorted.clear();
+                self.write_sorted(header, &mut sorted);
+                self.sorted = sorted;
+                &self.sorted
+            }
+        }
+    }
+
     /// The spare buffers of this thread, emptied, or new ones.
     fn take() -> Scratch {
         let mut scratch = SPARE
@@ -165,9 +204,13 @@ impl Scratch {
 
     /// Keeps these buffers for the next builder on this thread, unless they grew large.
     fn give_back(mut self) {
-        if self.encoder.capacity() <= KEEP_AT_MOST && self.args.capacity() <= 256 {
+        if self.encoder.capacity() <= KEEP_AT_MOST
+            && self.sorted.capacity() <= KEEP_AT_MOST
+            && self.args.capacity() <= 256
+        {
             self.encoder.truncate(0);
             self.args.clear();
+            self.sorted.clear();
             // Fails only while the thread is being torn down: the buffers are then just freed.
             let _ = SPARE.try_with(|spare| spare.set(Some(self)));
         }
@@ -181,22 +224,6 @@ struct ArgSpan {
     start: usize,
     name: std::ops::Range<usize>,
     end: usize,
-}
-
-impl ArgSpan {
-    /// Moves the span `by` bytes towards the end.
-    fn shift(&mut self, by: usize) {
-        self.start += by;
-        self.name = self.name.start + by..self.name.end + by;
-        self.end += by;
-    }
-
-    /// Moves the span `by` bytes towards the start.
-    fn shift_back(&mut self, by: usize) {
-        self.start -= by;
-        self.name = self.name.start - by..self.name.end - by;
-        self.end -= by;
-    }
 }
 
 /// Where the schema version sits in the header: after the 4-byte format version, one byte
@@ -239,9 +266,10 @@ impl KeyBuilder {
         name: &str,
         value: &V,
     ) -> Result<&mut Self, KeyError> {
-        let Scratch { encoder, args } = &mut self.scratch;
+        let Scratch { encoder, args, .. } = &mut self.scratch;
         let bytes = encoder.bytes();
-        let at = match args.binary_search_by(|a| bytes[a.name.clone()].cmp(name.as_bytes())) {
+        let at = match args.binary_search_by(|a| cmp_names(&bytes[a.name.clone()], name.as_bytes()))
+        {
             Ok(_) => return Err(KeyError::DuplicateArg(name.to_string())),
             Err(at) => at,
         };
@@ -260,21 +288,11 @@ impl KeyBuilder {
                 },
             });
         }
-        let mut span = ArgSpan {
+        let span = ArgSpan {
             start,
             name: name_end - name.len()..name_end,
             end: encoder.len(),
         };
-        // Keep the bytes in name order: an argument that sorts before others moves in front of
-        // them (arguments are small and few; the macro adds them in declaration order).
-        if let Some(next) = args.get(at) {
-            let (to, len) = (next.start, span.end - span.start);
-            encoder.move_tail(start, to);
-            span.shift_back(start - to);
-            for a in &mut args[at..] {
-                a.shift(len);
-            }
-        }
         if args.capacity() == 0 {
             args.reserve(8);
         }
@@ -305,12 +323,19 @@ impl KeyBuilder {
     /// # Ok::<(), action_cache_core::KeyError>(())
     /// ```
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        self.scratch.encoder.bytes().to_vec()
+        match self.scratch.out_of_order() {
+            None => self.scratch.encoder.bytes().to_vec(),
+            Some(header) => {
+                let mut out = Vec::with_capacity(self.scratch.encoder.len());
+                self.scratch.write_sorted(header, &mut out);
+                out
+            }
+        }
     }
 
     /// Hashes the name and arguments into a key.
     pub fn build(mut self) -> CacheKey {
-        let digest = Sha256::digest(self.scratch.encoder.bytes());
+        let digest = Sha256::digest(self.scratch.in_name_order());
         CacheKey {
             digest: lower_hex(&digest.into()),
             name: std::mem::take(&mut self.name),
@@ -322,6 +347,15 @@ impl KeyBuilder {
 impl Drop for KeyBuilder {
     fn drop(&mut self) {
         std::mem::take(&mut self.scratch).give_back();
+    }
+}
+
+/// Compares argument names in byte order, deciding on the first byte without a call when it
+/// differs (it usually does).
+fn cmp_names(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
     }
 }
 
@@ -456,6 +490,21 @@ mod tests {
         b.arg("y", "z").unwrap().arg("x", &1).unwrap();
         assert_eq!(a.canonical_bytes(), b.canonical_bytes());
         assert_eq!(a.build(), b.build());
+    }
+
+    #[test]
+    fn reused_buffers_start_empty() {
+        let mut a = KeyBuilder::new("f");
+        a.version(9).arg("z", &"x".repeat(1000)).unwrap();
+        a.arg("a", &HashMap::from([(1, 2), (3, 4)])).unwrap();
+        let copy = a.clone();
+        drop(a);
+        let _ = KeyBuilder::new("g").arg("m", &HashMap::from([(1, f64::NAN)]));
+        let mut b = KeyBuilder::new("f");
+        b.arg("x", &()).unwrap();
+        assert_eq!(b.canonical_bytes(), b"\0\0\0\x02\0\0\0\0\0\x01f\x01x\x03");
+        let expected = hex::encode(Sha256::digest(copy.canonical_bytes()));
+        assert_eq!(copy.build().digest(), expected);
     }
 
     #[test]
