@@ -127,19 +127,6 @@ pub mod __private {
         }
     }
 
-    /// The `T` of a `Result<T, E>` spelled through an alias.
-    pub trait ResultParts {
-        /// `T`.
-        type Ok;
-    }
-    impl<T, E> ResultParts for Result<T, E> {
-        type Ok = T;
-    }
-
-    /// The loader's "error" for a `None` that is returned but not cached.
-    #[derive(Debug, Clone, Copy)]
-    pub struct NotCached;
-
     /// Adds one key argument.
     pub fn key_arg<V: KeyArg + ?Sized>(
         b: &mut KeyBuilder,

@@ -129,7 +129,8 @@ pub enum PolicyError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// A float argument is NaN or infinite; JSON would write it as `null` and collide with `None`.
+    /// A float argument is NaN or infinite: NaN has no stable identity (many bit patterns, never
+    /// equal to itself), so such a call runs uncached rather than under a key that may not be its own.
     #[error("argument `{arg}` holds a non-finite float, which cannot be keyed without colliding with null")]
     NonFiniteFloat {
         /// The argument's name.

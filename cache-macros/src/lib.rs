@@ -146,7 +146,7 @@ use proc_macro::TokenStream;
 /// that says what to write instead: an owned type, or `refresh = "inline"`, which needs no
 /// copies.
 ///
-/// If an argument cannot be turned into a key (a NaN float, a map with non-string keys), the
+/// If an argument cannot be turned into a key (a NaN or infinite float, a value nested deeper than 128 levels), the
 /// call runs uncached and a warning is logged.
 ///
 /// # Companion items
