@@ -265,6 +265,11 @@ impl Cache {
         let full = self.full_key(key);
         let mut stale_value = None;
         let (found, from_near, epoch) = self.read_through_near::<T>(&full).await;
+        if from_near || s.in_process() {
+            // Answered without awaiting any I/O: spend the task's cooperative budget, or a hot
+            // loop of such hits would never yield and starve other tasks and the timers.
+            tokio::task::coop::consume_budget().await;
+        }
         if let Some(found) = found {
             let now = s.clock().now_ms();
             let age = now.saturating_sub(found.meta.at);

@@ -97,6 +97,11 @@ impl Engine {
         &self.flights
     }
 
+    /// Whether the store is in this process (its reads never wait on I/O).
+    pub(crate) fn in_process(&self) -> bool {
+        self.reads.is_none()
+    }
+
     pub(crate) fn near(&self) -> Option<&Arc<Near>> {
         self.near.as_ref()
     }

@@ -146,8 +146,8 @@ use proc_macro::TokenStream;
 /// that says what to write instead: an owned type, or `refresh = "inline"`, which needs no
 /// copies.
 ///
-/// If an argument cannot be turned into a key (a NaN or infinite float, a value nested deeper than 128 levels), the
-/// call runs uncached and a warning is logged.
+/// If an argument cannot be turned into a key (a NaN or infinite float, a value nested deeper
+/// than 128 levels), the call runs uncached and a warning is logged.
 ///
 /// # Companion items
 ///
