@@ -6,7 +6,9 @@ use crate::metrics::{Event, Metrics, RouteMetrics};
 use crate::params::Params;
 use crate::stored::{error, plain_error, Outcome, Stored};
 use crate::upstream::{Upstream, UpstreamError};
-use action_cache::{Cache, CacheError, CacheKey, Clock, LoadError, Policy, RefreshFuture};
+use action_cache::{
+    Cache, CacheError, CacheKey, Clock, LoadError, Policy, PurgeMark, RefreshFuture,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use rand::Rng;
@@ -306,6 +308,20 @@ impl RouteHandler {
                 Some((n.clone(), v))
             })
             .collect();
+        // Side copies are written like a load writes: only if no purge of theirs happened
+        // since before the upstream call (a purge in between must not be undone by them).
+        let last_good_mark = match &self.last_good_policy {
+            Some(_) => self
+                .cache
+                .purge_mark(&self.last_good_key(&params))
+                .await
+                .ok(),
+            None => None,
+        };
+        let negative_mark = match &self.negative_policy {
+            Some(_) => self.cache.purge_mark(&self.key(&params)).await.ok(),
+            None => None,
+        };
         let answer = match self.upstream.get(url, &forward).await {
             Ok(a) => a,
             Err(e) => {
@@ -322,13 +338,23 @@ impl RouteHandler {
         let status = answer.status;
         if (200..300).contains(&status) {
             let stored = answer.into_stored(now, fresh_ms);
-            if let Some(policy) = &self.last_good_policy {
-                if let Err(e) = self
+            if let (Some(policy), Some(mark)) = (&self.last_good_policy, &last_good_mark) {
+                let key = self.last_good_key(&params);
+                match self
                     .cache
-                    .put(&self.last_good_key(&params), policy, &stored)
+                    .put_unless_purged(&key, policy, &stored, mark)
                     .await
                 {
-                    tracing::warn!(route = name, error = %e, "could not keep the last good copy");
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(
+                            route = name,
+                            "purged while fetching; no last good copy kept"
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(route = name, error = %e, "could not keep the last good copy")
+                    }
                 }
             }
             return Ok(stored);
@@ -336,7 +362,8 @@ impl RouteHandler {
         if let (Some(neg), Some(policy)) = (&self.route.negative, &self.negative_policy) {
             if neg.statuses.contains(&status) {
                 let stored = answer.into_stored(now, neg.ttl.as_millis() as u64);
-                self.store_negative(&params, policy, &stored).await;
+                self.store_negative(&params, policy, &stored, negative_mark.as_ref())
+                    .await;
                 return Err(Failure::Negative(Arc::new(stored)));
             }
         }
@@ -349,9 +376,23 @@ impl RouteHandler {
 
     /// Stores a negative answer under the served key with its own TTL, and drops the last good
     /// copy: the upstream says the thing is gone, so it must not come back on an outage.
-    async fn store_negative(&self, params: &Params, policy: &Policy, stored: &Stored) {
+    /// Like a load's write, it is skipped when the key was purged since `mark` (taken before
+    /// the upstream call), or when no mark could be taken.
+    async fn store_negative(
+        &self,
+        params: &Params,
+        policy: &Policy,
+        stored: &Stored,
+        mark: Option<&PurgeMark>,
+    ) {
         let name = self.route.name.as_str();
-        let put: Result<(), CacheError> = self.cache.put(&self.key(params), policy, stored).await;
+        let Some(mark) = mark else {
+            return;
+        };
+        let put: Result<bool, CacheError> = self
+            .cache
+            .put_unless_purged(&self.key(params), policy, stored, mark)
+            .await;
         if let Err(e) = put {
             tracing::warn!(route = name, error = %e, "could not store the negative answer");
         }

@@ -365,6 +365,62 @@ impl Cache {
         Ok(())
     }
 
+    /// Takes a snapshot of the purge generations of `key` (its own, its tags', the prefix
+    /// purges'), for a later [`Cache::put_unless_purged`]: take it before fetching a value
+    /// that you will store outside [`Cache::get_or_load`], as a loader would.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails (then nothing may be stored under it: when in doubt, do not store).
+    pub async fn purge_mark(&self, key: &CacheKey) -> Result<PurgeMark, CacheError> {
+        let s = &self.inner.engine;
+        let full = self.full_key(key);
+        let keys = s.keys().guards(&full, key);
+        let seen = s
+            .store_op("generations", s.store().generations(&keys))
+            .await?;
+        Ok(PurgeMark {
+            full,
+            guards: keys.into_iter().zip(seen).collect(),
+        })
+    }
+
+    /// Stores `value` under `key` like a load would: only if no purge or put of the entry (by
+    /// key, tag or prefix, from any process) happened since `mark` was taken; returns whether
+    /// it stored. Unlike [`Cache::put`], it never wins over a purge.
+    ///
+    /// # Errors
+    ///
+    /// When the value cannot be encoded or is over the size limit, when `mark` was taken for
+    /// another key, or when the store fails.
+    pub async fn put_unless_purged<T: Serialize + ?Sized>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        value: &T,
+        mark: &PurgeMark,
+    ) -> Result<bool, CacheError> {
+        let s = &self.inner.engine;
+        let full = self.full_key(key);
+        if full != mark.full {
+            return Err(CacheError::Config(format!(
+                "a purge mark of {} cannot guard a write of {full}",
+                mark.full
+            )));
+        }
+        let bytes = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let tags = s.keys().tags(key);
+        let op = s
+            .store()
+            .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
+        let stored = s.store_op("set", op).await?;
+        if stored {
+            s.written(&full, &bytes, &tags).await;
+        }
+        Ok(stored)
+    }
+
     /// Removes the entry for `key`; returns whether there was one. A load of `key` already in
     /// flight, in this process or another, does not store its value afterwards.
     ///
@@ -508,4 +564,11 @@ impl Cache {
         while tasks.try_join_next().is_some() {}
         tasks.spawn(job.run());
     }
+}
+
+/// The purge generations of one key at one moment; see [`Cache::purge_mark`].
+#[derive(Debug, Clone)]
+pub struct PurgeMark {
+    full: String,
+    guards: Vec<(String, u64)>,
 }

@@ -87,7 +87,7 @@ pub mod store;
 pub mod testing;
 
 pub use builder::CacheBuilder;
-pub use cache::Cache;
+pub use cache::{Cache, PurgeMark};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
 pub use global::{global, global_or_warn, set_global};

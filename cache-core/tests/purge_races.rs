@@ -226,3 +226,36 @@ async fn a_load_that_did_not_race_a_purge_is_stored() {
     let (v, calls) = next_read(&b, &k).await;
     assert_eq!((v.as_str(), calls), ("old", 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_guarded_by_a_purge_mark_loses_to_a_purge_in_between() {
+    let server = RedisServer::start();
+    let a = cache(&server);
+    let b = cache(&server);
+    for how in [Purge::Key, Purge::Tag, Purge::Prefix] {
+        let k = key(&format!("mark.{how:?}"), 9);
+        let mark = a.purge_mark(&k).await.unwrap();
+        // The value is fetched; meanwhile another process purges.
+        purge(&b, how, &k).await;
+        let stored = a
+            .put_unless_purged(&k, &policy(), "old", &mark)
+            .await
+            .unwrap();
+        assert!(!stored, "{how:?}: the guarded write undid the purge");
+        let (v, _) = next_read(&b, &k).await;
+        assert_eq!(v, "new", "{how:?}");
+    }
+    // Without a purge in between it stores.
+    let k = key("mark.none", 10);
+    let mark = a.purge_mark(&k).await.unwrap();
+    assert!(a
+        .put_unless_purged(&k, &policy(), "kept", &mark)
+        .await
+        .unwrap());
+    assert_eq!(next_read(&b, &k).await, ("kept".to_string(), 0));
+    // A mark guards only the key it was taken for.
+    assert!(a
+        .put_unless_purged(&key("mark.other", 11), &policy(), "x", &mark)
+        .await
+        .is_err());
+}
