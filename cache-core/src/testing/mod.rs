@@ -13,6 +13,7 @@
 //! // The server is killed when `server` goes out of scope.
 //! ```
 
+pub mod sentinel;
 pub mod tls;
 
 use std::io::{Read, Write};
