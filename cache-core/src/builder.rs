@@ -2,6 +2,7 @@
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::keyspace::Keyspace;
 use crate::near::Near;
 use crate::policy::Policy;
 use crate::settings::Settings;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, RedisTls, Store};
 
 /// Builds a [`Cache`]. Every setting has a documented default; [`CacheBuilder::build`] checks
 /// them.
@@ -47,14 +48,94 @@ pub struct CacheBuilder {
     clock: Arc<dyn Clock>,
     rng_seed: Option<u64>,
     near_capacity: Option<usize>,
+    tls_ca: Option<Pem>,
+    tls_client_cert: Option<Pem>,
+    tls_client_key: Option<Pem>,
 }
 
-#[derive(Debug)]
 enum Backend {
-    Memory { capacity: usize },
+    Memory {
+        capacity: usize,
+    },
     RedisUrl(String),
     RedisCluster(Vec<String>),
+    RedisSentinel {
+        nodes: Vec<String>,
+        master: String,
+        auth: Option<(Option<String>, String)>,
+    },
     Store(Arc<dyn Store>),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: show where they point, never the credentials.
+        let hide = |url: &String| match url.rsplit_once('@') {
+            Some((head, tail)) => {
+                let scheme = head.split_once("://").map_or("", |(s, _)| s);
+                format!("{scheme}://<credentials>@{tail}")
+            }
+            None => url.clone(),
+        };
+        match self {
+            Backend::Memory { capacity } => f
+                .debug_struct("Memory")
+                .field("capacity", capacity)
+                .finish(),
+            Backend::RedisUrl(url) => f.debug_tuple("RedisUrl").field(&hide(url)).finish(),
+            Backend::RedisCluster(nodes) => f
+                .debug_tuple("RedisCluster")
+                .field(&nodes.iter().map(hide).collect::<Vec<_>>())
+                .finish(),
+            Backend::RedisSentinel {
+                nodes,
+                master,
+                auth,
+            } => f
+                .debug_struct("RedisSentinel")
+                .field("nodes", &nodes.iter().map(hide).collect::<Vec<_>>())
+                .field("master", master)
+                .field("auth", &auth.as_ref().map(|(user, _)| (user, "<password>")))
+                .finish(),
+            Backend::Store(store) => f.debug_tuple("Store").field(store).finish(),
+        }
+    }
+}
+
+/// PEM material given inline or as a file read when the cache is built.
+enum Pem {
+    File(PathBuf),
+    Inline(Vec<u8>),
+}
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pem::File(path) => f.debug_tuple("File").field(path).finish(),
+            Pem::Inline(_) => f.write_str("Inline(<pem>)"),
+        }
+    }
+}
+
+impl Pem {
+    /// An environment value: inline PEM when it starts like one, else a file path.
+    fn from_env(value: &str) -> Pem {
+        let value = value.trim();
+        if value.starts_with("-----BEGIN") {
+            Pem::Inline(value.as_bytes().to_vec())
+        } else {
+            Pem::File(PathBuf::from(value))
+        }
+    }
+
+    fn read(&self, what: &str) -> Result<Vec<u8>, CacheError> {
+        match self {
+            Pem::Inline(pem) => Ok(pem.clone()),
+            Pem::File(path) => std::fs::read(path).map_err(|e| {
+                CacheError::Config(format!("cannot read the {what} {}: {e}", path.display()))
+            }),
+        }
+    }
 }
 
 impl Default for CacheBuilder {
@@ -87,11 +168,19 @@ impl CacheBuilder {
             clock: Arc::new(SystemClock),
             rng_seed: None,
             near_capacity: None,
+            tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
     }
 
     /// Reads `REDIS_CLUSTER_NODES` (comma-separated seed URLs: a Redis Cluster), else
-    /// `REDIS_URL` (one Redis), else uses memory; and `ACTION_CACHE_PREFIX`.
+    /// `REDIS_SENTINEL_NODES` with `REDIS_SENTINEL_MASTER` (comma-separated sentinel URLs and
+    /// the master's name; the master's own credentials, if any, from
+    /// `REDIS_SENTINEL_MASTER_PASSWORD` and `REDIS_SENTINEL_MASTER_USERNAME`), else `REDIS_URL`
+    /// (one Redis), else uses memory; `ACTION_CACHE_PREFIX`; and for `rediss://` the TLS
+    /// material `REDIS_CA_CERT`, `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (each a PEM file's
+    /// path, or the PEM text itself).
     pub fn from_env() -> CacheBuilder {
         CacheBuilder::from_env_lookup(|name| std::env::var(name).ok())
     }
@@ -101,14 +190,31 @@ impl CacheBuilder {
     pub fn from_env_lookup(lookup: impl Fn(&str) -> Option<String>) -> CacheBuilder {
         let var = |name| lookup(name).filter(|v| !v.trim().is_empty());
         let mut b = CacheBuilder::new();
+        let list = |v: String| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
         if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
-            b = b.redis_cluster(nodes.split(',').map(str::trim).filter(|n| !n.is_empty()));
+            b = b.redis_cluster(list(nodes));
+        } else if let Some(nodes) = var("REDIS_SENTINEL_NODES") {
+            let master = var("REDIS_SENTINEL_MASTER").unwrap_or_default();
+            b = b.redis_sentinel(list(nodes), master.trim());
+            if let Some(password) = var("REDIS_SENTINEL_MASTER_PASSWORD") {
+                let user = var("REDIS_SENTINEL_MASTER_USERNAME");
+                b = b.redis_sentinel_master_auth(user.as_deref().map(str::trim), &password);
+            }
         } else if let Some(url) = var("REDIS_URL") {
             b = b.redis_url(url.trim());
         }
         if let Some(prefix) = var("ACTION_CACHE_PREFIX") {
             b = b.prefix(prefix.trim());
         }
+        b.tls_ca = var("REDIS_CA_CERT").map(|v| Pem::from_env(&v));
+        b.tls_client_cert = var("REDIS_CLIENT_CERT").map(|v| Pem::from_env(&v));
+        b.tls_client_key = var("REDIS_CLIENT_KEY").map(|v| Pem::from_env(&v));
         b
     }
 
@@ -126,6 +232,70 @@ impl CacheBuilder {
         S: Into<String>,
     {
         self.backend = Backend::RedisCluster(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Uses the master that these sentinels (`redis://host:port` each, or `rediss://`; a user
+    /// name and password in the URLs are the sentinels' own) report under `master_name`. The
+    /// master is looked up on first use and again whenever its connection fails or it was
+    /// demoted, so a failover is followed without a restart.
+    pub fn redis_sentinel<I, S>(mut self, nodes: I, master_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.backend = Backend::RedisSentinel {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            master: master_name.into(),
+            auth: None,
+        };
+        self
+    }
+
+    /// The master's (and its replicas') own credentials behind Sentinel: an ACL user name, or
+    /// `None` for the default user, and the password. Call after
+    /// [`CacheBuilder::redis_sentinel`]; ignored for other backends.
+    pub fn redis_sentinel_master_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        if let Backend::RedisSentinel { auth, .. } = &mut self.backend {
+            *auth = Some((username.map(str::to_string), password.to_string()));
+        }
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file (read when the cache is built) instead of
+    /// the public roots, for `rediss://` connections (env `REDIS_CA_CERT`).
+    pub fn redis_ca_cert_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(Pem::File(path.into()));
+        self
+    }
+
+    /// Like [`CacheBuilder::redis_ca_cert_file`], with the PEM text itself.
+    pub fn redis_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(Pem::Inline(pem.into()));
+        self
+    }
+
+    /// Presents the client certificate chain and private key in these PEM files (read when the
+    /// cache is built) to a server that verifies clients (mutual TLS; env `REDIS_CLIENT_CERT`
+    /// and `REDIS_CLIENT_KEY`).
+    pub fn redis_client_cert_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls_client_cert = Some(Pem::File(cert.into()));
+        self.tls_client_key = Some(Pem::File(key.into()));
+        self
+    }
+
+    /// Like [`CacheBuilder::redis_client_cert_files`], with the PEM texts themselves.
+    pub fn redis_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_cert = Some(Pem::Inline(cert.into()));
+        self.tls_client_key = Some(Pem::Inline(key.into()));
         self
     }
 
@@ -271,18 +441,63 @@ impl CacheBuilder {
             );
         }
         let remote = !matches!(self.backend, Backend::Memory { .. });
+        let tls = self.tls()?;
+        if !tls.is_default() {
+            let urls: Vec<&String> = match &self.backend {
+                Backend::RedisUrl(url) => vec![url],
+                Backend::RedisCluster(nodes) | Backend::RedisSentinel { nodes, .. } => {
+                    nodes.iter().collect()
+                }
+                Backend::Memory { .. } | Backend::Store(_) => {
+                    return bad(
+                        "a CA or client certificate needs a Redis backend (a rediss:// URL)",
+                    )
+                }
+            };
+            let rediss = |u: &&String| u.trim().starts_with("rediss://");
+            let all = matches!(
+                self.backend,
+                Backend::RedisUrl(_) | Backend::RedisCluster(_)
+            );
+            if (all && !urls.iter().all(rediss)) || !urls.iter().any(rediss) {
+                return bad(
+                    "a CA or client certificate is set, but the Redis URL is not rediss:// (TLS)",
+                );
+            }
+        }
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
             }
-            Backend::RedisUrl(url) => Arc::new(RedisStore::open(&url).map_err(|e| {
+            Backend::RedisUrl(url) => Arc::new(RedisStore::open_tls(&url, &tls).map_err(|e| {
                 CacheError::Config(format!("invalid Redis URL: {}", e.kind_description()))
             })?),
+            Backend::RedisSentinel { nodes, .. } if nodes.is_empty() => {
+                return bad("Sentinel needs at least one sentinel node");
+            }
+            Backend::RedisSentinel { master, .. } if master.trim().is_empty() => {
+                return bad("Sentinel needs the master's name (REDIS_SENTINEL_MASTER)");
+            }
+            Backend::RedisSentinel {
+                nodes,
+                master,
+                auth,
+            } => {
+                let auth = auth.as_ref().map(|(u, p)| (u.as_deref(), p.as_str()));
+                Arc::new(
+                    RedisStore::open_sentinel(&nodes, &master, auth, &tls).map_err(|e| {
+                        CacheError::Config(format!(
+                            "invalid sentinel node URL: {}",
+                            e.kind_description()
+                        ))
+                    })?,
+                )
+            }
             Backend::RedisCluster(nodes) if nodes.is_empty() => {
                 return bad("a Redis Cluster needs at least one seed node");
             }
             Backend::RedisCluster(nodes) => {
-                Arc::new(RedisStore::open_cluster(&nodes).map_err(|e| {
+                Arc::new(RedisStore::open_cluster_tls(&nodes, &tls).map_err(|e| {
                     CacheError::Config(format!(
                         "invalid Redis Cluster node URL: {}",
                         e.kind_description()
@@ -351,6 +566,34 @@ impl Cache {
     }
 }
 
+impl CacheBuilder {
+    /// The TLS material, read and checked.
+    fn tls(&self) -> Result<RedisTls, CacheError> {
+        let mut tls = RedisTls::new();
+        if let Some(ca) = &self.tls_ca {
+            tls = tls.ca_cert(ca.read("CA certificate file (REDIS_CA_CERT)")?);
+        }
+        match (&self.tls_client_cert, &self.tls_client_key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.client_cert(
+                    cert.read("client certificate file (REDIS_CLIENT_CERT)")?,
+                    key.read("client key file (REDIS_CLIENT_KEY)")?,
+                );
+            }
+            (None, None) => {}
+            _ => {
+                return Err(CacheError::Config(
+                    "a client certificate needs both the certificate and its key \
+                     (REDIS_CLIENT_CERT and REDIS_CLIENT_KEY)"
+                        .into(),
+                ))
+            }
+        }
+        tls.check().map_err(CacheError::Config)?;
+        Ok(tls)
+    }
+}
+
 /// A short description of a URL parse error that cannot echo a password back.
 trait KindDescription {
     fn kind_description(&self) -> String;
@@ -390,6 +633,47 @@ mod tests {
         let memory = from(&[("ACTION_CACHE_PREFIX", "orders")]);
         assert!(matches!(memory.backend, Backend::Memory { .. }));
         assert_eq!(memory.build().unwrap().prefix(), "orders");
+    }
+
+    #[test]
+    fn the_environment_picks_sentinel_after_cluster_and_before_redis() {
+        let sentinel = from(&[
+            ("REDIS_SENTINEL_NODES", "redis://s1:26379, redis://s2:26379"),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+            ("REDIS_SENTINEL_MASTER_USERNAME", "cache"),
+            ("REDIS_SENTINEL_MASTER_PASSWORD", "hunter2"),
+            ("REDIS_URL", "redis://c:3"),
+        ]);
+        assert!(matches!(
+            &sentinel.backend,
+            Backend::RedisSentinel { nodes, master, auth: Some((Some(u), p)) }
+                if nodes == &["redis://s1:26379", "redis://s2:26379"]
+                    && master == "mymaster" && u == "cache" && p == "hunter2"
+        ));
+        assert!(!format!("{sentinel:?}").contains("hunter2"));
+        let no_master = from(&[("REDIS_SENTINEL_NODES", "redis://s1:26379")]);
+        let err = no_master.build().unwrap_err().to_string();
+        assert!(err.contains("REDIS_SENTINEL_MASTER"), "{err}");
+        let cluster = from(&[
+            ("REDIS_CLUSTER_NODES", "redis://a:1"),
+            ("REDIS_SENTINEL_NODES", "redis://s1:26379"),
+        ]);
+        assert!(matches!(cluster.backend, Backend::RedisCluster(_)));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let single = CacheBuilder::new().redis_url("rediss://cache:hunter2@db.example:6380/0");
+        let cluster = CacheBuilder::new().redis_cluster(["redis://:hunter2@a:7000"]);
+        for b in [single, cluster] {
+            let shown = format!("{b:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        let shown = format!(
+            "{:?}",
+            CacheBuilder::new().redis_url("rediss://cache:hunter2@db.example:6380/0")
+        );
+        assert!(shown.contains("db.example:6380"), "{shown}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod memory;
 pub mod redis;
 
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisTls};
 
 /// Messages received on a pub/sub channel; the stream ends when the subscription is lost.
 pub type Subscription = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;

@@ -13,6 +13,9 @@
 //! // The server is killed when `server` goes out of scope.
 //! ```
 
+pub mod sentinel;
+pub mod tls;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
