@@ -171,6 +171,41 @@ pub mod __private {
         unreachable!("cached_action: an inline-refresh function never spawns a background refresh")
     }
 
+    /// Finds out whether a value type is `Clone` where the type is concrete: `(&probe).cloner()`
+    /// resolves to [`ProbeClone`] when it is, else (by autoref) to [`ProbeNoClone`].
+    #[derive(Debug)]
+    pub struct CloneProbe<T>(std::marker::PhantomData<T>);
+
+    impl<T> CloneProbe<T> {
+        /// A probe for `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            CloneProbe(std::marker::PhantomData)
+        }
+    }
+
+    /// The probe's answer for a `Clone` type.
+    pub trait ProbeClone<T> {
+        /// `Some(T::clone)`.
+        fn cloner(&self) -> Option<fn(&T) -> T>;
+    }
+    impl<T: Clone> ProbeClone<T> for CloneProbe<T> {
+        fn cloner(&self) -> Option<fn(&T) -> T> {
+            Some(T::clone)
+        }
+    }
+
+    /// The probe's answer for any other type.
+    pub trait ProbeNoClone<T> {
+        /// `None`.
+        fn cloner(&self) -> Option<fn(&T) -> T>;
+    }
+    impl<T> ProbeNoClone<T> for &CloneProbe<T> {
+        fn cloner(&self) -> Option<fn(&T) -> T> {
+            None
+        }
+    }
+
     /// `get_or_load_with`, with bounds that explain themselves; a caller whose patience runs
     /// out runs the body itself (the function cannot return `LoadError::TimedOut`).
     pub async fn load_coalesced<T, E, L, LFut, R>(
@@ -179,6 +214,7 @@ pub mod __private {
         policy: &Policy,
         load: L,
         refresh: R,
+        clone_value: Option<fn(&T) -> T>,
     ) -> Result<T, LoadError<E>>
     where
         T: Cacheable,
@@ -187,10 +223,10 @@ pub mod __private {
         LFut: Future<Output = Result<T, E>>,
         R: FnOnce() -> RefreshFuture<T, E>,
     {
-        // Waiters decode the leader's entry; a value that cannot be stored faithfully is then
-        // loaded again by its waiters (the typed hand-over needs `T: Clone`, see `Cache`).
+        // Waiters get a clone of the leader's value when `T: Clone`, else a decode of its entry
+        // (then a value that cannot be stored faithfully is loaded again by its waiters).
         cache
-            .get_or_load_for_macro(key, policy, load, refresh, None)
+            .get_or_load_for_macro(key, policy, load, refresh, clone_value)
             .await
     }
 
@@ -201,6 +237,7 @@ pub mod __private {
         policy: &Policy,
         load: L,
         refresh: R,
+        _clone_value: Option<fn(&T) -> T>,
     ) -> Result<T, LoadError<E>>
     where
         T: Cacheable,

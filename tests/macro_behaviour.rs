@@ -495,3 +495,44 @@ async fn argument_names_do_not_clash_with_generated_code() {
         .unwrap();
     assert_eq!(clash(0.5, 1, 2, 3, 4).await, "planted");
 }
+
+/// A value JSON cannot carry faithfully (NaN is written as `null`): not stored, but every
+/// coalesced caller gets it from the one body call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unstorable_value_still_reaches_every_coalesced_caller() {
+    use action_cache::testing::until_coalesced;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Reading {
+        value: f64,
+    }
+
+    #[cached_action(fresh = 60, cache = CACHE.get().unwrap())]
+    async fn reading(id: u32) -> Result<Reading, String> {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        until_coalesced(CACHE.get().unwrap(), 49, std::time::Duration::from_secs(10)).await;
+        let _ = id;
+        Ok(Reading { value: f64::NAN })
+    }
+
+    let server = RedisServer::start();
+    CACHE.get_or_init(|| {
+        Cache::builder()
+            .redis_url(server.url())
+            .op_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap()
+    });
+    let tasks: Vec<_> = (0..50).map(|_| tokio::spawn(reading(1))).collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap().value.is_nan());
+    }
+    assert_eq!(
+        CALLS.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "every waiter ran the body"
+    );
+    assert_eq!(CACHE.get().unwrap().stats().unstorable_values, 1);
+}

@@ -986,8 +986,17 @@ pub(crate) fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream
         ReturnKind::Plain(_) | ReturnKind::Unknown => ret_sp,
     };
     let private_at_call = respan(private.clone(), call_span);
+    // `Some(T::clone)` when the value type is `Clone` (autoref specialization, resolved at the
+    // concrete type), so coalesced waiters get the leader's value even when it cannot be stored.
+    let clone_value = quote! {
+        {
+            #[allow(unused_imports)]
+            use #private::{ProbeClone as _, ProbeNoClone as _};
+            (&#private::CloneProbe::<#t_ty>::new()).cloner()
+        }
+    };
     let load_call = quote_spanned! {call_span=>
-        #private_at_call::#load_fn::<#t_ty, #e_ty, _, _, _>(__ac_cache, &__ac_key, &*__AC_POLICY, #loader, #refresh).await
+        #private_at_call::#load_fn::<#t_ty, #e_ty, _, _, _>(__ac_cache, &__ac_key, &*__AC_POLICY, #loader, #refresh, #clone_value).await
     };
 
     let key_fail = quote! {
