@@ -19,7 +19,7 @@ use crate::load::Share;
 use crate::near::Event;
 use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing};
-use crate::stats::{Counters, Stats};
+use crate::stats::Stats;
 
 /// A stale-while-revalidate cache over a [`Store`](crate::store::Store). Cheap to clone: clones share the store,
 /// the counters, the in-flight loads and the background refreshes.
@@ -108,6 +108,23 @@ impl Cache {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.engine.counters().snapshot()
+    }
+
+    /// The same counters for one key name (a `#[cached_action]` function's name, or the name
+    /// given to [`CacheKey::builder`]): `None` if no call used it yet. The first 1,000 names
+    /// are counted; calls of later ones count only in [`Cache::stats`].
+    pub fn stats_for(&self, name: &str) -> Option<Stats> {
+        self.inner
+            .engine
+            .stats_by_name()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+    }
+
+    /// The counters of every key name used so far, sorted by name (see [`Cache::stats_for`]).
+    pub fn stats_by_name(&self) -> Vec<(String, Stats)> {
+        self.inner.engine.stats_by_name()
     }
 
     /// Checks that the store answers within the operation timeout.
@@ -274,9 +291,9 @@ impl Cache {
             let now = s.clock().now_ms();
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
-                Counters::incr(&s.counters().fresh_hits);
+                s.count(key.name(), |c| &c.fresh_hits);
                 if from_near {
-                    Counters::incr(&s.counters().near_hits);
+                    s.count(key.name(), |c| &c.near_hits);
                 } else if let Some(near) = s.near() {
                     near.fill(
                         &full,
@@ -302,7 +319,7 @@ impl Cache {
                 return Ok(found.value);
             }
             if age < found.meta.stale {
-                Counters::incr(&s.counters().stale_hits);
+                s.count(key.name(), |c| &c.stale_hits);
                 tracing::debug!(key = %full, age_ms = age, "stale hit");
                 match policy.refresh_mode() {
                     RefreshMode::Background => {
@@ -320,7 +337,7 @@ impl Cache {
             }
         }
         if stale_value.is_none() {
-            Counters::incr(&s.counters().misses);
+            s.count(key.name(), |c| &c.misses);
             tracing::debug!(key = %full, "miss");
         }
         let loaded = match share {
@@ -544,18 +561,19 @@ impl Cache {
                 return;
             }
             if refreshing.running() >= s.settings().refresh_capacity {
-                Counters::incr(&s.counters().refreshes_dropped);
+                s.count(key.name(), |c| &c.refreshes_dropped);
                 tracing::warn!(key = %full, capacity = s.settings().refresh_capacity, "refresh dropped: too many in flight");
                 return;
             }
             refreshing.start(full.clone());
         }
-        Counters::incr(&s.counters().refreshes_started);
+        s.count(key.name(), |c| &c.refreshes_started);
         let job = crate::refresh::Job {
             engine: Arc::clone(s),
             refreshing: Arc::clone(&self.inner.refreshing),
             full,
             token,
+            name: key.name().to_string(),
             tag_keys: s.keys().tags(key),
             policy: policy.clone(),
             future: refresh(),

@@ -7,8 +7,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
@@ -30,6 +32,8 @@ pub(crate) struct Engine {
     clock: Arc<dyn Clock>,
     rng: Mutex<StdRng>,
     counters: Arc<Counters>,
+    /// The same counters per key name (function or route), for the first `MAX_NAMES` names.
+    by_name: RwLock<HashMap<String, Arc<Counters>>>,
     breaker: Breaker,
     flights: Arc<Flights>,
     /// The optional in-process tier.
@@ -66,6 +70,7 @@ impl Engine {
             clock,
             rng: Mutex::new(rng),
             counters: Arc::new(Counters::default()),
+            by_name: RwLock::new(HashMap::new()),
             breaker,
             flights: Arc::new(Flights::default()),
             near: near.map(Arc::new),
@@ -91,6 +96,38 @@ impl Engine {
 
     pub(crate) fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// Counts one event for the whole cache and for the key name `name`.
+    pub(crate) fn count(&self, name: &str, counter: fn(&Counters) -> &AtomicU64) {
+        Counters::incr(counter(&self.counters));
+        if let Some(named) = self.named(name) {
+            Counters::incr(counter(&named));
+        }
+    }
+
+    /// The counters of one key name, made on first use (up to `MAX_NAMES` names).
+    fn named(&self, name: &str) -> Option<Arc<Counters>> {
+        const MAX_NAMES: usize = 1_000;
+        {
+            let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = map.get(name) {
+                return Some(Arc::clone(c));
+            }
+            if map.len() >= MAX_NAMES {
+                return None;
+            }
+        }
+        let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        Some(Arc::clone(map.entry(name.to_string()).or_default()))
+    }
+
+    /// The counters of every key name seen, sorted by name.
+    pub(crate) fn stats_by_name(&self) -> Vec<(String, crate::stats::Stats)> {
+        let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = map.iter().map(|(n, c)| (n.clone(), c.snapshot())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub(crate) fn flights(&self) -> &Arc<Flights> {

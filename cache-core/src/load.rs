@@ -17,7 +17,6 @@ use crate::key::CacheKey;
 use crate::keyspace::{Keyspace, GENERATION_TTL};
 use crate::lock::{release_in_background, LockGuard};
 use crate::policy::Policy;
-use crate::stats::Counters;
 
 impl Engine {
     /// since the load began, or the value cannot be stored faithfully.
@@ -40,24 +39,24 @@ impl Engine {
             .store_op("generations", self.store().generations(&guard_keys))
             .await
             .ok();
-        Counters::incr(&self.counters().loads);
+        self.count(key.name(), |c| &c.loads);
         let started = Instant::now();
         let value = match load().await {
             Ok(v) => v,
             Err(e) => {
-                Counters::incr(&self.counters().load_errors);
+                self.count(key.name(), |c| &c.load_errors);
                 tracing::debug!(key = %full, error = ?e, "loader failed; not cached");
                 return Err(e);
             }
         };
         let elapsed = started.elapsed();
         let Some(bytes) = self.encoded(full, &value, policy, elapsed) else {
-            Counters::incr(&self.counters().unstorable_values);
+            self.count(key.name(), |c| &c.unstorable_values);
             return Ok(Loaded::new(value, Stored::No, None));
         };
         if let Err(e) = self.check_size(full, &bytes) {
             // Too large for the store, but still handed to this load's coalesced waiters.
-            Counters::incr(&self.counters().unstorable_values);
+            self.count(key.name(), |c| &c.unstorable_values);
             tracing::warn!(key = %full, error = %e, "value not cached");
             return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
         }
@@ -78,7 +77,7 @@ impl Engine {
                 Stored::Yes
             }
             Ok(false) => {
-                Counters::incr(&self.counters().superseded_loads);
+                self.count(key.name(), |c| &c.superseded_loads);
                 tracing::debug!(key = %full, "purged or replaced while loading; value not cached");
                 Stored::Superseded
             }
@@ -177,7 +176,7 @@ impl Engine {
                 }
                 Role::Waiter(slot) => {
                     if !counted {
-                        Counters::incr(&self.counters().coalesced_waits);
+                        self.count(key.name(), |c| &c.coalesced_waits);
                         counted = true;
                     }
                     let outcome = match tokio::time::timeout_at(deadline, flight::wait(slot)).await

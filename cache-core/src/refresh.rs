@@ -64,6 +64,8 @@ pub(crate) struct Job<T, E> {
     pub(crate) refreshing: Arc<Mutex<Refreshing>>,
     /// The entry's store key.
     pub(crate) full: String,
+    /// The key's name, for the per-name counters.
+    pub(crate) name: String,
     /// The write token of the entry that was read stale; the refresh replaces only that entry.
     pub(crate) token: Vec<u8>,
     pub(crate) tag_keys: Vec<String>,
@@ -76,6 +78,7 @@ struct Slot {
     engine: Arc<Engine>,
     refreshing: Arc<Mutex<Refreshing>>,
     full: String,
+    name: String,
     done: bool,
     /// The stale entry's write token, once the refresh replaced it or found it gone.
     dealt_with: Option<Vec<u8>>,
@@ -84,7 +87,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if !self.done && std::thread::panicking() {
-            Counters::incr(&self.engine.counters().refreshes_failed);
+            self.engine.count(&self.name, |c| &c.refreshes_failed);
             tracing::warn!(key = %self.full, "refresh panicked; keeping the old entry");
         }
         self.refreshing
@@ -116,10 +119,12 @@ where
             engine: Arc::clone(&shared),
             refreshing: Arc::clone(&self.refreshing),
             full: self.full.clone(),
+            name: self.name.clone(),
             done: false,
             dealt_with: None,
         };
         let token = self.token.clone();
+        let name = self.name.clone();
         let lock_key = Keyspace::lock(&self.full);
         let lock_token = format!("{:016x}", shared.random_token());
         let locked = shared
@@ -160,13 +165,13 @@ where
             slot.dealt_with = Some(token);
         }
         drop(slot);
-        let counter = match ended {
+        let counter: fn(&Counters) -> &std::sync::atomic::AtomicU64 = match ended {
             Ended::Elsewhere => return,
-            Ended::Succeeded => &shared.counters().refreshes_succeeded,
-            Ended::Failed => &shared.counters().refreshes_failed,
-            Ended::Discarded => &shared.counters().refreshes_discarded,
+            Ended::Succeeded => |c| &c.refreshes_succeeded,
+            Ended::Failed => |c| &c.refreshes_failed,
+            Ended::Discarded => |c| &c.refreshes_discarded,
         };
-        Counters::incr(counter);
+        shared.count(&name, counter);
     }
 
     /// Runs the loader (bounded) and replaces the entry only if it is still the one read stale.
@@ -175,6 +180,7 @@ where
             engine: shared,
             refreshing: _,
             full,
+            name,
             token,
             tag_keys,
             policy,
@@ -196,7 +202,7 @@ where
         let bytes = match shared.encode(&full, &value, &policy, delta) {
             Ok(bytes) => bytes,
             Err(e) => {
-                Counters::incr(&shared.counters().unstorable_values);
+                shared.count(&name, |c| &c.unstorable_values);
                 tracing::warn!(key = %full, error = %e, "refreshed value not cached");
                 return Ended::Failed;
             }
