@@ -378,7 +378,7 @@ impl Cache {
         s.bump(Keyspace::generation(&full)).await?;
         s.store_op("set", s.store().set(&full, &bytes, ttl, &tags))
             .await?;
-        s.written(&full, &bytes, &tags).await;
+        s.written(&full, &bytes, &tags).await?;
         Ok(())
     }
 
@@ -433,7 +433,7 @@ impl Cache {
             .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
         let stored = s.store_op("set", op).await?;
         if stored {
-            s.written(&full, &bytes, &tags).await;
+            s.written(&full, &bytes, &tags).await?;
         }
         Ok(stored)
     }
@@ -450,7 +450,7 @@ impl Cache {
         // First the generation, so that a load in flight does not store its pre-purge value.
         s.bump(Keyspace::generation(&full)).await?;
         let existed = s.store_op("delete", s.store().delete(&full)).await?;
-        s.purged(Event::Key(&full)).await;
+        s.purged(Event::Key(&full)).await?;
         Ok(existed)
     }
 
@@ -469,7 +469,7 @@ impl Cache {
         let n = s
             .store_op("delete_tagged", s.store().delete_tagged(&tag_key))
             .await?;
-        s.purged(Event::Tag(&tag_key)).await;
+        s.purged(Event::Tag(&tag_key)).await?;
         Ok(n)
     }
 
@@ -499,7 +499,7 @@ impl Cache {
                 .into())
             }
         };
-        s.purged(Event::Prefix(&pattern)).await;
+        s.purged(Event::Prefix(&pattern)).await?;
         Ok(n)
     }
 

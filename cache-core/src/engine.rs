@@ -334,8 +334,18 @@ impl Engine {
     }
 
     /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
-    pub(crate) async fn written(&self, full: &str, bytes: &[u8], tag_keys: &[String]) {
-        let Some(near) = &self.near else { return };
+    ///
+    /// Returns the announcement's failure: until other processes hear it, their near caches
+    /// may answer with what they hold, so a put or purge must not be acknowledged as done.
+    pub(crate) async fn written(
+        &self,
+        full: &str,
+        bytes: &[u8],
+        tag_keys: &[String],
+    ) -> Result<(), StoreError> {
+        let Some(near) = &self.near else {
+            return Ok(());
+        };
         if let Some(meta) = entry::meta(bytes) {
             near.fill(
                 full,
@@ -347,21 +357,23 @@ impl Engine {
             )
             .await;
         }
-        self.publish(near, Event::Key(full)).await;
+        self.publish(near, Event::Key(full)).await
     }
 
-    /// After this process purged entries: drop them here and in every other process.
-    pub(crate) async fn purged(&self, event: Event<'_>) {
-        let Some(near) = &self.near else { return };
+    /// After this process purged entries: drop them here and in every other process. Returns
+    /// the announcement's failure (see [`Engine::written`]).
+    pub(crate) async fn purged(&self, event: Event<'_>) -> Result<(), StoreError> {
+        let Some(near) = &self.near else {
+            return Ok(());
+        };
         near.forget(event).await;
-        self.publish(near, event).await;
+        self.publish(near, event).await
     }
 
-    async fn publish(&self, near: &Near, event: Event<'_>) {
+    async fn publish(&self, near: &Near, event: Event<'_>) -> Result<(), StoreError> {
         let message = near.message(event);
-        let _ = self
-            .store_op("publish", self.store.publish(near.channel(), &message))
-            .await;
+        self.store_op("publish", self.store.publish(near.channel(), &message))
+            .await
     }
 
     pub(crate) fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {

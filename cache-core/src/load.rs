@@ -73,7 +73,9 @@ impl Engine {
         // A failed write was counted and logged by `store_op`; the caller still gets its value.
         let stored = match self.store_op("set", op).await {
             Ok(true) => {
-                self.written(full, &bytes, &tag_keys).await;
+                // A lost announcement costs nothing here: no other process holds a fresh copy of
+                // an entry that was missing, and a later purge announces again.
+                let _ = self.written(full, &bytes, &tag_keys).await;
                 Stored::Yes
             }
             Ok(false) => {

@@ -213,7 +213,9 @@ where
             .replace_if(&full, &token, &bytes, ttl, &tag_keys);
         match shared.store_op("replace_if", op).await {
             Ok(true) => {
-                shared.written(&full, &bytes, &tag_keys).await;
+                // Other near caches may keep the value this refresh replaced until its fresh
+                // window ends: still a value no purge removed.
+                let _ = shared.written(&full, &bytes, &tag_keys).await;
                 tracing::debug!(key = %full, "refreshed");
                 Ended::Succeeded
             }

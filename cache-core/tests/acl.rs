@@ -200,3 +200,27 @@ async fn a_user_without_write_permissions_is_reported_once_and_fails_open() {
     );
     assert!(!text.contains(PASSWORD), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_whose_near_cache_announcement_fails_is_not_acknowledged() {
+    let server = RedisServer::start();
+    // Everything the cache needs except PUBLISH: the delete lands, the announcement cannot.
+    let rules: Vec<&str> = DOCUMENTED
+        .iter()
+        .copied()
+        .filter(|r| *r != "+publish")
+        .collect();
+    let url = user(&server, "nopublish", &rules);
+    let cache = Cache::builder()
+        .redis_url(url)
+        .op_timeout(Duration::from_secs(2))
+        .near_cache(100)
+        .build()
+        .unwrap();
+    assert!(
+        cache.invalidate(&key(1)).await.is_err(),
+        "a purge other near caches never heard of was acknowledged"
+    );
+    assert!(cache.invalidate_tag("acl-tag").await.is_err());
+    assert!(cache.put(&key(2), &policy(), "v").await.is_err());
+}
