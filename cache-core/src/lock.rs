@@ -55,10 +55,13 @@ impl LockGuard {
             renewal.abort();
         }
         if let Some((key, token)) = self.held.take() {
-            let _ = self
-                .engine
-                .store_op("unlock", self.engine.store().unlock(&key, &token))
-                .await;
+            let unlock = self.engine.store().unlock(&key, &token);
+            if self.engine.store_op("unlock", unlock).await.is_err() {
+                // Skipped by the open breaker, or timed out: the lock would stay until its TTL
+                // and every other process's miss of the key would wait that long. Release it
+                // past the breaker as soon as the store answers again.
+                release_in_background(&self.engine, key, token);
+            }
         }
     }
 }
