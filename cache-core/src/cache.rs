@@ -114,12 +114,7 @@ impl Cache {
     /// given to [`CacheKey::builder`]): `None` if no call used it yet. The first 1,000 names
     /// are counted; calls of later ones count only in [`Cache::stats`].
     pub fn stats_for(&self, name: &str) -> Option<Stats> {
-        self.inner
-            .engine
-            .stats_by_name()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s)
+        self.inner.engine.stats_for(name)
     }
 
     /// The counters of every key name used so far, sorted by name (see [`Cache::stats_for`]).

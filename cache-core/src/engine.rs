@@ -118,6 +118,12 @@ impl Engine {
         Counters::incr(counter(map.entry(name.to_string()).or_default()));
     }
 
+    /// The counters of one key name, if it was counted.
+    pub(crate) fn stats_for(&self, name: &str) -> Option<crate::stats::Stats> {
+        let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map(Counters::snapshot)
+    }
+
     /// The counters of every key name seen, sorted by name.
     pub(crate) fn stats_by_name(&self) -> Vec<(String, crate::stats::Stats)> {
         let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
