@@ -9,7 +9,7 @@ mod support;
 
 use std::hint::black_box;
 
-use action_cache::testing::RedisServer;
+use action_cache_testing::RedisServer;
 use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 use support::{RawRedis, ORDERS};

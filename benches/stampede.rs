@@ -12,8 +12,8 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use action_cache::testing::RedisServer;
 use action_cache::Cache;
+use action_cache_testing::RedisServer;
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 /// Loader calls of every stampede run in one case: `(runs, total calls, most calls in a run)`.

@@ -11,7 +11,7 @@ mod support;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use action_cache::testing::RedisServer;
+use action_cache_testing::RedisServer;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use support::{RawRedis, ORDERS};
 

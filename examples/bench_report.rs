@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use action_cache::testing::RedisServer;
+use action_cache_testing::RedisServer;
 use support::{RawRedis, ORDERS};
 
 /// Timed calls per latency figure (after as many untimed ones).

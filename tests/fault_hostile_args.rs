@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache, KeyBuilder};
+use action_cache_testing::RedisServer;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const LOADED: Duration = Duration::from_secs(2);

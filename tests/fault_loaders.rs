@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use action_cache::testing::{bounded, eventually, until_coalesced, RedisServer};
 use action_cache::{cached_action, Cache, ManualClock};
+use action_cache_testing::{bounded, eventually, until_coalesced, RedisServer};
 
 /// Bounds every test: a hang fails the test instead of blocking CI.
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use action_cache::testing::{bounded, RedisServer};
 use action_cache::{cached_action, Cache, CacheError};
+use action_cache_testing::{bounded, RedisServer};
 
 /// Bounds every test: a hang fails the test instead of blocking CI.
 const DEADLINE: Duration = Duration::from_secs(60);

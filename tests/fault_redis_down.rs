@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use action_cache::testing::{eventually, RedisServer};
 use action_cache::{cached_action, Cache};
+use action_cache_testing::{eventually, RedisServer};
 
 /// Bounds the whole test: a hang fails it instead of blocking CI.
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use action_cache::testing::{eventually, RedisServer};
 use action_cache::{cached_action, Cache};
+use action_cache_testing::{eventually, RedisServer};
 
 /// Bounds every test: a hang fails the test instead of blocking CI.
 const DEADLINE: Duration = Duration::from_secs(30);

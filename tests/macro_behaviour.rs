@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache, ManualClock};
+use action_cache_testing::RedisServer;
 use serde::{Deserialize, Serialize};
 
 thread_local! {
@@ -45,7 +45,7 @@ fn harness() -> Harness {
 
 /// Polls until `done()` or a 5 s deadline, yielding to spawned refreshes in between.
 async fn eventually(what: &str, done: impl FnMut() -> bool) {
-    action_cache::testing::eventually(what, Duration::from_secs(5), done).await;
+    action_cache_testing::eventually(what, Duration::from_secs(5), done).await;
 }
 
 fn count(c: &AtomicUsize) -> usize {
@@ -500,7 +500,7 @@ async fn argument_names_do_not_clash_with_generated_code() {
 /// coalesced caller gets it from the one body call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unstorable_value_still_reaches_every_coalesced_caller() {
-    use action_cache::testing::until_coalesced;
+    use action_cache_testing::until_coalesced;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache, ManualClock};
+use action_cache_testing::RedisServer;
 use serde::Serialize;
 
 thread_local! {
@@ -46,7 +46,7 @@ fn harness() -> Harness {
 impl Harness {
     /// Waits until `refreshes` background refreshes have stored their values.
     async fn refreshed(&self, refreshes: u64) {
-        action_cache::testing::eventually("refresh stored", Duration::from_secs(5), || {
+        action_cache_testing::eventually("refresh stored", Duration::from_secs(5), || {
             self.cache.stats().refreshes_succeeded == refreshes
         })
         .await;

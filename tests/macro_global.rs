@@ -2,8 +2,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache};
+use action_cache_testing::RedisServer;
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 

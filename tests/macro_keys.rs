@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache, CacheKey};
+use action_cache_testing::RedisServer;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

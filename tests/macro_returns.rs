@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use action_cache::testing::RedisServer;
 use action_cache::{cached_action, Cache};
+use action_cache_testing::RedisServer;
 use serde::{Deserialize, Serialize};
 
 thread_local! {
@@ -258,7 +258,7 @@ async fn a_failed_background_refresh_through_an_alias_keeps_the_value() {
     FAIL.store(true, Ordering::SeqCst);
     clock.advance(Duration::from_secs(11));
     assert_eq!(order(1).await.unwrap().load, 0, "stale hit");
-    action_cache::testing::eventually("the refresh fails", Duration::from_secs(5), || {
+    action_cache_testing::eventually("the refresh fails", Duration::from_secs(5), || {
         c.stats().refreshes_failed == 1
     })
     .await;

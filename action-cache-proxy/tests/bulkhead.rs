@@ -4,7 +4,7 @@
 
 mod support;
 
-use action_cache::testing::eventually;
+use action_cache_testing::eventually;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

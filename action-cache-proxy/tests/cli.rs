@@ -3,7 +3,7 @@
 
 mod support;
 
-use action_cache::testing::{free_port, RedisServer};
+use action_cache_testing::{free_port, RedisServer};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 
 mod support;
 
-use action_cache::testing::eventually;
+use action_cache_testing::eventually;
 use std::time::Duration;
 use support::start;
 

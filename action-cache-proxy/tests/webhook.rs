@@ -66,7 +66,7 @@ async fn a_soft_purge_serves_the_old_copy_once_more_and_refreshes_it() {
     let stale = p.get("/accounts/42", &[]).await;
     assert_eq!(stale.cache(), "STALE");
     assert_eq!(stale.body, first.body);
-    action_cache::testing::eventually("the refresh", Duration::from_secs(10), || {
+    action_cache_testing::eventually("the refresh", Duration::from_secs(10), || {
         p.upstream.calls() == 2
     })
     .await;

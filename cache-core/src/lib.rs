@@ -83,8 +83,6 @@ pub mod returns;
 mod settings;
 mod stats;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use builder::CacheBuilder;
 pub use cache::{Cache, PurgeMark};

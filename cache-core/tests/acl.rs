@@ -2,8 +2,8 @@
 //! permissions README lists works; a wrong password or a missing permission is reported once,
 //! clearly, never with the password, while callers keep getting their values (fail-open).
 
-use action_cache_core::testing::RedisServer;
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::RedisServer;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,12 +136,8 @@ async fn a_user_with_the_documented_permissions_caches_and_purges() {
     cache.ping().await.unwrap();
     assert_eq!(cache.stats().store_errors, 0, "{:?}", cache.stats());
     let subscribed = || logs.text().contains("near cache subscribed");
-    action_cache_core::testing::eventually(
-        "near cache subscribed",
-        Duration::from_secs(10),
-        subscribed,
-    )
-    .await;
+    action_cache_testing::eventually("near cache subscribed", Duration::from_secs(10), subscribed)
+        .await;
     let text = logs.text();
     assert!(
         !text.contains("NOPERM") && !text.contains("NoPerm"),

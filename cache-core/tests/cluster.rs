@@ -1,8 +1,8 @@
 //! The engine on a real Redis Cluster: windows, coalescing, tags across slots, prefix
 //! invalidation across masters, and a master failover under load.
 
-use action_cache_core::testing::{eventually, RedisCluster};
 use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_testing::{eventually, RedisCluster};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

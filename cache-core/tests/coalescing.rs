@@ -2,8 +2,8 @@
 //! fails, panics, is abandoned or never returns. Real Redis throughout.
 
 use action_cache_core::store::{RedisStore, Store};
-use action_cache_core::testing::{eventually, until_coalesced, RedisServer};
 use action_cache_core::{Cache, CacheKey, LoadError, Policy, StoreError};
+use action_cache_testing::{eventually, until_coalesced, RedisServer};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! Redis down, restarted, or holding garbage: callers keep getting correct values (fail-open),
 //! and the cache resumes on its own.
 
-use action_cache_core::testing::{eventually, RedisServer};
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::{eventually, RedisServer};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -81,7 +81,7 @@ async fn redis_stopped_then_restarted_keeps_values_correct_and_resumes() {
 
 #[tokio::test]
 async fn a_cache_built_while_redis_is_down_works_and_connects_later() {
-    let port = action_cache_core::testing::free_port();
+    let port = action_cache_testing::free_port();
     let cache = Cache::builder()
         .redis_url(format!("redis://127.0.0.1:{port}/"))
         .circuit_breaker(2, Duration::from_millis(100))

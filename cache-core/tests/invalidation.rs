@@ -1,7 +1,7 @@
 //! Invalidation by key, by tag across functions, and by prefix, against a real Redis.
 
-use action_cache_core::testing::RedisServer;
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::RedisServer;
 use std::time::Duration;
 
 fn key(name: &str, id: u32, tags: &[&str]) -> CacheKey {

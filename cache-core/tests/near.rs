@@ -1,8 +1,8 @@
 //! The near cache in front of a real Redis: hits without round trips, coherence between two
 //! caches (two processes) through pub/sub, and distrust when the subscription is lost.
 
-use action_cache_core::testing::{eventually, RedisServer};
 use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_testing::{eventually, RedisServer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

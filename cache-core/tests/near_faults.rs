@@ -2,8 +2,8 @@
 //! connection killed, clients paused; and the measured bound on how long an acknowledged
 //! invalidation takes to reach another process's near cache.
 
-use action_cache_core::testing::{eventually, RedisServer};
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::{eventually, RedisServer};
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(10);

@@ -3,8 +3,8 @@
 //! or another, and ended after it, hands its value to its own caller but does not store it.
 //! Real Redis throughout; "another process" is a second `Cache` value sharing nothing in process.
 
-use action_cache_core::testing::{bounded, RedisServer};
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::{bounded, RedisServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,7 +193,7 @@ async fn a_caller_that_joins_a_load_after_a_purge_gets_post_purge_data() {
         let (a, k) = (a.clone(), k.clone());
         tokio::spawn(async move { next_read(&a, &k).await })
     };
-    action_cache_core::testing::until_coalesced(&a, 1, DEADLINE).await;
+    action_cache_testing::until_coalesced(&a, 1, DEADLINE).await;
     release.notify_one();
     assert_eq!(
         bounded("the slow load", DEADLINE, load).await.unwrap(),

@@ -1,8 +1,8 @@
 //! Background refresh: one per key, bounded, stopped with the cache, and never resurrecting an
 //! entry that was invalidated or replaced while it ran. Real Redis, manual clock.
 
-use action_cache_core::testing::{eventually, RedisServer};
 use action_cache_core::{Cache, CacheKey, ManualClock, Policy, RefreshMode, StoreError};
+use action_cache_testing::{eventually, RedisServer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

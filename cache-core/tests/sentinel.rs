@@ -2,8 +2,8 @@
 //! master is killed under load: callers see no error and no wrong value (fail-open), and caching
 //! resumes on the promoted replica without a restart.
 
-use action_cache_core::testing::sentinel::SentinelDeployment;
 use action_cache_core::{Cache, CacheBuilder, CacheKey, Policy};
+use action_cache_testing::sentinel::SentinelDeployment;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! Also: values that cannot be stored still reach every coalesced waiter from one load.
 //! Real Redis throughout; several `Cache` values stand for several processes.
 
-use action_cache_core::testing::{bounded, until_coalesced, RedisServer};
 use action_cache_core::{Cache, CacheKey, LoadError, Policy};
+use action_cache_testing::{bounded, until_coalesced, RedisServer};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

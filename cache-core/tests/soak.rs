@@ -6,8 +6,8 @@
 //! 20 s by default (inside CI's budget); `ACTION_CACHE_SOAK_SECS` runs it longer and
 //! `ACTION_CACHE_SOAK_SEED` replays a run's fault schedule.
 
-use action_cache_core::testing::{bounded, RedisServer};
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::{bounded, RedisServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,8 +2,8 @@
 //! made at test time: a private CA, mutual TLS, and a wrong CA refused clearly while callers
 //! keep getting their values (fail-open).
 
-use action_cache_core::testing::tls::{TestCerts, TlsRedisServer};
 use action_cache_core::{Cache, CacheBuilder, CacheKey, Policy};
+use action_cache_testing::tls::{TestCerts, TlsRedisServer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

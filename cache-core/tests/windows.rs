@@ -1,8 +1,8 @@
 //! Fresh, stale and miss windows, jitter and write-through, against a real Redis with a manual
 //! clock.
 
-use action_cache_core::testing::{eventually, RedisServer};
 use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_testing::{eventually, RedisServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -59,11 +59,13 @@ impl FakeCrm {
     }
 
     /// How many account reads reached the fake.
+    #[cfg_attr(not(test), allow(dead_code))] // the example's tests count and switch
     pub(crate) fn calls(&self) -> usize {
         self.shared.calls.load(Ordering::SeqCst)
     }
 
     /// Makes every call fail with 503 (`true`) or succeed again (`false`).
+    #[cfg_attr(not(test), allow(dead_code))] // the example's tests count and switch
     pub(crate) fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
     }

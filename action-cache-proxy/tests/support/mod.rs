@@ -4,9 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use action_cache::testing::RedisServer;
 use action_cache::{Cache, ManualClock};
 use action_cache_proxy::{Config, Proxy};
+use action_cache_testing::RedisServer;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

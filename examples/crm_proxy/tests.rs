@@ -2,17 +2,12 @@
 //! HTTP, on a real Redis, against its built-in fake CRM (which counts the calls that reach it).
 //! Time is a manual clock, so windows are exact.
 
-// The binary's settings and signal handling are not used here; the service is.
-#[allow(dead_code)]
-#[path = "../examples/crm_proxy/mod.rs"]
-mod proxy;
-
-use action_cache::testing::{eventually, free_port, RedisServer};
+use super::fake_crm::FakeCrm;
+use super::settings::{config, Settings};
 use action_cache::{Cache, ManualClock};
 use action_cache_proxy::Proxy;
+use action_cache_testing::{eventually, free_port, RedisServer};
 use hmac::{Hmac, Mac};
-use proxy::fake_crm::FakeCrm;
-use proxy::settings::{config, Settings};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -1,12 +1,18 @@
-//! A real `redis-server` for tests, started on a free port and killed on drop.
+//! Real Redis processes for action-cache's tests: a `redis-server` started on a free port and
+//! killed on drop, a Redis Cluster ([`RedisCluster`]), a TLS server with certificates made at
+//! test time ([`tls`]) and a Sentinel deployment ([`sentinel`]), plus the polling helpers tests
+//! wait with ([`eventually`], [`bounded`], [`until_coalesced`]).
 //!
-//! Only with the `testing` feature. Every test that needs Redis starts its own server through
-//! [`RedisServer`], so tests are hermetic and run in parallel: the port comes from binding
-//! `127.0.0.1:0`, readiness is polled (connect, then `PING`) with a cap, every panic message
-//! carries the server's log, and `Drop` kills the process and waits for it.
+//! A `publish = false` crate of the workspace, used as a dev-dependency only. Every test that
+//! needs Redis starts its own server through [`RedisServer`], so tests are hermetic and run in
+//! parallel: the port comes from binding `127.0.0.1:0`, readiness is polled (connect, then
+//! `PING`) with a cap, every panic message carries the server's log, and `Drop` kills the
+//! process and waits for it. (The `redis-test` crate offers a server and a cluster too, but
+//! neither a restart nor `redis-cli`, TLS with generated certificates or Sentinel, which the
+//! fault, TLS and failover suites need.)
 //!
 //! ```no_run
-//! use action_cache_core::testing::RedisServer;
+//! use action_cache_testing::RedisServer;
 //!
 //! let server = RedisServer::start();
 //! println!("talk to {}", server.url());
@@ -192,7 +198,7 @@ impl Drop for RedisServer {
 /// A Redis Cluster of real `redis-server` processes, torn down on drop.
 ///
 /// ```no_run
-/// use action_cache_core::testing::RedisCluster;
+/// use action_cache_testing::RedisCluster;
 ///
 /// let cluster = RedisCluster::start(3, 0); // three masters, no replicas
 /// println!("seed nodes: {:?}", cluster.seed_urls());
@@ -379,7 +385,7 @@ pub async fn bounded<F: std::future::Future>(
 /// # Panics
 ///
 /// When fewer than `n` callers are waiting by the deadline.
-pub async fn until_coalesced(cache: &crate::Cache, n: u64, deadline: Duration) {
+pub async fn until_coalesced(cache: &action_cache_core::Cache, n: u64, deadline: Duration) {
     let what = format!("{n} coalesced waiters");
     eventually(&what, deadline, || cache.stats().coalesced_waits >= n).await;
 }

@@ -501,3 +501,7 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+// Run by `cargo test` (`test = true` for this example in Cargo.toml).
+#[cfg(test)]
+mod tests;

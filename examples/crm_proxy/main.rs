@@ -18,15 +18,16 @@
 //! CRM, routes and upstreams, run the crate's binary with a configuration file instead:
 //! `cargo run -p action-cache-proxy -- serve --config proxy.toml`.
 
-// The fake CRM's switches are used by tests/example_crm_proxy.rs.
-#[allow(dead_code)]
-#[path = "crm_proxy/mod.rs"]
-mod proxy;
+mod fake_crm;
+mod settings;
+// Run by `cargo test` (`test = true` for this example in Cargo.toml).
+#[cfg(test)]
+mod tests;
 
 use action_cache_proxy::Proxy;
 use clap::Parser;
-use proxy::fake_crm::FakeCrm;
-use proxy::settings::{self, Settings};
+use fake_crm::FakeCrm;
+use settings::Settings;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! `rcgen`, and a `redis-server` that speaks TLS with them.
 //!
 //! ```no_run
-//! use action_cache_core::testing::tls::{TestCerts, TlsRedisServer};
+//! use action_cache_testing::tls::{TestCerts, TlsRedisServer};
 //!
 //! let certs = TestCerts::generate();
 //! let server = TlsRedisServer::start(&certs, true); // mutual TLS: clients need a certificate

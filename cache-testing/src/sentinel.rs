@@ -2,7 +2,7 @@
 //! `redis-server --sentinel` processes watching them, torn down on drop.
 //!
 //! ```no_run
-//! use action_cache_core::testing::sentinel::SentinelDeployment;
+//! use action_cache_testing::sentinel::SentinelDeployment;
 //!
 //! let mut deployment = SentinelDeployment::start();
 //! println!("sentinels {:?} watch {}", deployment.sentinel_urls(), SentinelDeployment::MASTER);

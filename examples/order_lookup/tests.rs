@@ -1,16 +1,11 @@
-//! `examples/order_lookup.rs` run in-process: its report, embedded (fake Genesys, memory), on a
-//! real Redis, fail-open on an unreachable one, and one clear line for bad configuration.
+//! The example run in-process: its report, embedded (fake Genesys, memory), on a real Redis,
+//! fail-open on an unreachable one, and one clear line for bad configuration.
 
-// `main` and its argument parsing are the binary's; the test calls `run` directly.
-#[allow(dead_code)]
-#[path = "../examples/order_lookup.rs"]
-mod order_lookup;
-
+use super::{run, Args, Setup};
 use action_cache::genesys::fake::FakeGenesys;
 use action_cache::genesys::ClientSecret;
-use action_cache::testing::{free_port, RedisServer};
 use action_cache::ManualClock;
-use order_lookup::{run, Args, Setup};
+use action_cache_testing::{free_port, RedisServer};
 use std::time::Duration;
 
 fn args(redis_url: Option<String>) -> Args {
