@@ -19,7 +19,7 @@ use crate::load::Share;
 use crate::near::Event;
 use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing};
-use crate::stats::Stats;
+use crate::stats::{InFlight, Stats};
 
 /// A stale-while-revalidate cache over a [`Store`](crate::store::Store). Cheap to clone: clones share the store,
 /// the counters, the in-flight loads and the background refreshes.
@@ -95,7 +95,26 @@ impl Cache {
         self.inner.engine.keys().prefix()
     }
 
-    /// The policy given to the builder (fresh 300 s, stale 900 s unless changed).
+    /// The policy given to [`CacheBuilder::default_policy`](crate::CacheBuilder::default_policy)
+    /// (fresh 300 s, stale 900 s unless changed): one place to set the windows that direct
+    /// callers of [`Cache::get_or_load`] share.
+    ///
+    /// ```
+    /// use action_cache_core::{Cache, CacheKey, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::builder()
+    ///     .default_policy(Policy::builder().fresh(Duration::from_secs(60)).build()?)
+    ///     .build()?;
+    /// let key = CacheKey::builder("crm.account").build();
+    /// let name: String = cache
+    ///     .get_or_load(&key, cache.default_policy(), || async { Ok::<_, String>("Ada".into()) })
+    ///     .await?;
+    /// assert_eq!((name.as_str(), cache.default_policy().stale()), ("Ada", Duration::from_secs(60)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub fn default_policy(&self) -> &Policy {
         &self.inner.default_policy
     }
@@ -103,6 +122,22 @@ impl Cache {
     /// The store key of `key` in this cache: `{prefix}:{name}:{digest}`.
     pub fn full_key(&self, key: &CacheKey) -> String {
         self.inner.engine.keys().entry(key)
+    }
+
+    /// What runs in this cache now: loads, shared reads and background refreshes. Once every
+    /// call has returned and every refresh ended, all three are 0.
+    pub fn in_flight(&self) -> InFlight {
+        let refreshes = self
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .running();
+        InFlight {
+            loads: self.inner.engine.flights().len(),
+            reads: self.inner.engine.reads_in_flight(),
+            refreshes,
+        }
     }
 
     /// A snapshot of the counters.

@@ -136,6 +136,11 @@ impl Engine {
         &self.flights
     }
 
+    /// The shared store reads in flight now (none for an in-process store).
+    pub(crate) fn reads_in_flight(&self) -> usize {
+        self.reads.as_ref().map_or(0, ReadFlights::len)
+    }
+
     /// Whether the store is in this process (its reads never wait on I/O).
     pub(crate) fn in_process(&self) -> bool {
         self.reads.is_none()

@@ -81,9 +81,9 @@ impl Flights {
         }
     }
 
-    #[cfg(test)]
+    /// The loads in flight now.
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap().len()
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -203,6 +203,11 @@ pub(crate) enum ReadRole<'a> {
 }
 
 impl ReadFlights {
+    /// The shared reads in flight now.
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub(crate) fn join(&self, key: &str) -> ReadRole<'_> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = map.get(key) {

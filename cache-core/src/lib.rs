@@ -88,8 +88,11 @@ pub use builder::CacheBuilder;
 pub use cache::{Cache, PurgeMark};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
-pub use global::{global, global_or_warn, set_global};
+/// For the code `#[cached_action]` generates (through `action_cache::__private`); not an API.
+#[doc(hidden)]
+pub use global::global_or_warn;
+pub use global::{global, set_global};
 pub use key::{CacheKey, KeyBuilder};
 pub use policy::{Policy, PolicyBuilder, RefreshMode};
 pub use refresh::RefreshFuture;
-pub use stats::Stats;
+pub use stats::{InFlight, Stats};

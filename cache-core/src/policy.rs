@@ -56,9 +56,20 @@ impl Policy {
     }
 
     /// Starts a policy; defaults: fresh 300 s, stale 900 s, jitter 0.1, background refresh, no
-    /// early refresh.
+    /// early refresh. As in `#[cached_action]`, a `stale` left unset defaults to `fresh` once
+    /// `fresh` is set (no stale window); only the untouched defaults pair 300 s with 900 s.
+    ///
+    /// ```
+    /// use action_cache_core::Policy;
+    /// use std::time::Duration;
+    ///
+    /// let p = Policy::builder().fresh(Duration::from_secs(1200)).build().unwrap();
+    /// assert_eq!(p.stale(), Duration::from_secs(1200));
+    /// assert_eq!(Policy::builder().build().unwrap().stale(), Duration::from_secs(900));
+    /// ```
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
+            stale_set: false,
             policy: Policy {
                 fresh: Duration::from_secs(300),
                 stale: Duration::from_secs(900),
@@ -114,18 +125,26 @@ impl Default for Policy {
 #[derive(Debug, Clone)]
 pub struct PolicyBuilder {
     policy: Policy,
+    /// Whether `stale` was given; when not, setting `fresh` moves `stale` along with it.
+    stale_set: bool,
 }
 
 impl PolicyBuilder {
-    /// How long an entry is served without any refresh.
+    /// How long an entry is served without any refresh. Also sets `stale` to the same value
+    /// unless [`PolicyBuilder::stale`] is (or was) given.
     pub fn fresh(mut self, fresh: Duration) -> Self {
         self.policy.fresh = fresh;
+        if !self.stale_set {
+            self.policy.stale = fresh;
+        }
         self
     }
 
-    /// How long (from when it was cached) an entry may still be served while it is refreshed.
+    /// How long (from when it was cached) an entry may still be served while it is refreshed;
+    /// not shorter than `fresh`. Defaults to `fresh` once `fresh` is set.
     pub fn stale(mut self, stale: Duration) -> Self {
         self.policy.stale = stale;
+        self.stale_set = true;
         self
     }
 
@@ -184,6 +203,24 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn stale_follows_fresh_unless_given_in_either_order() {
+        let secs = Duration::from_secs;
+        let only_fresh = Policy::builder().fresh(secs(1200)).build().unwrap();
+        assert_eq!(
+            (only_fresh.fresh(), only_fresh.stale()),
+            (secs(1200), secs(1200))
+        );
+        let stale_first = Policy::builder().stale(secs(600)).fresh(secs(60)).build();
+        assert_eq!(stale_first.unwrap().stale(), secs(600));
+        let untouched = Policy::builder().build().unwrap();
+        assert_eq!(
+            (untouched.fresh(), untouched.stale()),
+            (secs(300), secs(900))
+        );
+        assert_eq!(Policy::default().stale(), secs(900));
     }
 
     #[test]

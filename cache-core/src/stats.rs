@@ -1,4 +1,4 @@
-//! Counters of what the cache did, and their snapshot.
+//! Counters of what the cache did, their snapshot, and the gauge of what runs now.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,4 +68,17 @@ impl Counters {
     pub(crate) fn incr(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// What one cache (all its clones) has in flight right now: a gauge for health checks and
+/// metrics, and the way tests check that nothing is left behind once calls end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct InFlight {
+    /// Loads under way: misses whose loader (or whose wait on another process's lock) runs.
+    pub loads: usize,
+    /// Store reads shared by concurrent readers of one key.
+    pub reads: usize,
+    /// Background refreshes running.
+    pub refreshes: usize,
 }

@@ -6,8 +6,8 @@
 //! 20 s by default (inside CI's budget); `ACTION_CACHE_SOAK_SECS` runs it longer and
 //! `ACTION_CACHE_SOAK_SEED` replays a run's fault schedule.
 
-use action_cache_core::{Cache, CacheKey, Policy};
-use action_cache_testing::{bounded, RedisServer};
+use action_cache_core::{Cache, CacheKey, InFlight, Policy};
+use action_cache_testing::{bounded, eventually, RedisServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -168,6 +168,12 @@ async fn mixed_load_under_restarts_and_pauses_stays_correct_and_flat() {
             .await
             .unwrap();
     }
+    // Every call has returned: the load flights, shared reads and refreshes drain to nothing
+    // (refreshes spawned by the last calls may still be finishing).
+    eventually("the in-flight maps drain", Duration::from_secs(30), || {
+        caches.iter().all(|c| c.in_flight() == InFlight::default())
+    })
+    .await;
     let end_rss = rss();
     let warm = warm_rss.unwrap_or(end_rss);
 
