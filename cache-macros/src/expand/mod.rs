@@ -1,18 +1,23 @@
 //! Code generation for `#[cached_action]`, on `proc_macro2` types so it can be unit-tested.
 
+mod tokens;
+
 use std::collections::HashSet;
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::visit_mut::VisitMut;
 use syn::{
-    FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Lifetime, Pat, PathArguments,
-    ReturnType, Type, WherePredicate,
+    FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Pat, PathArguments, ReturnType,
+    Type,
 };
 
+use self::tokens::{
+    borrows, elide, err, first_span, generics_for, idents_in, impl_trait_span, mentions_ident,
+    pretty, replace_self, respan, single_arg,
+};
 use crate::attr::{CachedArgs, Refresh, Returns};
 
 /// Entry point: parses both token streams and expands, or returns the original item plus the error.
@@ -99,37 +104,6 @@ const PLAIN_STD_TYPES: &[&str] = &[
     "isize", "f32", "f64",
 ];
 
-fn err<T>(tokens: impl ToTokens, msg: impl std::fmt::Display) -> syn::Result<T> {
-    Err(syn::Error::new_spanned(tokens, msg))
-}
-
-/// Finds `impl Trait` anywhere in a type.
-struct ImplTraitFinder(Option<Span>);
-impl<'ast> Visit<'ast> for ImplTraitFinder {
-    fn visit_type_impl_trait(&mut self, i: &'ast syn::TypeImplTrait) {
-        if self.0.is_none() {
-            self.0 = Some(i.span());
-        }
-    }
-}
-
-/// Replaces every named lifetime except `'static` with `'_` (closure parameters must be
-/// higher-ranked so a background refresh can call the body with references to its own copies).
-struct ElideLifetimes;
-impl VisitMut for ElideLifetimes {
-    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
-        if l.ident != "static" && l.ident != "_" {
-            *l = Lifetime::new("'_", l.span());
-        }
-    }
-}
-
-fn elide(ty: &Type) -> Type {
-    let mut ty = ty.clone();
-    ElideLifetimes.visit_type_mut(&mut ty);
-    ty
-}
-
 fn check_arg_type(ty: &Type) -> syn::Result<()> {
     if let Type::Reference(r) = ty {
         if r.mutability.is_some() {
@@ -139,50 +113,13 @@ fn check_arg_type(ty: &Type) -> syn::Result<()> {
             );
         }
     }
-    let mut finder = ImplTraitFinder(None);
-    finder.visit_type(ty);
-    if let Some(span) = finder.0 {
+    if let Some(span) = impl_trait_span(ty) {
         return Err(syn::Error::new(
             span,
             "`impl Trait` arguments are not supported by `#[cached_action]`; use a named generic parameter instead",
         ));
     }
     Ok(())
-}
-
-/// Whether a type borrows: holds a reference or a lifetime other than `'static`.
-fn borrows(ty: &Type) -> bool {
-    struct Finder(bool);
-    impl<'ast> Visit<'ast> for Finder {
-        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
-            if r.lifetime.as_ref().is_none_or(|l| l.ident != "static") {
-                self.0 = true;
-            }
-            syn::visit::visit_type_reference(self, r);
-        }
-        fn visit_lifetime(&mut self, l: &'ast Lifetime) {
-            self.0 |= l.ident != "static";
-        }
-    }
-    let mut f = Finder(false);
-    f.visit_type(ty);
-    f.0
-}
-
-/// The `T` of `Name<T>` when `ty` is a path ending in `Name` with one type argument.
-fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
-    let Type::Path(tp) = ty else { return None };
-    let last = tp.path.segments.last().filter(|_| tp.qself.is_none())?;
-    if last.ident != name {
-        return None;
-    }
-    let PathArguments::AngleBracketed(a) = &last.arguments else {
-        return None;
-    };
-    match a.args.iter().collect::<Vec<_>>().as_slice() {
-        [GenericArgument::Type(t)] => Some(t),
-        _ => None,
-    }
 }
 
 /// `&U` with a non-borrowing `U`: the `U`.
@@ -234,23 +171,6 @@ fn refresh_copy(ty: &Type) -> syn::Result<RefreshCopy> {
             pretty(ty)
         ),
     )
-}
-
-/// A type as a user would write it (`Option<&str>`, not `Option < & str >`).
-fn pretty(ty: &Type) -> String {
-    let mut out = ty.to_token_stream().to_string();
-    for (from, to) in [
-        (" < ", "<"),
-        ("< ", "<"),
-        (" >", ">"),
-        (" :: ", "::"),
-        (":: ", "::"),
-        ("& ", "&"),
-        (" ,", ","),
-    ] {
-        out = out.replace(from, to);
-    }
-    out
 }
 
 fn collect_params(func: &ItemFn) -> syn::Result<Vec<Param>> {
@@ -318,9 +238,7 @@ fn classify_return(output: &ReturnType, generics: &Generics) -> syn::Result<Retu
         ReturnType::Default => return Ok(ReturnKind::Plain(syn::parse_quote!(()))),
         ReturnType::Type(_, ty) => &**ty,
     };
-    let mut finder = ImplTraitFinder(None);
-    finder.visit_type(ty);
-    if let Some(span) = finder.0 {
+    if let Some(span) = impl_trait_span(ty) {
         return Err(syn::Error::new(
             span,
             "`#[cached_action]` needs a concrete return type to deserialize cached values into; `impl Trait` cannot be cached",
@@ -362,120 +280,6 @@ fn classify_return(output: &ReturnType, generics: &Generics) -> syn::Result<Retu
             _ => ReturnKind::Unknown,
         },
     )
-}
-
-/// Replaces the `self` keyword (not `self::path`) with `__ac_self` throughout a token stream.
-fn replace_self(tokens: TokenStream) -> TokenStream {
-    let trees: Vec<TokenTree> = tokens.into_iter().collect();
-    let mut out = Vec::with_capacity(trees.len());
-    for (i, tt) in trees.iter().enumerate() {
-        match tt {
-            TokenTree::Ident(id) if id == "self" => {
-                let path_follows = matches!(
-                    (trees.get(i + 1), trees.get(i + 2)),
-                    (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
-                        if a.as_char() == ':' && b.as_char() == ':'
-                );
-                if path_follows {
-                    out.push(tt.clone());
-                } else {
-                    out.push(TokenTree::Ident(Ident::new("__ac_self", id.span())));
-                }
-            }
-            TokenTree::Group(g) => {
-                let mut ng = Group::new(g.delimiter(), replace_self(g.stream()));
-                ng.set_span(g.span());
-                out.push(TokenTree::Group(ng));
-            }
-            other => out.push(other.clone()),
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Gives every token (recursively) the span `span`.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|tt| match tt {
-            TokenTree::Group(g) => {
-                let mut ng = Group::new(g.delimiter(), respan(g.stream(), span));
-                ng.set_span(span);
-                TokenTree::Group(ng)
-            }
-            mut other => {
-                other.set_span(span);
-                other
-            }
-        })
-        .collect()
-}
-
-/// The span of a type's first token (stable proc macros cannot join spans).
-fn first_span(ty: &Type) -> Span {
-    ty.to_token_stream()
-        .into_iter()
-        .next()
-        .map_or_else(Span::call_site, |tt| tt.span())
-}
-
-fn mentions_self(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|tt| match tt {
-        TokenTree::Ident(id) => id == "self",
-        TokenTree::Group(g) => mentions_self(g.stream()),
-        _ => false,
-    })
-}
-
-/// Every identifier and lifetime name in a token stream.
-fn idents_in(tokens: TokenStream, out: &mut HashSet<String>) {
-    for tt in tokens {
-        match tt {
-            TokenTree::Ident(id) => {
-                out.insert(id.to_string());
-            }
-            TokenTree::Group(g) => idents_in(g.stream(), out),
-            _ => {}
-        }
-    }
-}
-
-/// The generics of `generics` that the given types mention or `also` names (plus the
-/// where-predicates over them).
-fn generics_for(generics: &Generics, types: &[&Type], also: &[Ident]) -> Generics {
-    let mut used: HashSet<String> = also.iter().map(Ident::to_string).collect();
-    for ty in types {
-        idents_in(ty.to_token_stream(), &mut used);
-    }
-    let param_name = |p: &GenericParam| match p {
-        GenericParam::Lifetime(l) => l.lifetime.ident.to_string(),
-        GenericParam::Type(t) => t.ident.to_string(),
-        GenericParam::Const(c) => c.ident.to_string(),
-    };
-    let all: HashSet<String> = generics.params.iter().map(param_name).collect();
-    let kept: HashSet<String> = all.iter().filter(|n| used.contains(*n)).cloned().collect();
-    let mut out = generics.clone();
-    out.params = generics
-        .params
-        .iter()
-        .filter(|p| kept.contains(&param_name(p)))
-        .cloned()
-        .collect();
-    if let Some(wc) = &mut out.where_clause {
-        wc.predicates = wc
-            .predicates
-            .iter()
-            .filter(|pred: &&WherePredicate| {
-                let mut mentioned = HashSet::new();
-                idents_in(pred.to_token_stream(), &mut mentioned);
-                mentioned
-                    .iter()
-                    .all(|n| !all.contains(n) || kept.contains(n))
-            })
-            .cloned()
-            .collect();
-    }
-    out
 }
 
 /// The function's type and const parameters that are part of the key: all of them except those
@@ -546,14 +350,6 @@ fn self_in_scope(func: &ItemFn, args: &CachedArgs) -> bool {
     let mut finder = SelfTypeFinder(false);
     finder.visit_block(&func.block);
     finder.0
-}
-
-fn mentions_ident(tokens: TokenStream, name: &str) -> bool {
-    tokens.into_iter().any(|tt| match tt {
-        TokenTree::Ident(id) => id == name,
-        TokenTree::Group(g) => mentions_ident(g.stream(), name),
-        _ => false,
-    })
 }
 
 /// Statements adding the key arguments that tell apart functions of one default name: `Self`
@@ -1101,7 +897,7 @@ fn companions(args: &CachedArgs, func: &ItemFn, shared: &Shared<'_>) -> TokenStr
     let cache_uses_self = args
         .cache
         .as_ref()
-        .is_some_and(|e| mentions_self(e.to_token_stream()));
+        .is_some_and(|e| mentions_ident(e.to_token_stream(), "self"));
     let receiver = key_params.iter().find(|p| p.receiver).map(|p| p.ty.clone());
     let recv_tokens = match (&receiver, cache_uses_self) {
         (Some(ty), _) => Some(quote!(self: #ty,)),
@@ -1327,30 +1123,6 @@ mod tests {
     }
 
     #[test]
-    fn self_is_renamed_in_the_body_but_not_in_paths() {
-        let ts: TokenStream = "{ self.x + self::CONST + f(self) }".parse().unwrap();
-        let out = replace_self(ts).to_string();
-        assert_eq!(out, "{ __ac_self . x + self :: CONST + f (__ac_self) }");
-    }
-
-    #[test]
-    fn companion_generics_keep_only_what_key_args_use() {
-        let item: ItemFn = syn::parse_str(
-            "async fn f<'a, C: Client, K: Serialize>(c: &C, k: &'a K) -> u32 where C: Send, K: Sync { 1 }",
-        )
-        .unwrap();
-        let k: Type = syn::parse_str("&'a K").unwrap();
-        let g = generics_for(&item.sig.generics, &[&k], &[]);
-        let s = g.to_token_stream().to_string();
-        assert!(
-            s.contains("'a") && s.contains("K : Serialize") && !s.contains("Client"),
-            "{s}"
-        );
-        let w = g.where_clause.to_token_stream().to_string();
-        assert!(w.contains("K : Sync") && !w.contains("C : Send"), "{w}");
-    }
-
-    #[test]
     fn type_parameters_are_keyed_unless_only_skipped_arguments_name_them() {
         let out = expand_str(
             "fresh = 1, skip(client)",
@@ -1435,14 +1207,5 @@ mod tests {
         );
         assert!(plan("Cow<'a, str>").is_err());
         assert!(plan("&Vec<&str>").is_err());
-    }
-
-    #[test]
-    fn lifetimes_are_elided_in_closure_params() {
-        let ty: Type = syn::parse_str("&'a Foo<'b, 'static>").unwrap();
-        assert_eq!(
-            elide(&ty).to_token_stream().to_string(),
-            "& '_ Foo < '_ , 'static >"
-        );
     }
 }
