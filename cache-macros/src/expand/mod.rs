@@ -1,20 +1,22 @@
 //! Code generation for `#[cached_action]`, on `proc_macro2` types so it can be unit-tested.
 //!
-//! One pass parses both token streams and builds a [`Model`] of the function (every check runs
-//! there); [`wrapper`] and the companions are generated from it.
+//! Like `tracing-attributes`, one pass parses both token streams and builds a [`Model`] of the
+//! function (every check runs there), then the generators read it: [`wrapper`] replaces the
+//! body with the cached call, [`companions`] adds `<fn>_key`, `<fn>_invalidate` and `<fn>_put`.
+//! Imports run one way, down this list: this module, `companions` (which reuses the wrapper's
+//! key expression and policy), `wrapper`, `model`, `tokens`; nothing imports back up.
 
+mod companions;
 mod model;
 mod tokens;
 mod wrapper;
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, ItemFn, Type};
+use quote::quote;
+use syn::ItemFn;
 
-use self::model::{Model, Param, ReturnKind};
-use self::tokens::{first_span, generics_for, respan};
-use self::wrapper::{key_expr, policy_static};
-use crate::attr::{CachedArgs, Returns};
+use self::model::Model;
+use crate::attr::CachedArgs;
 
 /// Entry point: parses both token streams and expands, or returns the original item plus the error.
 pub(crate) fn cached_action(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -43,7 +45,7 @@ fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream> {
     let model = Model::new(args, func)?;
     let wrapper = wrapper::wrapper(&model)?;
     let companions = if model.companions {
-        companions(&model)
+        companions::companions(&model)
     } else {
         TokenStream::new()
     };
@@ -51,161 +53,6 @@ fn expand(args: &CachedArgs, func: ItemFn) -> syn::Result<TokenStream> {
         #wrapper
         #companions
     })
-}
-
-/// `<fn>_key`, `<fn>_invalidate` and `<fn>_put`.
-fn companions(model: &Model) -> TokenStream {
-    let private = &model.private;
-    let site = &model.site;
-    let key_expr = key_expr(model);
-    let policy_static = policy_static(model);
-    let keyed_generics: Vec<Ident> = model
-        .keyed_generics
-        .iter()
-        .map(|g| g.ident.clone())
-        .collect();
-    let vis = &model.func.vis;
-    let fn_name = &model.func.sig.ident;
-    let span = fn_name.span();
-    let key_fn = format_ident!("{}_key", fn_name, span = span);
-    let inv_fn = format_ident!("{}_invalidate", fn_name, span = span);
-    let put_fn = format_ident!("{}_put", fn_name, span = span);
-    let fn_name_str = fn_name.to_string();
-
-    let key_params: Vec<&Param> = model.key_params().collect();
-    let receiver = key_params.iter().find(|p| p.receiver).map(|p| p.ty.clone());
-    let recv_tokens = match (&receiver, model.cache_uses_self) {
-        (Some(ty), _) => Some(quote!(self: #ty,)),
-        (None, true) => Some(quote!(&self,)),
-        (None, false) => None,
-    };
-    let plain_params: Vec<TokenStream> = key_params
-        .iter()
-        .filter(|p| !p.receiver)
-        .map(|p| {
-            let id = &p.ident;
-            let ty = &p.ty;
-            quote!(#id: #ty)
-        })
-        .collect();
-    let key_types: Vec<&Type> = key_params
-        .iter()
-        .filter(|p| !p.receiver)
-        .map(|p| &p.ty)
-        .collect();
-
-    let ret = &model.ret_ty;
-    let returns = quote!(#private::returns);
-    let value_ty = put_value_ty(model);
-
-    // The value parameter is `value` unless a key argument already has that name.
-    let value_ident = if key_params.iter().any(|p| p.ident == "value") {
-        format_ident!("cached_value")
-    } else {
-        format_ident!("value")
-    };
-    let (value_param, put_call) = match &value_ty {
-        Some(value_ty) => {
-            let value_span = first_span(value_ty);
-            let private_at_value = respan(private.clone(), value_span);
-            (
-                quote!(#value_ident: &#value_ty),
-                quote_spanned! {value_span=>
-                    #private_at_value::put::<#value_ty>(__ac_c, &__ac_key, &*__AC_POLICY, #value_ident).await
-                },
-            )
-        }
-        None => (
-            quote!(#value_ident: &(impl #returns::StoredValue<#ret>)),
-            quote!(__ac_c.put(&__ac_key, &*__AC_POLICY, #value_ident).await),
-        ),
-    };
-
-    let key_generics = generics_for(&model.func.sig.generics, &key_types, &keyed_generics);
-    let (kg_impl, _, kg_where) = key_generics.split_for_impl();
-    let mut put_types = key_types.clone();
-    put_types.push(value_ty.as_ref().unwrap_or(ret));
-    let put_generics = generics_for(&model.func.sig.generics, &put_types, &keyed_generics);
-    let (pg_impl, _, pg_where) = put_generics.split_for_impl();
-
-    let cache_opt = match &model.cache {
-        Some(expr) => quote!(::core::option::Option::Some::<&#private::Cache>(&(#expr))),
-        None => quote!(#private::global()),
-    };
-    let doc_key = format!(
-        "The full cache key a call to `{fn_name_str}` with these key arguments uses (generated by `#[cached_action]`).\n\n# Panics\n\nIf an argument cannot be serialized into a key (for example a NaN float); such calls are never cached."
-    );
-    let doc_inv = format!(
-        "Removes the entry a call to `{fn_name_str}` with these key arguments would use; `Ok(false)` when there was none or no cache is configured (generated by `#[cached_action]`)."
-    );
-    let doc_put = format!(
-        "Writes `value` as the entry a call to `{fn_name_str}` with these key arguments would read, with the function's tags and policy (generated by `#[cached_action]`)."
-    );
-
-    quote! {
-        #[doc = #doc_key]
-        #[allow(dead_code)]
-        #vis fn #key_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::std::string::String #kg_where {
-            let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(__ac_k) => __ac_k,
-                ::core::result::Result::Err(__ac_e) => #private::key_error_panic(#site, &__ac_e),
-            };
-            match #cache_opt {
-                ::core::option::Option::Some(__ac_c) => __ac_c.full_key(&__ac_key),
-                ::core::option::Option::None => #private::default_full_key(&__ac_key),
-            }
-        }
-
-        #[doc = #doc_inv]
-        #[allow(dead_code)]
-        #vis async fn #inv_fn #kg_impl (#recv_tokens #(#plain_params),*) -> ::core::result::Result<bool, #private::CacheError> #kg_where {
-            let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(__ac_k) => __ac_k,
-                // Calls whose arguments cannot form a key never touch the cache.
-                ::core::result::Result::Err(_) => return ::core::result::Result::Ok(false),
-            };
-            match #cache_opt {
-                ::core::option::Option::Some(__ac_c) => __ac_c.invalidate(&__ac_key).await,
-                ::core::option::Option::None => ::core::result::Result::Ok(false),
-            }
-        }
-
-        #[doc = #doc_put]
-        #[allow(dead_code)]
-        #vis async fn #put_fn #pg_impl (#recv_tokens #(#plain_params,)* #value_param) -> ::core::result::Result<(), #private::CacheError> #pg_where {
-            let __ac_key = match #key_expr {
-                ::core::result::Result::Ok(__ac_k) => __ac_k,
-                ::core::result::Result::Err(__ac_e) => {
-                    #private::warn_key_error(#site, &__ac_e);
-                    return ::core::result::Result::Ok(());
-                }
-            };
-            #policy_static
-            match #cache_opt {
-                ::core::option::Option::Some(__ac_c) => #put_call,
-                ::core::option::Option::None => ::core::result::Result::Ok(()),
-            }
-        }
-    }
-}
-
-/// The value `_put` takes: what the wrapper stores. Spelled out where the spelling tells;
-/// `None` (a path that may be an alias: whatever `StoredValue<Ret>` accepts) otherwise.
-fn put_value_ty(model: &Model) -> Option<Type> {
-    let ret = &model.ret_ty;
-    let cache_none = model.cache_none;
-    match (model.returns.map(|(k, _)| k), &model.ret_kind) {
-        (Some(Returns::Value), _) => Some(ret.clone()),
-        (None | Some(Returns::Option), ReturnKind::Option(t)) if cache_none => {
-            Some(syn::parse_quote!(::core::option::Option<#t>))
-        }
-        (None | Some(Returns::Option), ReturnKind::Option(t)) => Some(t.clone()),
-        (Some(Returns::Option), _) if cache_none => Some(ret.clone()),
-        (None | Some(Returns::Result), ReturnKind::Result { ok, .. }) => Some(ok.clone()),
-        (None, ReturnKind::Plain(t)) => Some(t.clone()),
-        // An alias (or a mismatch, which the wrapper reports once).
-        (Some(Returns::Option | Returns::Result), _) | (None, ReturnKind::Unknown) => None,
-    }
 }
 
 #[cfg(test)]
