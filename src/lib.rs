@@ -58,6 +58,10 @@
     unreachable_pub
 )]
 
+/// The traits that tell `Result`, `Option` and plain return types apart for `#[cached_action]`;
+/// not an API, but named here so that compile errors about them read `action_cache::returns::…`.
+#[doc(hidden)]
+pub use action_cache_core::returns;
 pub use action_cache_core::{
     global, set_global, store, Cache, CacheBuilder, CacheError, CacheKey, Clock, InFlight,
     KeyBuilder, KeyError, LoadError, ManualClock, Policy, PolicyBuilder, PolicyError, PurgeMark,

@@ -3,7 +3,7 @@
 //! keep getting their values (fail-open).
 
 use action_cache_core::{Cache, CacheBuilder, CacheKey, Policy};
-use action_cache_testing::tls::{TestCerts, TlsRedisServer};
+use action_cache_testing::tls::{TestCerts, TlsRedisCluster, TlsRedisServer};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,4 +176,55 @@ fn tls_settings_that_cannot_work_are_refused_when_built() {
     // The key never shows in the builder's Debug output.
     let shown = format!("{:?}", tls().redis_client_cert_pem("c", key.clone()));
     assert!(!shown.contains(key.trim()), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_caches_coalesces_and_purges_across_masters() {
+    let certs = TestCerts::generate();
+    let tls = TlsRedisCluster::start(&certs, 3, 0);
+    let cache = Cache::builder()
+        .redis_cluster(tls.seed_urls())
+        .redis_ca_cert_file(certs.ca_path())
+        .op_timeout(Duration::from_secs(2))
+        .circuit_breaker(1_000, Duration::from_millis(100))
+        .build()
+        .unwrap();
+    cache.ping().await.expect("ping over TLS");
+
+    // Enough keys to land on every master; each loaded once, then served from the cluster.
+    let calls = Arc::new(AtomicU32::new(0));
+    for id in 0..30 {
+        assert_eq!(get(&cache, id, &calls).await, format!("value-{id}"));
+    }
+    for id in 0..30 {
+        assert_eq!(get(&cache, id, &calls).await, format!("value-{id}"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 30, "{:?}", cache.stats());
+    assert_eq!(cache.stats().fresh_hits, 30, "{:?}", cache.stats());
+    assert_eq!(cache.stats().store_errors, 0, "{:?}", cache.stats());
+    let cluster = tls.cluster();
+    assert_eq!(cluster.entry_count(), 30);
+    let holding = cluster
+        .masters()
+        .into_iter()
+        .filter(|&i| cluster.nodes()[i].entry_count() > 0)
+        .count();
+    assert_eq!(holding, 3, "the entries are spread over every master");
+
+    // Concurrent misses of one key over TLS: one loader call.
+    let calls = Arc::new(AtomicU32::new(0));
+    let gets: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, calls) = (cache.clone(), Arc::clone(&calls));
+            tokio::spawn(async move { get(&cache, 99, &calls).await })
+        })
+        .collect();
+    for g in gets {
+        assert_eq!(g.await.unwrap(), "value-99");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "{:?}", cache.stats());
+
+    // A prefix purge reaches every master over TLS.
+    assert_eq!(cache.invalidate_prefix("tls").await.unwrap(), 31);
+    assert_eq!(cluster.entry_count(), 0);
 }

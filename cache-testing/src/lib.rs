@@ -220,18 +220,37 @@ impl RedisCluster {
     /// When a node does not start, the create command fails, or the cluster is not ready within
     /// 30 s; messages include the output or logs.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, |_| Vec::new())
+    }
+
+    /// As [`RedisCluster::start`], with `node_args(i)` added to node `i`'s command line (TLS,
+    /// for instance).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start_with(
+        masters: usize,
+        replicas: usize,
+        mut node_args: impl FnMut(usize) -> Vec<String>,
+    ) -> RedisCluster {
         let count = masters * (1 + replicas);
         let nodes: Vec<RedisServer> = (0..count)
-            .map(|_| {
+            .map(|i| {
                 let bus = free_port().to_string();
-                RedisServer::start_with_args(&[
+                let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
                     "--cluster-port",
                     &bus,
                     "--cluster-node-timeout",
                     "1000",
-                ])
+                ]
+                .map(String::from)
+                .into();
+                args.extend(node_args(i));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                RedisServer::start_with_args(&args)
             })
             .collect();
         let addrs: Vec<String> = nodes

@@ -15,7 +15,7 @@ use rcgen::{
 };
 use std::path::{Path, PathBuf};
 
-use super::{free_port, RedisServer};
+use super::{free_port, RedisCluster, RedisServer};
 
 /// A CA with a server certificate (for `localhost` and `127.0.0.1`) and a client certificate
 /// it signed, as PEM files in a temporary directory removed on drop.
@@ -43,18 +43,28 @@ impl TestCerts {
             .push(DnType::CommonName, "action-cache test CA");
         let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
         let issuer = Issuer::new(ca, ca_key);
-        let leaf = |name: &str, usage: ExtendedKeyUsagePurpose| {
+        let leaf = |name: &str, usage: &[ExtendedKeyUsagePurpose]| {
             let key = KeyPair::generate().expect("leaf key");
             let mut params =
                 CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
                     .expect("leaf params");
             params.distinguished_name.push(DnType::CommonName, name);
-            params.extended_key_usages = vec![usage];
+            params.extended_key_usages = usage.to_vec();
             let cert = params.signed_by(&key, &issuer).expect("sign a leaf");
             (cert.pem(), key.serialize_pem())
         };
-        let (server_cert, server_key) = leaf("redis-server", ExtendedKeyUsagePurpose::ServerAuth);
-        let (client_cert, client_key) = leaf("cache-client", ExtendedKeyUsagePurpose::ClientAuth);
+        // The server's certificate is also its client certificate on a TLS cluster bus, where
+        // nodes connect to each other: without clientAuth, nodes never meet and
+        // `redis-cli --cluster create` waits forever.
+        let (server_cert, server_key) = leaf(
+            "redis-server",
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let (client_cert, client_key) =
+            leaf("cache-client", &[ExtendedKeyUsagePurpose::ClientAuth]);
         let write = |name: &str, text: &str| {
             std::fs::write(dir.path().join(name), text).expect("write a certificate file")
         };
@@ -161,5 +171,56 @@ impl TlsRedisServer {
     /// The underlying server, to stop or restart it.
     pub fn server_mut(&mut self) -> &mut RedisServer {
         &mut self.server
+    }
+}
+
+/// A Redis Cluster whose clients and cluster bus speak TLS (`--tls-cluster yes`), with the
+/// certificates of a [`TestCerts`]. Each node also listens in plain TCP for the harness's own
+/// checks; the cluster tells TLS clients the TLS ports.
+///
+/// ```no_run
+/// use action_cache_testing::tls::{TestCerts, TlsRedisCluster};
+///
+/// let certs = TestCerts::generate();
+/// let cluster = TlsRedisCluster::start(&certs, 3, 0);
+/// println!("seed nodes: {:?}", cluster.seed_urls()); // rediss://localhost:…
+/// ```
+#[derive(Debug)]
+pub struct TlsRedisCluster {
+    cluster: RedisCluster,
+    tls_ports: Vec<u16>,
+}
+
+impl TlsRedisCluster {
+    /// Starts `masters` masters with `replicas` replicas each, over TLS (clients need not
+    /// present a certificate).
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisCluster::start`].
+    pub fn start(certs: &TestCerts, masters: usize, replicas: usize) -> TlsRedisCluster {
+        let mut tls_ports = Vec::new();
+        let cluster = RedisCluster::start_with(masters, replicas, |_| {
+            let port = free_port();
+            tls_ports.push(port);
+            let mut args = certs.server_args(port, false);
+            args.extend(["--tls-cluster".into(), "yes".into()]);
+            args.extend(["--tls-replication".into(), "yes".into()]);
+            args
+        });
+        TlsRedisCluster { cluster, tls_ports }
+    }
+
+    /// `rediss://localhost:{tls port}` of every node, to seed a cluster client.
+    pub fn seed_urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://localhost:{p}"))
+            .collect()
+    }
+
+    /// The cluster underneath, for `masters`, `entry_count`, stopping nodes.
+    pub fn cluster(&self) -> &RedisCluster {
+        &self.cluster
     }
 }
