@@ -252,6 +252,7 @@ impl RouteHandler {
             UpstreamError::Timeout => "upstream-timeout".to_owned(),
             UpstreamError::Shed => "upstream-busy".to_owned(),
             UpstreamError::TooLarge(_) => "upstream-too-large".to_owned(),
+            UpstreamError::Token(_) => "upstream-auth".to_owned(),
             UpstreamError::Status(s) => format!("upstream-{s}"),
             _ => "upstream-unavailable".to_owned(),
         };

@@ -78,6 +78,15 @@ pub(crate) enum RawAuth {
         token: Option<String>,
         token_env: Option<String>,
     },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Option<String>,
+        client_secret_env: Option<String>,
+        scope: Option<String>,
+        client_auth: Option<String>,
+        refresh_before: Option<RawDuration>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
