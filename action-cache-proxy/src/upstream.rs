@@ -1,5 +1,6 @@
 //! The HTTP client of one upstream: credentials, timeout, a bounded body read and a bulkhead.
 
+use crate::cache_control::CacheControl;
 use crate::config::{Auth, UpstreamConfig};
 use crate::stored::Stored;
 use action_cache::genesys::oauth::{ClientAuth, ClientCredentialsToken, Token, TokenEndpoint};
@@ -69,6 +70,10 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) content_type: Option<String>,
     pub(crate) body: Vec<u8>,
+    /// The answer's `Cache-Control` directives.
+    pub(crate) cache_control: CacheControl,
+    /// Its `Age` header, in seconds (0 when absent or unreadable).
+    pub(crate) age: u64,
 }
 
 impl Upstream {
@@ -194,6 +199,19 @@ impl Upstream {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let cache_control = CacheControl::parse(
+                response
+                    .headers()
+                    .get_all(reqwest::header::CACHE_CONTROL)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            );
+            let age = response
+                .headers()
+                .get(reqwest::header::AGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > max {
@@ -205,6 +223,8 @@ impl Upstream {
                 status,
                 content_type,
                 body,
+                cache_control,
+                age,
             })
         };
         tokio::time::timeout(inner.config.timeout, call)

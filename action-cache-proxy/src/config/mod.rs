@@ -214,6 +214,9 @@ pub struct RouteConfig {
     /// A purge body `{"<alias>": "<value>"}` purges this route with its one path parameter set
     /// to the value.
     pub purge_alias: Option<String>,
+    /// `cache_control = "honour"`: the upstream's `Cache-Control` sets the windows of its 2xx
+    /// answers (see [`crate::cache_control`]); `"ignore"` (the default): the route's windows.
+    pub honour_cache_control: bool,
     /// Free text, used in the Genesys export.
     pub description: Option<String>,
     /// A sample upstream answer (JSON text), from which the Genesys export derives the output
@@ -1080,6 +1083,21 @@ impl Validator<'_> {
                 );
             }
         }
+        let honour_cache_control = match r
+            .cache_control
+            .as_ref()
+            .map(|c| (c.get_ref().as_str(), c.span()))
+        {
+            None | Some(("ignore", _)) => false,
+            Some(("honour" | "honor", _)) => true,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    format!("{label}: cache_control `{other}` is not \"honour\" or \"ignore\""),
+                );
+                false
+            }
+        };
         let sample_response = r.sample_response.as_ref().and_then(|s| {
             match serde_json::from_str::<serde_json::Value>(s.get_ref()) {
                 Ok(v) => Some(v),
@@ -1106,6 +1124,7 @@ impl Validator<'_> {
             stale_if_error,
             negative,
             purge_alias: r.purge_alias.as_ref().map(|a| a.get_ref().clone()),
+            honour_cache_control,
             description: r.description.clone(),
             sample_response,
         })

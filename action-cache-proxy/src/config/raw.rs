@@ -108,6 +108,7 @@ pub(crate) struct RawRoute {
     pub(crate) stale_if_error: Option<Spanned<RawDuration>>,
     pub(crate) negative: Option<Spanned<RawNegative>>,
     pub(crate) purge_alias: Option<Spanned<String>>,
+    pub(crate) cache_control: Option<Spanned<String>>,
     pub(crate) description: Option<String>,
     pub(crate) sample_response: Option<Spanned<String>>,
 }

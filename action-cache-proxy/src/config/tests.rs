@@ -205,3 +205,25 @@ fn oauth2_auth_is_read_and_its_mistakes_named() {
     }
     assert!(!text.contains("literal"), "{text}");
 }
+
+#[test]
+fn cache_control_is_honour_or_ignore() {
+    let on = GOOD.replace(
+        "fresh = \"30s\"",
+        "fresh = \"30s\"\ncache_control = \"honour\"",
+    );
+    let c = Config::from_toml(&on, "proxy.toml", &env).unwrap();
+    assert!(c.route("order_lines").unwrap().honour_cache_control);
+    assert!(
+        !c.route("account").unwrap().honour_cache_control,
+        "off by default"
+    );
+    let bad = GOOD.replace(
+        "fresh = \"30s\"",
+        "fresh = \"30s\"\ncache_control = \"obey\"",
+    );
+    let err = Config::from_toml(&bad, "proxy.toml", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cache_control `obey`"), "{err}");
+}
