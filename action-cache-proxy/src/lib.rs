@@ -47,6 +47,7 @@
     unreachable_pub
 )]
 
+pub mod access_log;
 pub mod cache_control;
 pub mod config;
 pub mod genesys;

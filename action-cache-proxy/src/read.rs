@@ -69,6 +69,15 @@ pub(crate) struct RouteHandler {
     last_good_name: String,
     negative_policy: Option<Policy>,
     last_good_policy: Option<Policy>,
+    /// The key's argument names (`p.<path param>`, `q.<query>`, `h.<header>`), made once.
+    arg_names: ArgNames,
+}
+
+#[derive(Debug)]
+struct ArgNames {
+    path: Vec<String>,
+    query: Vec<String>,
+    headers: Vec<String>,
 }
 
 fn fixed_policy(window: Duration) -> Policy {
@@ -96,7 +105,13 @@ impl RouteHandler {
         let hash = hex::encode(&mapping.finalize()[..4]);
         let key_name = format!("proxy.{}.{hash}", route.name);
         let last_good_name = format!("{key_name}.last_good");
+        let arg_names = ArgNames {
+            path: route.path.params().map(|n| format!("p.{n}")).collect(),
+            query: route.key_query.iter().map(|n| format!("q.{n}")).collect(),
+            headers: route.key_headers.iter().map(|n| format!("h.{n}")).collect(),
+        };
         RouteHandler {
+            arg_names,
             negative_policy: route.negative.as_ref().map(|n| fixed_policy(n.ttl)),
             // Honouring routes may keep a last good copy for the upstream's stale-if-error.
             last_good_policy: match route.stale_if_error {
@@ -131,14 +146,15 @@ impl RouteHandler {
     fn build_key(&self, name: &str, params: &Params, tag_prefix: &str) -> CacheKey {
         let mut key = CacheKey::builder(name);
         // Strings and options of strings always serialize; names are unique by construction.
-        for (n, v) in &params.path {
-            let _ = key.arg(&format!("p.{n}"), v);
+        // Params hold the route's parameters in the order the names were made.
+        for ((_, v), n) in params.path.iter().zip(&self.arg_names.path) {
+            let _ = key.arg(n, v);
         }
-        for (n, v) in &params.query {
-            let _ = key.arg(&format!("q.{n}"), v);
+        for ((_, v), n) in params.query.iter().zip(&self.arg_names.query) {
+            let _ = key.arg(n, v);
         }
-        for (n, v) in &params.headers {
-            let _ = key.arg(&format!("h.{n}"), v);
+        for ((_, v), n) in params.headers.iter().zip(&self.arg_names.headers) {
+            let _ = key.arg(n, v);
         }
         for tag in self.tags(params, tag_prefix) {
             key.tag(tag);

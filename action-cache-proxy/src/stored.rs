@@ -2,7 +2,8 @@
 //! received, and when they were fetched. Served back byte for byte, never re-serialised.
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -121,12 +122,14 @@ impl Stored {
                 }
             }
         };
-        let mut response = (status, body).into_response();
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
         let headers = response.headers_mut();
+        headers.reserve(6);
+        // The stored string becomes the header's bytes: no copy.
         if let Some(ct) = self
             .content_type
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
+            .and_then(|c| HeaderValue::from_maybe_shared(Bytes::from(c)).ok())
         {
             headers.insert(header::CONTENT_TYPE, ct);
         }
@@ -145,7 +148,7 @@ impl Stored {
             ),
             Outcome::Error => format!("{CACHE_NAME}; fwd=uri-miss"),
         };
-        set_status_headers(headers, outcome, &cache_status);
+        set_status_headers(headers, outcome, cache_status);
         if outcome == Outcome::StaleIfError {
             headers.insert(
                 header::WARNING,
@@ -156,12 +159,15 @@ impl Stored {
     }
 }
 
-fn set_status_headers(headers: &mut axum::http::HeaderMap, outcome: Outcome, cache_status: &str) {
-    headers.insert("x-cache", HeaderValue::from_static(outcome.as_str()));
-    if let Ok(v) = HeaderValue::from_str(cache_status) {
-        headers.insert("cache-status", v);
+fn set_status_headers(headers: &mut axum::http::HeaderMap, outcome: Outcome, cache_status: String) {
+    headers.insert(&X_CACHE, HeaderValue::from_static(outcome.as_str()));
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(cache_status)) {
+        headers.insert(&CACHE_STATUS, v);
     }
 }
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// A JSON error `{"error": "…"}`; with an outcome, also `X-Cache` and `Cache-Status`
 /// (`detail` names why the upstream failed).
@@ -177,7 +183,7 @@ pub(crate) fn error(
         Some(d) => format!("{CACHE_NAME}; fwd=uri-miss; detail={d}"),
         None => format!("{CACHE_NAME}; fwd=uri-miss"),
     };
-    set_status_headers(response.headers_mut(), outcome, &cache_status);
+    set_status_headers(response.headers_mut(), outcome, cache_status);
     response
 }
 
