@@ -5,8 +5,8 @@
 //! [`AccessLog::Stdout`] (what the binary uses) writes the same JSON shape as
 //! `tracing_subscriber`'s JSON formatter straight to standard output, one `write` per line as
 //! nginx does, without the formatter's per-event work: it is on the hit path of every request.
-//! It still obeys `RUST_LOG` (a line is written only while `info` events of this module are
-//! enabled).
+//! It still obeys `RUST_LOG` (a line is written only while `info` events of
+//! `action_cache_proxy::server`, the target the lines name, are enabled).
 
 use axum::http::Method;
 use std::cell::RefCell;
@@ -39,6 +39,7 @@ impl AccessLog {
     pub(crate) fn log(self, line: &Line<'_>) {
         match self {
             AccessLog::Tracing => tracing::info!(
+                target: "action_cache_proxy::server",
                 method = %line.method,
                 path = %line.path,
                 status = line.status,
@@ -47,7 +48,8 @@ impl AccessLog {
                 "request"
             ),
             AccessLog::Stdout => {
-                if tracing::enabled!(tracing::Level::INFO) {
+                // The target the lines name, so RUST_LOG filters them as it would the event.
+                if tracing::enabled!(target: "action_cache_proxy::server", tracing::Level::INFO) {
                     write_stdout(line);
                 }
             }
