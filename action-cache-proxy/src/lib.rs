@@ -34,6 +34,8 @@
 //! ```
 //!
 //! - [`config`] documents every key of the file and how mistakes are reported.
+//! - [`cache_control`] is how a route with `cache_control = "honour"` reads the upstream's
+//!   `Cache-Control` (RFC 9111, RFC 5861).
 //! - [`params`] is what counts as a valid path parameter (hostile input is refused with 400
 //!   before any lookup).
 //! - [`signature`] is the purge webhook's signature scheme and replay guard.
@@ -45,6 +47,8 @@
     unreachable_pub
 )]
 
+pub mod access_log;
+pub mod cache_control;
 pub mod config;
 pub mod genesys;
 pub mod metrics;

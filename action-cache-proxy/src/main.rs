@@ -6,10 +6,16 @@
 //! action-cache-proxy genesys-actions --config proxy.toml --public-url https://proxy.example.com
 //! ```
 
+use action_cache_proxy::access_log::AccessLog;
 use action_cache_proxy::{genesys, Config, Proxy};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// mimalloc rather than the system allocator: glibc's malloc and free were 14 % of the hit
+/// path's profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,6 +161,7 @@ fn init_logs() {
 
 async fn serve(config: Config) -> Result<(), String> {
     Proxy::builder(config)
+        .access_log(AccessLog::Stdout)
         .build()
         .map_err(|e| e.to_string())?
         .run()

@@ -1,6 +1,7 @@
 //! The read path of one cached route: check the request, look the entry up, ask the upstream
 //! on a miss or for a refresh, and answer with the stored bytes and cache headers.
 
+use crate::cache_control::Decision;
 use crate::config::RouteConfig;
 use crate::metrics::{Event, Metrics, RouteMetrics};
 use crate::params::Params;
@@ -19,14 +20,38 @@ use std::time::{Duration, Instant};
 
 /// Why a load produced no value to cache. Negative and pass-through answers are answers, not
 /// failures: they are served, and a negative one has already been stored with its own TTL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Failure {
     /// A configured negative status (e.g. 404), stored for its TTL.
     Negative(Arc<Stored>),
-    /// Another 4xx: served as is, not stored.
+    /// Another 4xx, or a 2xx whose `Cache-Control` forbids storing it: served as is, not
+    /// stored.
     PassThrough(Arc<Stored>),
+    /// A 2xx kept with the windows of the upstream's `Cache-Control` (stored by the route
+    /// itself, as the cache's windows are fixed before the load): served as is.
+    Kept(Arc<Stored>),
     /// The upstream failed.
     Upstream(UpstreamError),
+}
+
+/// Short, without the body: the cache logs a refresh's `Err` with `Debug`.
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Negative(s) => write!(
+                f,
+                "negative answer {} (stored with its own TTL)",
+                s.status()
+            ),
+            Failure::PassThrough(s) => write!(f, "answer {} passed on, not stored", s.status()),
+            Failure::Kept(s) => write!(
+                f,
+                "answer {} kept with the upstream's Cache-Control windows (not a failure)",
+                s.status()
+            ),
+            Failure::Upstream(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 /// One route, ready to serve. Shared by all its requests.
@@ -44,6 +69,15 @@ pub(crate) struct RouteHandler {
     last_good_name: String,
     negative_policy: Option<Policy>,
     last_good_policy: Option<Policy>,
+    /// The key's argument names (`p.<path param>`, `q.<query>`, `h.<header>`), made once.
+    arg_names: ArgNames,
+}
+
+#[derive(Debug)]
+struct ArgNames {
+    path: Vec<String>,
+    query: Vec<String>,
+    headers: Vec<String>,
 }
 
 fn fixed_policy(window: Duration) -> Policy {
@@ -71,9 +105,20 @@ impl RouteHandler {
         let hash = hex::encode(&mapping.finalize()[..4]);
         let key_name = format!("proxy.{}.{hash}", route.name);
         let last_good_name = format!("{key_name}.last_good");
+        let arg_names = ArgNames {
+            path: route.path.params().map(|n| format!("p.{n}")).collect(),
+            query: route.key_query.iter().map(|n| format!("q.{n}")).collect(),
+            headers: route.key_headers.iter().map(|n| format!("h.{n}")).collect(),
+        };
         RouteHandler {
+            arg_names,
             negative_policy: route.negative.as_ref().map(|n| fixed_policy(n.ttl)),
-            last_good_policy: route.stale_if_error.map(|s| fixed_policy(route.stale + s)),
+            // Honouring routes may keep a last good copy for the upstream's stale-if-error.
+            last_good_policy: match route.stale_if_error {
+                Some(s) => Some(fixed_policy(route.stale + s)),
+                None if route.honour_cache_control => Some(fixed_policy(route.stale)),
+                None => None,
+            },
             metrics: metrics.route(&route.name),
             route,
             upstream,
@@ -101,14 +146,15 @@ impl RouteHandler {
     fn build_key(&self, name: &str, params: &Params, tag_prefix: &str) -> CacheKey {
         let mut key = CacheKey::builder(name);
         // Strings and options of strings always serialize; names are unique by construction.
-        for (n, v) in &params.path {
-            let _ = key.arg(&format!("p.{n}"), v);
+        // Params hold the route's parameters in the order the names were made.
+        for ((_, v), n) in params.path.iter().zip(&self.arg_names.path) {
+            let _ = key.arg(n, v);
         }
-        for (n, v) in &params.query {
-            let _ = key.arg(&format!("q.{n}"), v);
+        for ((_, v), n) in params.query.iter().zip(&self.arg_names.query) {
+            let _ = key.arg(n, v);
         }
-        for (n, v) in &params.headers {
-            let _ = key.arg(&format!("h.{n}"), v);
+        for ((_, v), n) in params.headers.iter().zip(&self.arg_names.headers) {
+            let _ = key.arg(n, v);
         }
         for tag in self.tags(params, tag_prefix) {
             key.tag(tag);
@@ -185,11 +231,11 @@ impl RouteHandler {
                 || {
                     loaded.store(true, Ordering::Relaxed);
                     self.metrics.event(Event::Load);
-                    self.clone().fetch(params.clone(), fresh_ms)
+                    self.clone().fetch(params.clone(), policy.clone(), fresh_ms)
                 },
                 || -> RefreshFuture<Stored, Failure> {
                     self.metrics.event(Event::Refresh);
-                    Box::pin(self.clone().fetch(params.clone(), fresh_ms))
+                    Box::pin(self.clone().fetch(params.clone(), policy.clone(), fresh_ms))
                 },
             )
             .await;
@@ -208,7 +254,8 @@ impl RouteHandler {
                 stored.respond(outcome, now, None)
             }
             Err(LoadError::Loader(Failure::Negative(stored)))
-            | Err(LoadError::Loader(Failure::PassThrough(stored))) => {
+            | Err(LoadError::Loader(Failure::PassThrough(stored)))
+            | Err(LoadError::Loader(Failure::Kept(stored))) => {
                 self.count_lookup(Outcome::Miss);
                 Arc::unwrap_or_clone(stored).respond(Outcome::Miss, now, None)
             }
@@ -252,6 +299,7 @@ impl RouteHandler {
             UpstreamError::Timeout => "upstream-timeout".to_owned(),
             UpstreamError::Shed => "upstream-busy".to_owned(),
             UpstreamError::TooLarge(_) => "upstream-too-large".to_owned(),
+            UpstreamError::Token(_) => "upstream-auth".to_owned(),
             UpstreamError::Status(s) => format!("upstream-{s}"),
             _ => "upstream-unavailable".to_owned(),
         };
@@ -286,7 +334,12 @@ impl RouteHandler {
     }
 
     /// One upstream call for `params`, with the answer classified and the side copies written.
-    async fn fetch(self: Arc<Self>, params: Arc<Params>, fresh_ms: u64) -> Result<Stored, Failure> {
+    async fn fetch(
+        self: Arc<Self>,
+        params: Arc<Params>,
+        policy: Policy,
+        fresh_ms: u64,
+    ) -> Result<Stored, Failure> {
         let name = self.route.name.as_str();
         let mut url = self.upstream.url();
         self.route
@@ -318,9 +371,10 @@ impl RouteHandler {
                 .ok(),
             None => None,
         };
-        let negative_mark = match &self.negative_policy {
-            Some(_) => self.cache.purge_mark(&self.key(&params)).await.ok(),
-            None => None,
+        let negative_mark = if self.negative_policy.is_some() || self.route.honour_cache_control {
+            self.cache.purge_mark(&self.key(&params)).await.ok()
+        } else {
+            None
         };
         let answer = match self.upstream.get(url, &forward).await {
             Ok(a) => a,
@@ -336,6 +390,18 @@ impl RouteHandler {
         };
         let now = self.clock.now_ms();
         let status = answer.status;
+        if (200..300).contains(&status) && self.route.honour_cache_control {
+            return Err(self
+                .keep_as_told(
+                    &params,
+                    answer,
+                    now,
+                    &policy,
+                    negative_mark.as_ref(),
+                    last_good_mark.as_ref(),
+                )
+                .await);
+        }
         if (200..300).contains(&status) {
             let stored = answer.into_stored(now, fresh_ms);
             if let (Some(policy), Some(mark)) = (&self.last_good_policy, &last_good_mark) {
@@ -372,6 +438,66 @@ impl RouteHandler {
         }
         self.metrics.event(Event::Error);
         Err(Failure::Upstream(UpstreamError::Status(status)))
+    }
+
+    /// Keeps a 2xx as its `Cache-Control` says (route `cache_control = "honour"`): not at all
+    /// for `no-store` / `private`; else the served entry for its fresh and stale windows, and
+    /// the last good copy for its error window, each write skipped when the key was purged
+    /// since its mark (taken before the upstream call) or no mark could be taken.
+    async fn keep_as_told(
+        &self,
+        params: &Params,
+        answer: crate::upstream::Answer,
+        now: u64,
+        policy: &Policy,
+        mark: Option<&PurgeMark>,
+        last_good_mark: Option<&PurgeMark>,
+    ) -> Failure {
+        let name = self.route.name.as_str();
+        let route_stale = policy.stale().saturating_sub(policy.fresh());
+        let decision = answer.cache_control.decide(
+            answer.age,
+            policy.fresh(),
+            route_stale,
+            self.route.stale_if_error,
+        );
+        let Decision::Keep {
+            fresh,
+            stale,
+            error,
+        } = decision
+        else {
+            return Failure::PassThrough(Arc::new(answer.into_stored(now, 0)));
+        };
+        let stored = answer.into_stored(now, fresh.as_millis() as u64);
+        let total = fresh + stale;
+        let ms = Duration::from_millis(1);
+        if let (false, Some(mark)) = (total.is_zero(), mark) {
+            let windows = Policy::builder()
+                .fresh(fresh.max(ms))
+                .stale(total.max(ms))
+                .jitter(0.0)
+                .build()
+                .expect("1 ms <= fresh <= stale");
+            if let Err(e) = self
+                .cache
+                .put_unless_purged(&self.key(params), &windows, &stored, mark)
+                .await
+            {
+                tracing::warn!(route = name, error = %e, "could not store the answer");
+            }
+        }
+        if let (Some(error), Some(mark)) = (error, last_good_mark) {
+            let key = self.last_good_key(params);
+            if let Err(e) = self
+                .cache
+                .put_unless_purged(&key, &fixed_policy(total + error), &stored, mark)
+                .await
+            {
+                tracing::warn!(route = name, error = %e, "could not keep the last good copy");
+            }
+        }
+        Failure::Kept(Arc::new(stored))
     }
 
     /// Stores a negative answer under the served key with its own TTL, and drops the last good

@@ -1,6 +1,7 @@
 //! The assembled service: one `axum` route per configured route, the purge webhook,
 //! `/healthz`, `/readyz` and `/metrics`, request logging, and graceful shutdown.
 
+use crate::access_log::{AccessLog, Line};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::purge::Webhook;
@@ -41,9 +42,17 @@ pub struct ProxyBuilder {
     cache: Option<Cache>,
     clock: Arc<dyn Clock>,
     guard: Option<Arc<dyn Store>>,
+    access_log: AccessLog,
 }
 
 impl ProxyBuilder {
+    /// Where request log lines go (default [`AccessLog::Tracing`]; the binary writes them to
+    /// standard output directly). `[server] access_log = false` turns them off either way.
+    pub fn access_log(mut self, access_log: AccessLog) -> Self {
+        self.access_log = access_log;
+        self
+    }
+
     /// Uses `cache` instead of the one `[redis]` describes. Give its clock to
     /// [`ProxyBuilder::clock`] too, so ages and windows agree.
     pub fn cache(mut self, cache: Cache) -> Self {
@@ -137,6 +146,7 @@ impl ProxyBuilder {
                 webhook,
                 metrics,
                 upstreams,
+                access_log: self.access_log,
             }),
         })
     }
@@ -156,6 +166,7 @@ struct Inner {
     webhook: Option<Webhook>,
     metrics: Metrics,
     upstreams: BTreeMap<String, Upstream>,
+    access_log: AccessLog,
 }
 
 impl Proxy {
@@ -166,6 +177,7 @@ impl Proxy {
             cache: None,
             clock: Arc::new(SystemClock),
             guard: None,
+            access_log: AccessLog::default(),
         }
     }
 
@@ -333,7 +345,8 @@ async fn observe(State(proxy): State<Proxy>, request: Request, next: Next) -> Re
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // A clone of the URI shares its bytes: no copy of the path.
+    let uri = request.uri().clone();
     let started = Instant::now();
     let response = next.run(request).await;
     let cache = response
@@ -341,14 +354,13 @@ async fn observe(State(proxy): State<Proxy>, request: Request, next: Next) -> Re
         .get("x-cache")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+    proxy.inner.access_log.log(&Line {
+        method: &method,
+        path: uri.path(),
+        status: response.status().as_u16(),
+        latency: started.elapsed(),
         cache,
-        "request"
-    );
+    });
     response
 }
 

@@ -1,7 +1,10 @@
 //! The HTTP client of one upstream: credentials, timeout, a bounded body read and a bulkhead.
 
+use crate::cache_control::CacheControl;
 use crate::config::{Auth, UpstreamConfig};
 use crate::stored::Stored;
+use action_cache::genesys::oauth::{ClientAuth, ClientCredentialsToken, Token, TokenEndpoint};
+use action_cache::genesys::{ClientSecret, Credentials};
 use axum::http::{HeaderName, HeaderValue};
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +27,9 @@ pub enum UpstreamError {
     Status(u16),
     /// The bulkhead was full and the upstream sheds load.
     Shed,
+    /// No access token could be had from the upstream's OAuth token endpoint (the message
+    /// names the endpoint and the client id, never the secret).
+    Token(String),
 }
 
 impl fmt::Display for UpstreamError {
@@ -36,6 +42,9 @@ impl fmt::Display for UpstreamError {
             }
             UpstreamError::Status(s) => write!(f, "the upstream answered HTTP {s}"),
             UpstreamError::Shed => f.write_str("the upstream is at its concurrency limit"),
+            UpstreamError::Token(why) => {
+                write!(f, "no access token for the upstream: {why}")
+            }
         }
     }
 }
@@ -51,6 +60,8 @@ struct Inner {
     config: UpstreamConfig,
     http: reqwest::Client,
     bulkhead: Semaphore,
+    /// The cached OAuth token, for `auth = { type = "oauth2", … }`.
+    oauth: Option<ClientCredentialsToken>,
 }
 
 /// What an upstream call produced: a response the proxy may serve.
@@ -59,6 +70,10 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) content_type: Option<String>,
     pub(crate) body: Vec<u8>,
+    /// The answer's `Cache-Control` directives.
+    pub(crate) cache_control: CacheControl,
+    /// Its `Age` header, in seconds (0 when absent or unreadable).
+    pub(crate) age: u64,
 }
 
 impl Upstream {
@@ -82,11 +97,37 @@ impl Upstream {
                 )
             })?;
         let bulkhead = Semaphore::new(config.max_concurrency);
+        let oauth = match &config.auth {
+            Auth::OAuth2(o) => {
+                let mut endpoint = TokenEndpoint::new(
+                    o.token_url.clone(),
+                    Credentials::new(
+                        o.client_id.clone(),
+                        ClientSecret::new(o.client_secret.expose()),
+                    ),
+                )
+                .with_margin(o.refresh_before)
+                .with_client_auth(if o.secret_in_body {
+                    ClientAuth::RequestBody
+                } else {
+                    ClientAuth::Basic
+                });
+                if let Some(scope) = &o.scope {
+                    endpoint = endpoint.with_scope(scope.clone());
+                }
+                endpoint
+                    .validate()
+                    .map_err(|e| format!("upstream {}: {e}", config.name))?;
+                Some(ClientCredentialsToken::new(http.clone(), endpoint))
+            }
+            _ => None,
+        };
         Ok(Upstream {
             inner: Arc::new(Inner {
                 config,
                 http,
                 bulkhead,
+                oauth,
             }),
         })
     }
@@ -124,20 +165,30 @@ impl Upstream {
                 .map_err(|_| UpstreamError::Timeout)?
                 .map_err(|_| UpstreamError::Shed)?
         };
-        let mut request = inner.http.get(url);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        request = match &inner.config.auth {
-            Auth::None => request,
-            Auth::Header { name, value } => request.header(name, value.expose()),
-            Auth::Basic { username, password } => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-            Auth::Bearer { token } => request.bearer_auth(token.expose()),
-        };
         let call = async {
-            let mut response = request.send().await.map_err(classify)?;
+            let token = self.token().await?;
+            let mut response = self
+                .request(&url, headers, token.as_ref().map(|(_, h)| h))
+                .send()
+                .await
+                .map_err(classify)?;
+            if let (Some(tokens), Some(used), reqwest::StatusCode::UNAUTHORIZED) = (
+                &inner.oauth,
+                token.as_ref().map(|(t, _)| t),
+                response.status(),
+            ) {
+                tracing::warn!(
+                    upstream = %inner.config.name,
+                    "the upstream refused its access token (401); fetching a new one and retrying once"
+                );
+                tokens.invalidate(used);
+                let token = self.token().await?;
+                response = self
+                    .request(&url, headers, token.as_ref().map(|(_, h)| h))
+                    .send()
+                    .await
+                    .map_err(classify)?;
+            }
             let status = response.status().as_u16();
             let max = inner.config.max_response_bytes;
             if response.content_length().is_some_and(|n| n > max as u64) {
@@ -148,6 +199,19 @@ impl Upstream {
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let cache_control = CacheControl::parse(
+                response
+                    .headers()
+                    .get_all(reqwest::header::CACHE_CONTROL)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            );
+            let age = response
+                .headers()
+                .get(reqwest::header::AGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
             let mut body = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > max {
@@ -159,11 +223,58 @@ impl Upstream {
                 status,
                 content_type,
                 body,
+                cache_control,
+                age,
             })
         };
         tokio::time::timeout(inner.config.timeout, call)
             .await
             .map_err(|_| UpstreamError::Timeout)?
+    }
+}
+
+impl Upstream {
+    /// The OAuth token to send, for an upstream with `type = "oauth2"` auth.
+    async fn token(&self) -> Result<Option<(Token, HeaderValue)>, UpstreamError> {
+        match &self.inner.oauth {
+            None => Ok(None),
+            Some(tokens) => match tokens.token().await.and_then(|t| {
+                let header = t.authorization()?;
+                Ok((t, header))
+            }) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) => {
+                    tracing::warn!(upstream = %self.inner.config.name, error = %e, "no access token");
+                    Err(UpstreamError::Token(e.to_string()))
+                }
+            },
+        }
+    }
+
+    /// One `GET url` with the forwarded headers and the credentials.
+    fn request(
+        &self,
+        url: &Url,
+        headers: &[(HeaderName, HeaderValue)],
+        token: Option<&HeaderValue>,
+    ) -> reqwest::RequestBuilder {
+        let inner = &self.inner;
+        let mut request = inner.http.get(url.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        match &inner.config.auth {
+            Auth::None | Auth::OAuth2(_) => {}
+            Auth::Header { name, value } => request = request.header(name, value.expose()),
+            Auth::Basic { username, password } => {
+                request = request.basic_auth(username, Some(password.expose()))
+            }
+            Auth::Bearer { token } => request = request.bearer_auth(token.expose()),
+        }
+        if let Some(token) = token {
+            request = request.header(reqwest::header::AUTHORIZATION, token.clone());
+        }
+        request
     }
 }
 

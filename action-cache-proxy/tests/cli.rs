@@ -168,6 +168,14 @@ async fn serve_runs_the_file_against_redis_and_stops_on_sigterm() {
         .find(|l| l["fields"]["path"] == "/accounts/42")
         .unwrap_or_else(|| panic!("a JSON request log line: {logs}"));
     assert_eq!(request["fields"]["status"], 200);
+    assert_eq!(request["fields"]["cache"], "MISS");
+    assert_eq!(request["level"], "INFO");
+    let stamp = request["timestamp"].as_str().unwrap();
+    assert!(
+        stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+        "{stamp}"
+    );
+    assert!(request["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
     assert!(
         !logs.contains("k3y") && !logs.contains("s3cret"),
         "secrets never logged"

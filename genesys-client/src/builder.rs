@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::auth::{Credentials, DEFAULT_TOKEN_MARGIN};
+use crate::auth::DEFAULT_TOKEN_MARGIN;
 use crate::budget::RetryBudget;
 use crate::client::{Client, Settings};
 use crate::error::{default_classifier, Classifier, Error, Result};
 use crate::limit::Limits;
+use crate::oauth::Credentials;
 use crate::paging::DEFAULT_MAX_PAGES;
 use crate::region::Region;
 use crate::retry::RetryPolicy;
@@ -255,7 +256,7 @@ impl ClientBuilder {
             .user_agent(user_agent)
             .build()
             .map_err(|e| Error::config(format!("could not build the HTTP client: {e}")))?;
-        Ok(Client::new(Settings {
+        Client::new(Settings {
             http,
             api_base,
             login_base,
@@ -266,7 +267,7 @@ impl ClientBuilder {
             max_pages: self.max_pages,
             limits: self.limits,
             retry_budget: self.retry_budget,
-        }))
+        })
     }
 }
 

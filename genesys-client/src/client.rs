@@ -15,11 +15,12 @@ use serde::Serialize;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::auth::{request_token, CachedToken, Credentials, TokenCache};
+use crate::auth::genesys_endpoint;
 use crate::budget::{Budget, RetryBudget};
 use crate::error::{snippet, Classification, Classifier, Doubt, Error, ErrorBody, Result};
 use crate::limit::{Limiter, Limits};
 use crate::meta::{ApiResponse, ResponseMeta};
+use crate::oauth::{Credentials, SharedToken, Token, TokenEndpoint};
 use crate::paging::{CursorListing, EntityListing, PageRequest, Paginator};
 use crate::retry::{RetryDecision, RetryPolicy, StopReason};
 use crate::secret::AccessToken;
@@ -37,7 +38,8 @@ struct Inner {
     api_base: Url,
     login_base: Url,
     credentials: Credentials,
-    tokens: TokenCache,
+    endpoint: TokenEndpoint,
+    tokens: SharedToken<Error>,
     retry: RetryPolicy,
     classifier: Classifier,
     token_margin: Duration,
@@ -136,14 +138,20 @@ fn cannot_have_run(err: &Error) -> bool {
 }
 
 impl Client {
-    pub(crate) fn new(settings: Settings) -> Self {
-        Client {
+    pub(crate) fn new(settings: Settings) -> Result<Self> {
+        let endpoint = genesys_endpoint(
+            &settings.login_base,
+            settings.credentials.clone(),
+            settings.token_margin,
+        )?;
+        Ok(Client {
             inner: Arc::new(Inner {
+                endpoint,
                 http: settings.http,
                 api_base: settings.api_base,
                 login_base: settings.login_base,
                 credentials: settings.credentials,
-                tokens: TokenCache::default(),
+                tokens: SharedToken::default(),
                 retry: settings.retry,
                 classifier: settings.classifier,
                 token_margin: settings.token_margin,
@@ -152,7 +160,7 @@ impl Client {
                 limits: settings.limits,
                 budget: Budget::new(settings.retry_budget),
             }),
-        }
+        })
     }
 
     /// The OAuth client id.
@@ -188,7 +196,7 @@ impl Client {
     /// [`Error::Auth`] when the login host refuses the credentials, or the transport and retry
     /// errors of the token request.
     pub async fn access_token(&self) -> Result<AccessToken> {
-        Ok(self.token().await?.token)
+        Ok(self.token().await?.access_token().clone())
     }
 
     /// Drops the cached token, so the next call fetches a new one.
@@ -196,7 +204,7 @@ impl Client {
         self.inner.tokens.clear();
     }
 
-    async fn token(&self) -> Result<CachedToken> {
+    async fn token(&self) -> Result<Token> {
         let client = self.clone();
         self.inner
             .tokens
@@ -205,24 +213,17 @@ impl Client {
     }
 
     /// One refresh: the token request with its retries.
-    async fn fetch_token(&self, generation: u64) -> Result<CachedToken> {
-        let url = self
-            .inner
-            .login_base
-            .join("oauth/token")
-            .map_err(|e| Error::config(format!("bad login URL: {e}")))?;
+    async fn fetch_token(&self, generation: u64) -> Result<Token> {
         debug!(
             client_id = self.client_id(),
             "requesting a Genesys Cloud access token"
         );
-        self.with_retries("token request", Resend::Transient, None, || {
-            request_token(
-                &self.inner.http,
-                &url,
-                &self.inner.credentials,
-                self.inner.token_margin,
-                generation,
-            )
+        self.with_retries("token request", Resend::Transient, None, || async {
+            self.inner
+                .endpoint
+                .request(&self.inner.http, generation)
+                .await
+                .map_err(Error::from)
         })
         .await
     }
@@ -346,8 +347,8 @@ impl Client {
         let used = AtomicU64::new(0);
         let attempt = || async {
             let token = self.token().await?;
-            used.store(token.generation, Ordering::Relaxed);
-            self.send_once(request, &token.token).await
+            used.store(token.generation(), Ordering::Relaxed);
+            self.send_once(request, token.access_token()).await
         };
         let resend = request.kind.resend();
         let limited = Some(request.kind.is_execution());

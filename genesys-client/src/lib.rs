@@ -88,6 +88,9 @@
 //! * [`Client`], [`ClientBuilder`], [`Region`], [`Credentials`], [`ClientSecret`],
 //!   [`AccessToken`]: configuration, the shared OAuth token (one refresh per expiry, whose
 //!   outcome, token or error, every waiting caller gets), secrets that print as `***`.
+//! * [`oauth`]: the generic OAuth 2.0 client-credentials part that Genesys's login is built
+//!   on, for any token endpoint: [`oauth::ClientCredentialsToken`] (a cached token, one
+//!   shared refresh, an expiry margin, RFC 6749 error responses as [`oauth::TokenError`]).
 //! * [`RetryPolicy`], [`ExponentialBackoff`], [`Classification`], [`RetryBudget`],
 //!   [`Limits`]: when and whether to retry, and how fast to go.
 //! * [`Paginator`], [`EntityListing`], [`CursorListing`]: listings by page number and by
@@ -120,6 +123,7 @@ mod error;
 pub mod fake;
 mod limit;
 mod meta;
+pub mod oauth;
 mod paging;
 mod region;
 mod retry;
@@ -131,7 +135,7 @@ pub use actions::{
     ExecuteOptions, GetActionOptions, ListActionsQuery, RequestConfig, ResponseConfig, SortOrder,
     TestOperation, ACTIONS_PATH, DEFAULT_WALK_PAGE_SIZE,
 };
-pub use auth::{Credentials, DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN};
+pub use auth::{DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_MARGIN};
 pub use budget::RetryBudget;
 pub use builder::{
     ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, ENV_CLIENT_ID,
@@ -150,6 +154,7 @@ pub use meta::{
     ApiResponse, RateLimit, ResponseMeta, CORRELATION_ID_HEADER, RATE_LIMIT_ALLOWED_HEADER,
     RATE_LIMIT_COUNT_HEADER, RATE_LIMIT_RESET_HEADER,
 };
+pub use oauth::Credentials;
 pub use paging::{
     CursorListing, Cursors, EntityListing, NextPage, Page, PageRequest, Paginator,
     DEFAULT_MAX_PAGES,

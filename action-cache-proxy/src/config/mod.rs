@@ -122,6 +122,31 @@ pub enum Auth {
         /// The token.
         token: Secret,
     },
+    /// OAuth 2.0 client credentials (`type = "oauth2"`, `token_url`, `client_id`,
+    /// `client_secret_env`, optional `scope`, `client_auth` and `refresh_before`): a bearer
+    /// token from the token endpoint, cached and replaced `refresh_before` its expiry, one
+    /// refresh shared by concurrent calls; a 401 from the upstream drops it and the call is
+    /// retried once with a new one.
+    OAuth2(OAuth2),
+}
+
+/// The settings of [`Auth::OAuth2`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OAuth2 {
+    /// The token endpoint (`token_url`, http or https).
+    pub token_url: Url,
+    /// The client id (`client_id`).
+    pub client_id: String,
+    /// The client secret (`client_secret_env`, or `client_secret = "${VAR}"`).
+    pub client_secret: Secret,
+    /// Space-separated scopes asked for (`scope`).
+    pub scope: Option<String>,
+    /// `client_auth = "basic"` (default: HTTP Basic) or `"body"` (id and secret in the form).
+    pub secret_in_body: bool,
+    /// How long before its expiry a token is replaced (`refresh_before`, default 60 s; at
+    /// most half the token's lifetime).
+    pub refresh_before: Duration,
 }
 
 /// `[upstreams.NAME]`.
@@ -189,6 +214,9 @@ pub struct RouteConfig {
     /// A purge body `{"<alias>": "<value>"}` purges this route with its one path parameter set
     /// to the value.
     pub purge_alias: Option<String>,
+    /// `cache_control = "honour"`: the upstream's `Cache-Control` sets the windows of its 2xx
+    /// answers (see [`crate::cache_control`]); `"ignore"` (the default): the route's windows.
+    pub honour_cache_control: bool,
     /// Free text, used in the Genesys export.
     pub description: Option<String>,
     /// A sample upstream answer (JSON text), from which the Genesys export derives the output
@@ -748,6 +776,94 @@ impl Validator<'_> {
                     password: password?,
                 })
             }
+            RawAuth::Oauth2 {
+                token_url,
+                client_id,
+                client_secret,
+                client_secret_env,
+                scope,
+                client_auth,
+                refresh_before,
+            } => {
+                let token_url = self
+                    .expand(
+                        &format!("{label}.auth.token_url"),
+                        &Spanned::new(at.clone(), token_url.clone()),
+                    )
+                    .and_then(|text| match Url::parse(&text) {
+                        Ok(u)
+                            if matches!(u.scheme(), "http" | "https")
+                                && u.username().is_empty()
+                                && u.password().is_none()
+                                && u.fragment().is_none() =>
+                        {
+                            Some(u)
+                        }
+                        _ => {
+                            self.problem(
+                                at.clone(),
+                                format!("{label}.auth.token_url: `{text}` is not an http(s) URL without credentials or fragment"),
+                            );
+                            None
+                        }
+                    });
+                let client_id = self
+                    .expand(
+                        &format!("{label}.auth.client_id"),
+                        &Spanned::new(at.clone(), client_id.clone()),
+                    )
+                    .and_then(|id| {
+                        if id.trim().is_empty() || id.contains(':') || id.chars().any(char::is_control) {
+                            self.problem(at.clone(), format!("{label}.auth.client_id must be non-empty, without `:` or control characters"));
+                            None
+                        } else {
+                            Some(id)
+                        }
+                    });
+                let client_secret = self.secret(
+                    "client_secret",
+                    at.clone(),
+                    here(client_secret).as_ref(),
+                    here(client_secret_env).as_ref(),
+                );
+                if scope
+                    .as_deref()
+                    .is_some_and(|s| s.trim().is_empty() || s.chars().any(char::is_control))
+                {
+                    self.problem(
+                        at.clone(),
+                        format!("{label}.auth.scope is empty or has control characters"),
+                    );
+                }
+                let secret_in_body = match client_auth.as_deref() {
+                    None | Some("basic") => Some(false),
+                    Some("body") => Some(true),
+                    Some(other) => {
+                        self.problem(
+                            at.clone(),
+                            format!(
+                                "{label}.auth.client_auth: `{other}` is not \"basic\" or \"body\""
+                            ),
+                        );
+                        None
+                    }
+                };
+                let refresh_before = match refresh_before {
+                    None => Some(Duration::from_secs(60)),
+                    Some(d) => self.duration(
+                        &format!("{label}.auth.refresh_before"),
+                        &Spanned::new(at.clone(), d.clone()),
+                    ),
+                };
+                Some(Auth::OAuth2(OAuth2 {
+                    token_url: token_url?,
+                    client_id: client_id?,
+                    client_secret: client_secret?,
+                    scope: scope.clone(),
+                    secret_in_body: secret_in_body?,
+                    refresh_before: refresh_before?,
+                }))
+            }
             RawAuth::Bearer { token, token_env } => {
                 let token = self.secret(
                     "token",
@@ -967,6 +1083,21 @@ impl Validator<'_> {
                 );
             }
         }
+        let honour_cache_control = match r
+            .cache_control
+            .as_ref()
+            .map(|c| (c.get_ref().as_str(), c.span()))
+        {
+            None | Some(("ignore", _)) => false,
+            Some(("honour" | "honor", _)) => true,
+            Some((other, span)) => {
+                self.problem(
+                    span,
+                    format!("{label}: cache_control `{other}` is not \"honour\" or \"ignore\""),
+                );
+                false
+            }
+        };
         let sample_response = r.sample_response.as_ref().and_then(|s| {
             match serde_json::from_str::<serde_json::Value>(s.get_ref()) {
                 Ok(v) => Some(v),
@@ -993,6 +1124,7 @@ impl Validator<'_> {
             stale_if_error,
             negative,
             purge_alias: r.purge_alias.as_ref().map(|a| a.get_ref().clone()),
+            honour_cache_control,
             description: r.description.clone(),
             sample_response,
         })

@@ -78,6 +78,15 @@ pub(crate) enum RawAuth {
         token: Option<String>,
         token_env: Option<String>,
     },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Option<String>,
+        client_secret_env: Option<String>,
+        scope: Option<String>,
+        client_auth: Option<String>,
+        refresh_before: Option<RawDuration>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +108,7 @@ pub(crate) struct RawRoute {
     pub(crate) stale_if_error: Option<Spanned<RawDuration>>,
     pub(crate) negative: Option<Spanned<RawNegative>>,
     pub(crate) purge_alias: Option<Spanned<String>>,
+    pub(crate) cache_control: Option<Spanned<String>>,
     pub(crate) description: Option<String>,
     pub(crate) sample_response: Option<Spanned<String>>,
 }

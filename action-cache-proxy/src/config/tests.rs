@@ -170,3 +170,60 @@ fn paths_that_would_match_the_same_requests_are_refused() {
     );
     assert!(text.contains("path /healthz is the proxy's own"), "{text}");
 }
+
+#[test]
+fn oauth2_auth_is_read_and_its_mistakes_named() {
+    let text = GOOD.replace(
+        r#"auth = { type = "header", name = "X-Api-Key", value_env = "CRM_KEY" }"#,
+        r#"auth = { type = "oauth2", token_url = "https://login.crm/oauth2/token", client_id = "proxy", client_secret_env = "CRM_KEY", scope = "accounts.read", refresh_before = "2m" }"#,
+    );
+    let c = Config::from_toml(&text, "proxy.toml", &env).unwrap();
+    let Auth::OAuth2(o) = &c.upstreams["crm"].auth else {
+        panic!("{:?}", c.upstreams["crm"].auth)
+    };
+    assert_eq!(o.token_url.as_str(), "https://login.crm/oauth2/token");
+    assert_eq!(o.client_secret.expose(), "k3y");
+    assert_eq!(o.scope.as_deref(), Some("accounts.read"));
+    assert_eq!(o.refresh_before, Duration::from_secs(120));
+    assert!(!o.secret_in_body);
+    assert!(!format!("{o:?}").contains("k3y"), "secrets never print");
+
+    let bad = GOOD.replace(
+        r#"auth = { type = "header", name = "X-Api-Key", value_env = "CRM_KEY" }"#,
+        r#"auth = { type = "oauth2", token_url = "ftp://x", client_id = "", client_secret = "literal", client_auth = "jwt" }"#,
+    );
+    let text = Config::from_toml(&bad, "proxy.toml", &env)
+        .unwrap_err()
+        .to_string();
+    for words in [
+        "auth.token_url",
+        "auth.client_id",
+        "secrets are not written in the file",
+        "client_auth: `jwt`",
+    ] {
+        assert!(text.contains(words), "want {words}: {text}");
+    }
+    assert!(!text.contains("literal"), "{text}");
+}
+
+#[test]
+fn cache_control_is_honour_or_ignore() {
+    let on = GOOD.replace(
+        "fresh = \"30s\"",
+        "fresh = \"30s\"\ncache_control = \"honour\"",
+    );
+    let c = Config::from_toml(&on, "proxy.toml", &env).unwrap();
+    assert!(c.route("order_lines").unwrap().honour_cache_control);
+    assert!(
+        !c.route("account").unwrap().honour_cache_control,
+        "off by default"
+    );
+    let bad = GOOD.replace(
+        "fresh = \"30s\"",
+        "fresh = \"30s\"\ncache_control = \"obey\"",
+    );
+    let err = Config::from_toml(&bad, "proxy.toml", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cache_control `obey`"), "{err}");
+}
