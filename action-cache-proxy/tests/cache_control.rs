@@ -3,9 +3,9 @@
 //! calls. The local upstream answers `GET /api/items/{id}` with the `Cache-Control` (and
 //! `Age`) the test set for that id.
 
-use action_cache::testing::{eventually, RedisServer};
 use action_cache::{Cache, ManualClock};
 use action_cache_proxy::{Config, Proxy};
+use action_cache_testing::{eventually, RedisServer};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

@@ -8,9 +8,9 @@
 //! - a token endpoint that fails or refuses the credentials gives a clear 502, no upstream
 //!   call, and the secret appears in no response and no log line.
 
-use action_cache::testing::RedisServer;
 use action_cache::{Cache, ManualClock};
 use action_cache_proxy::{Config, Proxy};
+use action_cache_testing::RedisServer;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
