@@ -2,7 +2,7 @@
 //!
 //! Bodies (JSON, at most `max_body_bytes`):
 //!
-//! - `{"tags": ["account:42", …]}`: every entry carrying any of the tags (hard purge only).
+//! - `{"tags": ["account:42", …]}`: every entry carrying any of the tags.
 //! - `{"route": "account", "params": {"id": "42"}, "query": {"fields": "a,b"},
 //!   "headers": {"x-tenant": "t1"}, "mode": "soft"}`: the one entry a read with these values
 //!   would use; `query` and `headers` name key values (absent ones mean "not sent"). Values are
@@ -10,8 +10,8 @@
 //! - `{"<purge_alias>": "42"}`: shorthand for a route that declares `purge_alias`.
 //!
 //! `mode` is `"hard"` (default: the entry and its last good copy are removed, the next read
-//! asks the upstream) or `"soft"` (route purges only: the entry is marked stale, so the next
-//! read is served at once and refreshes it in the background).
+//! asks the upstream) or `"soft"` (the entry, or every entry with the tags, is marked stale, so
+//! the next read is served at once and refreshes it in the background; last good copies stay).
 
 use crate::config::{SignatureScheme, WebhookConfig};
 use crate::metrics::Metrics;
@@ -55,7 +55,7 @@ struct Body {
 /// A parsed purge.
 #[derive(Debug, PartialEq, Eq)]
 enum Purge {
-    Tags(Vec<String>),
+    Tags(Vec<String>, Mode),
     Entry {
         route: usize,
         params: Params,
@@ -99,9 +99,6 @@ impl Webhook {
                 headers: None,
                 ..
             } => {
-                if mode == Mode::Soft {
-                    return Err("soft purge is by route and parameters only; purge tags with \"mode\": \"hard\"".to_owned());
-                }
                 if tags.is_empty()
                     || tags
                         .iter()
@@ -109,7 +106,7 @@ impl Webhook {
                 {
                     return Err("tags must be a non-empty list of non-empty tags without control characters".to_owned());
                 }
-                Ok(Purge::Tags(tags))
+                Ok(Purge::Tags(tags, mode))
             }
             Body {
                 route: Some(route),
@@ -267,7 +264,7 @@ impl Webhook {
             )
         };
         match purge {
-            Purge::Tags(tags) => {
+            Purge::Tags(tags, Mode::Hard) => {
                 let mut purged = 0;
                 for tag in &tags {
                     purged += self.cache.invalidate_tag(tag).await.map_err(unavailable)?;
@@ -277,6 +274,16 @@ impl Webhook {
                         .map_err(unavailable)?;
                 }
                 Ok(json!({ "purged": purged, "mode": "hard", "tags": tags }))
+            }
+            // The entries stay, marked stale in the cache: the next read of each is served at
+            // once and refreshes it. The last-good copies stay too (they are still the last
+            // answer the upstream gave).
+            Purge::Tags(tags, Mode::Soft) => {
+                let mut marked = 0;
+                for tag in &tags {
+                    marked += self.cache.mark_stale_tag(tag).await.map_err(unavailable)?;
+                }
+                Ok(json!({ "purged": marked, "mode": "soft", "tags": tags }))
             }
             Purge::Entry {
                 route,

@@ -223,6 +223,9 @@ impl RouteHandler {
         let key = self.key(&params);
         let (policy, fresh_ms) = self.draw_policy();
         let loaded = AtomicBool::new(false);
+        // The cache asks for a refresh only on a stale hit: an entry a soft purge by tag marked
+        // stale in the cache is then labelled STALE although its own copy says fresh.
+        let refreshing = AtomicBool::new(false);
         let result = self
             .cache
             .get_or_load_with(
@@ -234,6 +237,7 @@ impl RouteHandler {
                     self.clone().fetch(params.clone(), policy.clone(), fresh_ms)
                 },
                 || -> RefreshFuture<Stored, Failure> {
+                    refreshing.store(true, Ordering::Relaxed);
                     self.metrics.event(Event::Refresh);
                     Box::pin(self.clone().fetch(params.clone(), policy.clone(), fresh_ms))
                 },
@@ -245,7 +249,7 @@ impl RouteHandler {
             Ok(stored) => {
                 let outcome = if loaded {
                     Outcome::Miss
-                } else if stored.is_fresh(now) {
+                } else if stored.is_fresh(now) && !refreshing.load(Ordering::Relaxed) {
                     Outcome::Hit
                 } else {
                     Outcome::Stale

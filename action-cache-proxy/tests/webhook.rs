@@ -70,9 +70,39 @@ async fn a_soft_purge_serves_the_old_copy_once_more_and_refreshes_it() {
         p.upstream.calls() == 2
     })
     .await;
+}
 
-    let soft_tags = br#"{"tags":["account:42"],"mode":"soft"}"#;
-    assert_eq!(p.purge(soft_tags, &[p.sign(soft_tags)]).await.status, 400);
+#[tokio::test]
+async fn a_soft_purge_by_tag_serves_the_old_copy_once_more_and_refreshes_it() {
+    let p = start().await;
+    let first = p.get("/accounts/42", &[]).await;
+    assert_eq!(p.get("/accounts/42", &[]).await.cache(), "HIT");
+    let body = br#"{"tags":["account:42"],"mode":"soft"}"#;
+    let r = p.purge(body, &[p.sign(body)]).await;
+    assert_eq!(
+        (
+            r.status,
+            r.json()["purged"].clone(),
+            r.json()["mode"].clone()
+        ),
+        (200, serde_json::json!(1), serde_json::json!("soft")),
+        "{}",
+        r.text()
+    );
+    let stale = p.get("/accounts/42", &[]).await;
+    assert_eq!(stale.cache(), "STALE", "marked stale, served at once");
+    assert_eq!(stale.body, first.body);
+    action_cache_testing::eventually("the refresh", Duration::from_secs(10), || {
+        p.upstream.calls() == 2
+    })
+    .await;
+    let other = br#"{"tags":["account:43"],"mode":"soft"}"#;
+    let r = p.purge(other, &[p.sign(other)]).await;
+    assert_eq!(
+        r.json()["purged"],
+        serde_json::json!(0),
+        "nothing carries that tag"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use crate::load::Share;
 use crate::near::Event;
 use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing};
+use crate::soft;
 use crate::stats::{InFlight, Stats};
 
 /// A stale-while-revalidate cache over a [`Store`](crate::store::Store). Cheap to clone: clones share the store,
@@ -482,6 +483,68 @@ impl Cache {
         let existed = s.store_op("delete", s.store().delete(&full)).await?;
         s.purged(Event::Key(&full)).await?;
         Ok(existed)
+    }
+
+    /// A soft purge: marks the entry for `key` stale instead of removing it, so the next read is
+    /// served at once and refreshes it (a stale hit), and other processes' near caches drop
+    /// their copies. The value and its stale deadline stay; returns whether there was a live
+    /// entry. As with [`Cache::invalidate`], a load of `key` already in flight does not store
+    /// its value afterwards, and neither does a refresh that read the entry before the mark.
+    ///
+    /// ```
+    /// use action_cache_core::{Cache, CacheKey, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::in_memory();
+    /// let policy = Policy::new(Duration::from_secs(60), Duration::from_secs(600))?;
+    /// let key = CacheKey::builder("crm.account").build();
+    /// cache.put(&key, &policy, "Ada").await?;
+    /// assert!(cache.mark_stale(&key).await?);
+    /// // Served at once (a stale hit) while one refresh asks the backend.
+    /// let name: String = cache
+    ///     .get_or_load(&key, &policy, || async { Ok::<_, String>("Ada L.".into()) })
+    ///     .await?;
+    /// assert_eq!((name.as_str(), cache.stats().stale_hits), ("Ada", 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn mark_stale(&self, key: &CacheKey) -> Result<bool, CacheError> {
+        let s = &self.inner.engine;
+        let full = self.full_key(key);
+        s.bump(Keyspace::generation(&full)).await?;
+        let marked = soft::mark_stale(s, &full).await?;
+        s.purged(Event::Key(&full)).await?;
+        Ok(marked)
+    }
+
+    /// A soft purge by tag: marks every entry that carries `tag` stale (see
+    /// [`Cache::mark_stale`]); returns how many live entries it marked. A load in flight of an
+    /// entry with `tag` does not store its value afterwards.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails, or is a custom store that cannot list tag sets
+    /// ([`StoreError::Unsupported`](crate::StoreError::Unsupported)).
+    pub async fn mark_stale_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        let s = &self.inner.engine;
+        let tag_key = s.keys().tag(tag);
+        s.bump(Keyspace::tag_generation(&tag_key)).await?;
+        let members = s
+            .store_op("tag_members", s.store().tag_members(&tag_key))
+            .await?;
+        let mut marked = 0;
+        for full in members {
+            if soft::mark_stale(s, &full).await? {
+                marked += 1;
+            }
+        }
+        s.purged(Event::Tag(&tag_key)).await?;
+        Ok(marked)
     }
 
     /// Removes every entry that carries `tag`, across functions; returns how many. A load in

@@ -99,6 +99,36 @@ pub(crate) fn meta(bytes: &[u8]) -> Option<Meta> {
 }
 
 /// The write token of an encoded entry.
+/// The same entry with new windows and a new write id, its value bytes untouched; `None` when
+/// the bytes are not exactly in the layout [`encode`] writes (then nothing is rewritten).
+pub(crate) fn restamp(bytes: &[u8], meta: Meta, write_id: u64) -> Option<Vec<u8>> {
+    if bytes.len() < TOKEN_LEN || &bytes[..4] != MAGIC || bytes[TOKEN_LEN - 1] != b'\n' {
+        return None;
+    }
+    let mut rest = bytes[TOKEN_LEN..].strip_prefix(b"{")?;
+    for field in [&b"\"at\":"[..], b",\"f\":", b",\"s\":", b",\"d\":"] {
+        rest = rest.strip_prefix(field)?;
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &rest[digits..];
+    }
+    let value = rest.strip_prefix(b",\"v\":")?.strip_suffix(b"}")?;
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(format!("{write_id:016x}\n").as_bytes());
+    let head = format!(
+        "{{\"at\":{},\"f\":{},\"s\":{},\"d\":{},\"v\":",
+        meta.at, meta.fresh, meta.stale, meta.delta
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'}');
+    // Only what reads back with exactly these windows is written.
+    (self::meta(&out) == Some(meta)).then_some(out)
+}
+
 pub(crate) fn token(bytes: &[u8]) -> &[u8] {
     &bytes[..TOKEN_LEN.min(bytes.len())]
 }
@@ -113,6 +143,24 @@ mod tests {
         stale: 3,
         delta: 4,
     };
+
+    #[test]
+    fn restamping_changes_the_windows_and_token_and_keeps_the_value_bytes() {
+        let bytes = encode(&serde_json::json!({"n": 1E2, "s": "a,\"v\":}"}), META, 1).unwrap();
+        let later = Meta { fresh: 0, ..META };
+        let out = restamp(&bytes, later, 2).unwrap();
+        assert_eq!(token(&out), b"AC1:0000000000000002\n");
+        assert_eq!(meta(&out), Some(later));
+        assert_eq!(out[out.len() - 20..], bytes[bytes.len() - 20..]);
+        let (v, _): (serde_json::Value, Meta) = decode(&out).unwrap();
+        assert_eq!(v["s"], "a,\"v\":}");
+        for foreign in [
+            &b"AC1:0000000000000001\n{\"v\":1,\"at\":1,\"f\":2,\"s\":3,\"d\":4}"[..],
+            b"hello",
+        ] {
+            assert_eq!(restamp(foreign, later, 2), None);
+        }
+    }
 
     #[test]
     fn round_trips() {

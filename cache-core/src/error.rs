@@ -65,6 +65,12 @@ pub enum StoreError {
         /// What the client said.
         message: String,
     },
+    /// This store cannot do the operation (a custom store without it).
+    #[error("the store does not support `{op}`")]
+    Unsupported {
+        /// The operation, e.g. `tag_members`.
+        op: &'static str,
+    },
     /// Redis answered with an error or the connection failed.
     #[error("redis error during `{op}`: {source}")]
     Redis {
@@ -80,7 +86,10 @@ impl StoreError {
     /// Whether this error says something about the store's health (and so counts towards the
     /// circuit breaker), as opposed to the data under one key.
     pub fn is_unavailable(&self) -> bool {
-        !matches!(self, StoreError::WrongType { .. }) && !self.is_out_of_memory()
+        !matches!(
+            self,
+            StoreError::WrongType { .. } | StoreError::Unsupported { .. }
+        ) && !self.is_out_of_memory()
     }
 
     /// Whether the store refused a write because it is full (Redis `maxmemory` with

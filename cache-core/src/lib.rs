@@ -81,6 +81,7 @@ mod refresh;
 #[doc(hidden)]
 pub mod returns;
 mod settings;
+mod soft;
 mod stats;
 pub mod store;
 

@@ -47,6 +47,7 @@ const DOCUMENTED: &[&str] = &[
     "+pttl",
     "+sadd",
     "+spop",
+    "+smembers",
     "+scan",
     "+eval",
     "+evalsha",
@@ -132,6 +133,7 @@ async fn a_user_with_the_documented_permissions_caches_and_purges() {
     assert_eq!(cache.invalidate_tag("acl-tag").await.unwrap(), 1);
     assert_eq!(get(&cache, 1, &calls).await, "value-1");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "purged, so loaded again");
+    assert_eq!(cache.mark_stale_tag("acl-tag").await.unwrap(), 1);
     cache.invalidate_prefix("acl").await.unwrap();
     cache.ping().await.unwrap();
     assert_eq!(cache.stats().store_errors, 0, "{:?}", cache.stats());

@@ -307,6 +307,15 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
+    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
+        let st = self.lock();
+        Ok(st
+            .tags
+            .get(tag_key)
+            .map(|(members, _)| members.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         let mut st = self.lock();
         let doomed: Vec<String> = st

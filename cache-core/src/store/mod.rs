@@ -132,6 +132,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// When the store cannot be reached.
     async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError>;
 
+    /// The keys in the tag set `tag_key` (some may have expired since they were added).
+    /// Used by soft purges by tag; stores that cannot list a set keep this default, an error.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be reached, or cannot list tag sets.
+    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
+        let _ = tag_key;
+        Err(StoreError::Unsupported { op: "tag_members" })
+    }
+
     /// Deletes every key that starts with `prefix`; returns how many. Redis does it with `SCAN`,
     /// never `KEYS`.
     ///

@@ -1093,6 +1093,15 @@ impl Store for RedisStore {
         }
     }
 
+    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn().await?;
+        redis::cmd("SMEMBERS")
+            .arg(tag_key)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.classify("tag_members", tag_key, e))
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         let pattern = format!("{}*", glob_escape(prefix));
         match self.conn().await? {
