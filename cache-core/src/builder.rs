@@ -465,6 +465,10 @@ impl CacheBuilder {
                 );
             }
         }
+        let memory_capacity = match self.backend {
+            Backend::Memory { capacity } => Some(capacity),
+            _ => None,
+        };
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
@@ -511,14 +515,18 @@ impl CacheBuilder {
             None => StdRng::from_os_rng(),
         };
         let keys = Keyspace::new(self.prefix);
-        let near = self.near_capacity.map(|capacity| {
-            Near::new(
+        let near = match (self.near_capacity, memory_capacity) {
+            (Some(capacity), _) => Some(Near::new(
                 capacity,
                 Arc::clone(&self.clock),
                 keys.near_channel(),
                 rng.next_u64(),
-            )
-        });
+            )),
+            // The memory store holds bytes; a typed tier of the same size in front of it keeps
+            // the decoded values, so that its hits clone instead of decoding.
+            (None, Some(capacity)) => Some(Near::local(capacity, Arc::clone(&self.clock))),
+            (None, None) => None,
+        };
         let settings = Settings {
             op_timeout: self.op_timeout,
             lock_ttl: self.lock_ttl,

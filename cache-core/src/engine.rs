@@ -18,7 +18,7 @@ use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, StoreError};
 use crate::flight::{Flights, ReadFlights, ReadRole};
 use crate::keyspace::{Keyspace, GENERATION_TTL};
-use crate::near::{Event, Near};
+use crate::near::{Event, Held, Near, Typed};
 use crate::policy::Policy;
 use crate::settings::Settings;
 use crate::stats::Counters;
@@ -222,6 +222,7 @@ impl Engine {
             }
             Err(_) => return None,
         };
+        Counters::incr(&self.counters.decodes);
         match entry::decode::<T>(&bytes) {
             Ok((value, meta)) => Some(Found { value, meta, bytes }),
             Err(_) if !report => None,
@@ -351,13 +352,13 @@ impl Engine {
         if let Some(meta) = entry::meta(bytes) {
             near.fill(
                 full,
-                bytes,
+                Arc::new(bytes.to_vec()),
                 &meta,
+                None,
                 self.clock.now_ms(),
                 tag_keys,
                 near.epoch(),
-            )
-            .await;
+            );
         }
         self.publish(near, Event::Key(full)).await
     }
@@ -368,14 +369,53 @@ impl Engine {
         let Some(near) = &self.near else {
             return Ok(());
         };
-        near.forget(event).await;
+        near.forget(event);
         self.publish(near, event).await
     }
 
     async fn publish(&self, near: &Near, event: Event<'_>) -> Result<(), StoreError> {
+        // The tier in front of the in-process store has no one to tell.
+        let Some(channel) = near.channel() else {
+            return Ok(());
+        };
         let message = near.message(event);
-        self.store_op("publish", self.store.publish(near.channel(), &message))
+        self.store_op("publish", self.store.publish(channel, &message))
             .await
+    }
+
+    /// The value of an entry held near, as a `T`: a clone of the decoded value when it is one
+    /// and `clone` is given, else a decode of its bytes (counted), after which the tier keeps
+    /// the decoded value if it held none. `epoch` is the tier's epoch from before the lookup.
+    pub(crate) fn near_value<T>(
+        &self,
+        near: &Near,
+        full: &str,
+        held: &Held,
+        clone: Option<fn(&T) -> T>,
+        epoch: u64,
+    ) -> Option<Found<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let bytes = Arc::clone(&held.bytes);
+        if let (Some(any), Some(clone)) = (&held.value, clone) {
+            if let Some(value) = any.downcast_ref::<T>() {
+                let value = clone(value);
+                return Some(Found {
+                    value,
+                    meta: held.meta,
+                    bytes,
+                });
+            }
+        }
+        // Bytes only (written by a put or a load), or another type under the same key.
+        Counters::incr(&self.counters.decodes);
+        let (value, meta) = entry::decode::<T>(&held.bytes).ok()?;
+        if let (None, Some(clone)) = (&held.value, clone) {
+            let typed: Typed = Arc::new(clone(&value));
+            near.upgrade(full, held, typed, self.clock.now_ms(), epoch);
+        }
+        Some(Found { value, meta, bytes })
     }
 
     pub(crate) fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {

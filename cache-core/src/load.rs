@@ -196,10 +196,10 @@ impl Engine {
                                 // Another type under the same key: load for ourselves.
                                 None => continue,
                             },
-                            None => match any
-                                .downcast_ref::<Arc<Vec<u8>>>()
-                                .and_then(|bytes| entry::decode::<T>(bytes).ok())
-                            {
+                            None => match any.downcast_ref::<Arc<Vec<u8>>>().and_then(|bytes| {
+                                crate::stats::Counters::incr(&self.counters().decodes);
+                                entry::decode::<T>(bytes).ok()
+                            }) {
                                 Some((v, _)) => return Ok(v),
                                 None => continue,
                             },
