@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+use crate::codec::Codec;
 use crate::engine::{Engine, Found};
 use crate::entry;
 use crate::error::{CacheError, LoadError, StoreError};
@@ -277,7 +278,8 @@ impl Cache {
         let full = self.full_key(key);
         let mut stale_value = None;
         let clone = share.as_ref().and_then(|share| share.value);
-        let (found, from_near, epoch) = self.read_through_near::<T>(&full, clone).await;
+        let codec = s.codec(policy);
+        let (found, from_near, epoch) = self.read_through_near::<T>(&full, clone, codec).await;
         if from_near || s.in_process() {
             // Answered without awaiting any I/O: spend the task's cooperative budget, or a hot
             // loop of such hits would never yield and starve other tasks and the timers.
@@ -508,22 +510,23 @@ impl Cache {
         &self,
         full: &str,
         clone: Option<fn(&T) -> T>,
+        codec: Codec,
     ) -> (Option<Found<T>>, bool, u64)
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let s = &self.inner.engine;
         let Some(near) = s.near() else {
-            return (s.read(full).await, false, 0);
+            return (s.read(full, codec).await, false, 0);
         };
         self.start_near_subscriber();
         let epoch = near.epoch();
         if let Some(held) = near.get(full) {
-            if let Some(found) = s.near_value(near, full, &held, clone, epoch) {
+            if let Some(found) = s.near_value(near, full, &held, clone, codec, epoch) {
                 return (Some(found), true, 0);
             }
         }
-        (s.read(full).await, false, epoch)
+        (s.read(full, codec).await, false, epoch)
     }
 
     fn start_near_subscriber(&self) {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
+use crate::codec::Codec;
 use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, StoreError};
 use crate::flight::{Flights, ReadFlights, ReadRole};
@@ -199,9 +200,19 @@ impl Engine {
         result
     }
 
-    /// Reads and decodes an entry; anything unusable is `None` (and counted).
-    pub(crate) async fn read<T: DeserializeOwned>(&self, full: &str) -> Option<Found<T>> {
-        self.read_reporting(full, true).await
+    /// The codec `policy` stores with.
+    pub(crate) fn codec(&self, policy: &Policy) -> Codec {
+        policy.codec().unwrap_or(self.settings.codec)
+    }
+
+    /// Reads and decodes an entry written with `codec`; anything unusable is `None` (and
+    /// counted).
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        codec: Codec,
+    ) -> Option<Found<T>> {
+        self.read_reporting(full, codec, true).await
     }
 
     /// Reads like [`Engine::read`]; with `report` false an unusable entry is not counted or
@@ -209,6 +220,7 @@ impl Engine {
     pub(crate) async fn read_reporting<T: DeserializeOwned>(
         &self,
         full: &str,
+        codec: Codec,
         report: bool,
     ) -> Option<Found<T>> {
         let bytes = match self.get(full).await {
@@ -223,7 +235,7 @@ impl Engine {
             Err(_) => return None,
         };
         Counters::incr(&self.counters.decodes);
-        match entry::decode::<T>(&bytes) {
+        match entry::decode::<T>(&bytes, codec) {
             Ok((value, meta)) => Some(Found { value, meta, bytes }),
             Err(_) if !report => None,
             Err(e) => {
@@ -232,7 +244,10 @@ impl Engine {
                     DecodeError::Format => {
                         tracing::warn!(key = %full, "entry is not in our format; treating as a miss")
                     }
-                    DecodeError::Json(e) => {
+                    DecodeError::OtherCodec => {
+                        tracing::debug!(key = %full, ?codec, "entry was written with another codec; treating as a miss")
+                    }
+                    DecodeError::Value(e) => {
                         tracing::warn!(key = %full, error = %e, "entry does not decode; treating as a miss")
                     }
                 }
@@ -301,7 +316,7 @@ impl Engine {
             stale,
             delta: delta_ms,
         };
-        entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
+        entry::encode(value, meta, write_id, self.codec(policy)).map_err(|e| CacheError::Encode {
             key: full.to_string(),
             source: Arc::new(e),
         })
@@ -392,6 +407,7 @@ impl Engine {
         full: &str,
         held: &Held,
         clone: Option<fn(&T) -> T>,
+        codec: Codec,
         epoch: u64,
     ) -> Option<Found<T>>
     where
@@ -410,7 +426,7 @@ impl Engine {
         }
         // Bytes only (written by a put or a load), or another type under the same key.
         Counters::incr(&self.counters.decodes);
-        let (value, meta) = entry::decode::<T>(&held.bytes).ok()?;
+        let (value, meta) = entry::decode::<T>(&held.bytes, codec).ok()?;
         if let (None, Some(clone)) = (&held.value, clone) {
             let typed: Typed = Arc::new(clone(&value));
             near.upgrade(full, held, typed, self.clock.now_ms(), epoch);

@@ -100,15 +100,17 @@ impl Engine {
         let delta = elapsed.as_millis() as u64;
         let checked = self
             .encode_any(full, value, policy, delta)
-            .and_then(|bytes| match entry::decode::<T>(&bytes) {
-                Ok(_) => Ok(bytes),
-                Err(e) => Err(CacheError::Encode {
-                    key: full.to_string(),
-                    source: Arc::new(serde::ser::Error::custom(format!(
+            .and_then(
+                |bytes| match entry::decode::<T>(&bytes, self.codec(policy)) {
+                    Ok(_) => Ok(bytes),
+                    Err(e) => Err(CacheError::Encode {
+                        key: full.to_string(),
+                        source: Arc::new(serde::ser::Error::custom(format!(
                         "the value does not read back as written ({e:?}); a NaN or infinite float?"
                     ))),
-                }),
-            });
+                    }),
+                },
+            );
         match checked {
             Ok(bytes) => Some(bytes),
             Err(e) => {
@@ -198,7 +200,7 @@ impl Engine {
                             },
                             None => match any.downcast_ref::<Arc<Vec<u8>>>().and_then(|bytes| {
                                 crate::stats::Counters::incr(&self.counters().decodes);
-                                entry::decode::<T>(bytes).ok()
+                                entry::decode::<T>(bytes, self.codec(policy)).ok()
                             }) {
                                 Some((v, _)) => return Ok(v),
                                 None => continue,
@@ -284,7 +286,7 @@ impl Engine {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            if let Some(found) = self.read_fresh::<T>(full).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy).await {
                 return Ok(found);
             }
             attempt = lock().await;
@@ -296,7 +298,7 @@ impl Engine {
             // Double-check under the lock: another caller, here or in another process, may have
             // stored the value after our read and released the lock before we asked for it.
             // One GET per genuine miss buys "one loader call per stampede".
-            if let Some(found) = self.read_fresh::<T>(full).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy).await {
                 guard.release().await;
                 return Ok(found);
             }
@@ -313,8 +315,14 @@ impl Engine {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<Loaded<T>> {
-        let found = self.read_reporting::<T>(full, false).await?;
+    async fn read_fresh<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        policy: &Policy,
+    ) -> Option<Loaded<T>> {
+        let found = self
+            .read_reporting::<T>(full, self.codec(policy), false)
+            .await?;
         let age = self.clock().now_ms().saturating_sub(found.meta.at);
         (age < found.meta.fresh).then(|| Loaded::new(found.value, Stored::Yes, Some(found.bytes)))
     }
