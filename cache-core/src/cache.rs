@@ -371,14 +371,14 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let s = &self.inner.engine;
         let full = self.full_key(key);
-        let bytes = s.encode(&full, value, policy, 0)?;
-        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         // First the generation, so that a load in flight does not replace this value.
         s.bump(Keyspace::generation(&full)).await?;
         s.store_op("set", s.store().set(&full, &bytes, ttl, &tags))
             .await?;
-        s.written(&full, &bytes, &tags).await?;
+        s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
         Ok(())
     }
 
@@ -425,15 +425,15 @@ impl Cache {
                 mark.full
             )));
         }
-        let bytes = s.encode(&full, value, policy, 0)?;
-        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         let op = s
             .store()
             .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
         let stored = s.store_op("set", op).await?;
         if stored {
-            s.written(&full, &bytes, &tags).await?;
+            s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
         }
         Ok(stored)
     }

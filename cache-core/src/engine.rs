@@ -297,14 +297,15 @@ impl Engine {
         got.map(|bytes| bytes.map(Arc::new))
     }
 
-    /// Encodes a value with windows drawn from `policy`, whatever its size.
+    /// Encodes a value with windows drawn from `policy`, whatever its size; returns the entry
+    /// and the metadata it was written with (so that nobody parses it back to find its TTL).
     pub(crate) fn encode_any<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         policy: &Policy,
         delta_ms: u64,
-    ) -> Result<Vec<u8>, CacheError> {
+    ) -> Result<(Vec<u8>, Meta), CacheError> {
         let (write_id, u1, u2) = {
             let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
             (rng.next_u64(), rng.random::<f64>(), rng.random::<f64>())
@@ -316,10 +317,13 @@ impl Engine {
             stale,
             delta: delta_ms,
         };
-        entry::encode(value, meta, write_id, self.codec(policy)).map_err(|e| CacheError::Encode {
-            key: full.to_string(),
-            source: Arc::new(e),
-        })
+        let bytes = entry::encode(value, meta, write_id, self.codec(policy)).map_err(|e| {
+            CacheError::Encode {
+                key: full.to_string(),
+                source: Arc::new(e),
+            }
+        })?;
+        Ok((bytes, meta))
     }
 
     /// Encodes a value like [`Engine::encode_any`], refusing entries over the size limit.
@@ -329,10 +333,10 @@ impl Engine {
         value: &T,
         policy: &Policy,
         delta_ms: u64,
-    ) -> Result<Vec<u8>, CacheError> {
-        let bytes = self.encode_any(full, value, policy, delta_ms)?;
+    ) -> Result<(Vec<u8>, Meta), CacheError> {
+        let (bytes, meta) = self.encode_any(full, value, policy, delta_ms)?;
         self.check_size(full, &bytes)?;
-        Ok(bytes)
+        Ok((bytes, meta))
     }
 
     pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), CacheError> {
@@ -346,11 +350,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The store expiry of an encoded entry: its stale window.
-    pub(crate) fn ttl_of(&self, bytes: &[u8]) -> u64 {
-        entry::meta(bytes).map_or(1, |m| m.stale)
-    }
-
     /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
     ///
     /// Returns the announcement's failure: until other processes hear it, their near caches
@@ -358,23 +357,22 @@ impl Engine {
     pub(crate) async fn written(
         &self,
         full: &str,
-        bytes: &[u8],
+        bytes: &Arc<Vec<u8>>,
+        meta: &Meta,
         tag_keys: &[String],
     ) -> Result<(), StoreError> {
         let Some(near) = &self.near else {
             return Ok(());
         };
-        if let Some(meta) = entry::meta(bytes) {
-            near.fill(
-                full,
-                Arc::new(bytes.to_vec()),
-                &meta,
-                None,
-                self.clock.now_ms(),
-                tag_keys,
-                near.epoch(),
-            );
-        }
+        near.fill(
+            full,
+            Arc::clone(bytes),
+            meta,
+            None,
+            self.clock.now_ms(),
+            tag_keys,
+            near.epoch(),
+        );
         self.publish(near, Event::Key(full)).await
     }
 
