@@ -74,6 +74,79 @@ fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, raw: &RawRedis) {
     g.finish();
 }
 
+/// 10,000 distinct keys of a 2.1 KB value at 256 tasks: JSON and MessagePack entries through
+/// the macro beside the raw `GET` plus the same codec's decode, and the typed near cache beside
+/// the raw `GET` alone.
+fn many_keys(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let (raw_json, raw_mp) = rt.block_on(async {
+        support::warm_catalogs().await;
+        (
+            RawRedis::catalogs(support::catalog_key).await,
+            RawRedis::catalogs(support::catalog_mp_key).await,
+        )
+    });
+    let n = 256;
+    let page = |i: usize| (i % support::CATALOGS) as u32;
+    let mut g = c.benchmark_group("many_keys_256_tasks");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.sample_size(10);
+    g.bench_function("raw_get", |b| {
+        b.to_async(rt).iter(|| {
+            let raw = raw_json.clone();
+            support::spread(n, BATCH, move |i| {
+                let raw = raw.clone();
+                async move {
+                    black_box(raw.get_nth(i).await);
+                }
+            })
+        });
+    });
+    g.bench_function("raw_get_json_decode", |b| {
+        b.to_async(rt).iter(|| {
+            let raw = raw_json.clone();
+            support::spread(n, BATCH, move |i| {
+                let raw = raw.clone();
+                async move {
+                    black_box(support::decode_json_entry(&raw.get_nth(i).await));
+                }
+            })
+        });
+    });
+    g.bench_function("cached_action_json", |b| {
+        b.to_async(rt).iter(|| {
+            support::spread(n, BATCH, move |i| async move {
+                black_box(support::catalog(page(i)).await.expect("hit"));
+            })
+        });
+    });
+    g.bench_function("raw_get_message_pack_decode", |b| {
+        b.to_async(rt).iter(|| {
+            let raw = raw_mp.clone();
+            support::spread(n, BATCH, move |i| {
+                let raw = raw.clone();
+                async move {
+                    black_box(support::decode_message_pack_entry(&raw.get_nth(i).await));
+                }
+            })
+        });
+    });
+    g.bench_function("cached_action_message_pack", |b| {
+        b.to_async(rt).iter(|| {
+            support::spread(n, BATCH, move |i| async move {
+                black_box(support::catalog_mp(page(i)).await.expect("hit"));
+            })
+        });
+    });
+    g.bench_function("cached_action_near_typed", |b| {
+        b.to_async(rt).iter(|| {
+            support::spread(n, BATCH, move |i| async move {
+                black_box(support::catalog_near(page(i)).await.expect("hit"));
+            })
+        });
+    });
+    g.finish();
+}
+
 fn main() {
     let server = RedisServer::start();
     support::install(&server.url());
@@ -84,13 +157,14 @@ fn main() {
     });
     let mut c = Criterion::default().configure_from_args();
     throughput(&mut c, &rt, &raw);
+    many_keys(&mut c, &rt);
     c.final_summary();
     let stats = support::redis_cache().stats();
     // Warming loads each order once per cache; anything more means a measured call missed.
     println!(
         "loader calls: {} (warm-up: {}); redis cache: fresh hits {}, store errors {}",
         support::LOADS.load(std::sync::atomic::Ordering::Relaxed),
-        4 * ORDERS,
+        4 * ORDERS + 3 * support::CATALOGS,
         stats.fresh_hits,
         stats.store_errors
     );

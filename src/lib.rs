@@ -63,7 +63,7 @@
 #[doc(hidden)]
 pub use action_cache_core::returns;
 pub use action_cache_core::{
-    global, set_global, store, Cache, CacheBuilder, CacheError, CacheKey, Clock, InFlight,
+    global, set_global, store, Cache, CacheBuilder, CacheError, CacheKey, Clock, Codec, InFlight,
     KeyBuilder, KeyError, LoadError, ManualClock, Policy, PolicyBuilder, PolicyError, PurgeMark,
     RefreshFuture, RefreshMode, Stats, StoreError, SystemClock,
 };

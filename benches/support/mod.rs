@@ -13,6 +13,10 @@
 //! * [`RawRedis`]: a plain `GET` of the bytes [`order`] stored, on its own `ConnectionManager`:
 //!   the floor.
 //!
+//! And a many-keys workload: [`CATALOGS`] distinct keys of a 2.1 KB value (25 small structs),
+//! through [`catalog`] (JSON), [`catalog_mp`] (MessagePack) and [`catalog_near`] (JSON, near
+//! cache), with [`RawRedis::catalogs`] the raw `GET` of the same entries.
+//!
 //! Each binary uses part of this module.
 #![allow(dead_code)]
 
@@ -22,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use action_cache::{cached_action, Cache, CacheKey, KeyBuilder, Policy};
+use action_cache::{cached_action, Cache, CacheKey, Codec, KeyBuilder, Policy};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -73,6 +77,37 @@ pub(crate) fn backend_order(id: &str) -> Order {
     }
 }
 
+/// Distinct keys of the many-keys workload (all warmed before measuring).
+pub(crate) const CATALOGS: usize = 10_000;
+
+/// One of the many-keys value's 25 small structs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Item {
+    /// Stock keeping unit.
+    pub(crate) sku: String,
+    /// Shown name.
+    pub(crate) name: String,
+    /// How many.
+    pub(crate) quantity: u32,
+    /// Unit price in cents.
+    pub(crate) unit_cents: u64,
+    /// Whether it can be shipped now.
+    pub(crate) in_stock: bool,
+}
+
+/// The many-keys value for `page`: 25 items, about 2.1 KB of JSON.
+pub(crate) fn backend_catalog(page: u32) -> Vec<Item> {
+    (1..=25u32)
+        .map(|n| Item {
+            sku: format!("SKU-{page:05}-{n:02}"),
+            name: format!("Widget number {n}"),
+            quantity: n,
+            unit_cents: 1_000 * u64::from(n) + 330,
+            in_stock: n % 3 != 0,
+        })
+        .collect()
+}
+
 /// The ids of the warmed orders.
 pub(crate) fn order_ids() -> Vec<String> {
     (0..ORDERS).map(|i| format!("A-{:04}", 1000 + i)).collect()
@@ -85,6 +120,24 @@ static REDIS_CACHE: OnceLock<Cache> = OnceLock::new();
 static NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
 static MEMORY_CACHE: OnceLock<Cache> = OnceLock::new();
 static REDIS_URL: OnceLock<String> = OnceLock::new();
+static CATALOG_CACHE: OnceLock<Cache> = OnceLock::new();
+static CATALOG_MP_CACHE: OnceLock<Cache> = OnceLock::new();
+static CATALOG_NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
+
+/// The Redis cache (JSON) [`catalog`] uses.
+pub(crate) fn catalog_cache() -> &'static Cache {
+    CATALOG_CACHE.get().expect("support::install ran")
+}
+
+/// The Redis cache (MessagePack) [`catalog_mp`] uses.
+pub(crate) fn catalog_mp_cache() -> &'static Cache {
+    CATALOG_MP_CACHE.get().expect("support::install ran")
+}
+
+/// The near-cached Redis cache [`catalog_near`] uses.
+pub(crate) fn catalog_near_cache() -> &'static Cache {
+    CATALOG_NEAR_CACHE.get().expect("support::install ran")
+}
 
 /// The Redis cache [`order`] uses.
 pub(crate) fn redis_cache() -> &'static Cache {
@@ -121,6 +174,15 @@ pub(crate) fn install(url: &str) {
         .build()
         .expect("near cache");
     let memory = Cache::builder().in_memory().build().expect("memory cache");
+    let catalog = |prefix: &str, codec: Codec, near: bool| {
+        let b = Cache::builder().redis_url(url).prefix(prefix).codec(codec);
+        if near { b.near_cache(2 * CATALOGS) } else { b }
+            .build()
+            .expect("catalog cache")
+    };
+    let _ = CATALOG_CACHE.set(catalog("bench_cat", Codec::Json, false));
+    let _ = CATALOG_MP_CACHE.set(catalog("bench_cat_mp", Codec::MessagePack, false));
+    let _ = CATALOG_NEAR_CACHE.set(catalog("bench_cat_near", Codec::Json, true));
     let _ = REDIS_CACHE.set(redis);
     let _ = NEAR_CACHE.set(near);
     let _ = MEMORY_CACHE.set(memory);
@@ -145,6 +207,90 @@ pub(crate) async fn order_near(order_id: &str) -> Result<Order, String> {
 pub(crate) async fn order_memory(order_id: &str) -> Result<Order, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_order(order_id))
+}
+
+/// The many-keys function, on Redis, JSON.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_cache())]
+pub(crate) async fn catalog(page: u32) -> Result<Vec<Item>, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_catalog(page))
+}
+
+/// The many-keys function, on Redis, MessagePack.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_mp_cache())]
+pub(crate) async fn catalog_mp(page: u32) -> Result<Vec<Item>, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_catalog(page))
+}
+
+/// The many-keys function, on Redis with a near cache.
+#[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_near_cache())]
+pub(crate) async fn catalog_near(page: u32) -> Result<Vec<Item>, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(backend_catalog(page))
+}
+
+/// Loads every page of the many-keys workload into its three caches (250 tasks: `spread`
+/// needs a divisor of [`CATALOGS`] to cover them all) and
+/// reads each near-cached page until the near cache holds it decoded.
+///
+/// # Panics
+///
+/// When a call fails.
+pub(crate) async fn warm_catalogs() {
+    spread(250, CATALOGS, |i| async move {
+        let page = i as u32;
+        catalog(page).await.expect("catalog");
+        catalog_mp(page).await.expect("catalog_mp");
+        catalog_near(page).await.expect("catalog_near");
+    })
+    .await;
+    // A load whose write timed out under the warm-up's load was returned but not stored: load
+    // those again until every entry is in Redis (the floors read them all).
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut conn = ConnectionManager::new(client).await.expect("connect");
+    for _ in 0..10 {
+        let mut missing = Vec::new();
+        for page in 0..CATALOGS as u32 {
+            for key in [
+                catalog_key(page),
+                catalog_mp_key(page),
+                catalog_near_key(page),
+            ] {
+                let there: bool = redis::AsyncCommands::exists(&mut conn, &key)
+                    .await
+                    .expect("EXISTS");
+                if !there {
+                    missing.push(page);
+                    break;
+                }
+            }
+        }
+        if missing.is_empty() {
+            break;
+        }
+        for page in missing {
+            catalog(page).await.expect("catalog");
+            catalog_mp(page).await.expect("catalog_mp");
+            catalog_near(page).await.expect("catalog_near");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while catalog_near_cache().stats().near_hits == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "near cache never answered"
+        );
+        catalog_near(0).await.expect("catalog_near");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Twice: the first near hit of a loaded entry decodes it and keeps the value.
+    for _ in 0..2 {
+        spread(250, CATALOGS, |i| async move {
+            catalog_near(i as u32).await.expect("catalog_near");
+        })
+        .await;
+    }
 }
 
 /// The cached function through the `cached` crate, on Redis through a `ConnectionManager`.
@@ -220,6 +366,32 @@ impl RawRedis {
         }
     }
 
+    /// The raw `GET` of the many-keys entries `cache` stored for `key(page)` (one of
+    /// [`catalog_key`], [`catalog_mp_key`]).
+    pub(crate) async fn catalogs(key: fn(u32) -> String) -> RawRedis {
+        let client = redis::Client::open(redis_url()).expect("redis url");
+        let conn = ConnectionManager::new(client).await.expect("connect");
+        let keys = (0..CATALOGS as u32).map(key).collect();
+        RawRedis {
+            conn,
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// `GET` of the `i`-th key's entry (modulo the number of keys).
+    ///
+    /// # Panics
+    ///
+    /// When the key is missing or the command fails.
+    pub(crate) async fn get_nth(&self, i: usize) -> Vec<u8> {
+        let mut conn = self.conn.clone();
+        let key = &self.keys[i % self.keys.len()];
+        let bytes: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, key)
+            .await
+            .expect("GET");
+        bytes.expect("warmed entry")
+    }
+
     /// `GET` of the `i`-th order's entry (the bytes the cache stored).
     ///
     /// # Panics
@@ -232,6 +404,23 @@ impl RawRedis {
             .expect("GET");
         bytes.expect("warmed entry")
     }
+}
+
+/// Decodes the value of a JSON entry as the cache stores it (`AC1:` token, then the envelope),
+/// the way a hand-written cache would: the floor's decode.
+pub(crate) fn decode_json_entry(bytes: &[u8]) -> Vec<Item> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        v: Vec<Item>,
+    }
+    serde_json::from_slice::<Envelope>(&bytes[21..])
+        .expect("a JSON entry")
+        .v
+}
+
+/// Decodes the value of a MessagePack entry (`AM1:` token, 32-byte header, then the value).
+pub(crate) fn decode_message_pack_entry(bytes: &[u8]) -> Vec<Item> {
+    rmp_serde::from_slice(&bytes[21 + 32..]).expect("a MessagePack entry")
 }
 
 /// The argument set of a typical call: a few strings, a number and a small map.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
+use crate::codec::Codec;
 use crate::engine::Engine;
 use crate::error::CacheError;
 use crate::keyspace::Keyspace;
@@ -43,6 +44,7 @@ pub struct CacheBuilder {
     refresh_capacity: usize,
     refresh_timeout: Duration,
     max_entry_bytes: usize,
+    codec: Codec,
     breaker_threshold: u32,
     breaker_cooldown: Duration,
     clock: Arc<dyn Clock>,
@@ -163,6 +165,7 @@ impl CacheBuilder {
             refresh_capacity: 64,
             refresh_timeout: Duration::from_secs(30),
             max_entry_bytes: 8 << 20,
+            codec: Codec::Json,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
             clock: Arc::new(SystemClock),
@@ -376,6 +379,14 @@ impl CacheBuilder {
         self
     }
 
+    /// The codec values are stored with (default [`Codec::Json`], readable from any language);
+    /// a [`Policy`] may name its own ([`PolicyBuilder::codec`](crate::PolicyBuilder::codec)).
+    /// An entry written with another codec reads as a miss and is overwritten by its load.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
     /// Opens the circuit breaker after `failures` consecutive store failures, for `cooldown`
     /// (default 5 and 1 s).
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
@@ -465,6 +476,10 @@ impl CacheBuilder {
                 );
             }
         }
+        let memory_capacity = match self.backend {
+            Backend::Memory { capacity } => Some(capacity),
+            _ => None,
+        };
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
@@ -511,14 +526,18 @@ impl CacheBuilder {
             None => StdRng::from_os_rng(),
         };
         let keys = Keyspace::new(self.prefix);
-        let near = self.near_capacity.map(|capacity| {
-            Near::new(
+        let near = match (self.near_capacity, memory_capacity) {
+            (Some(capacity), _) => Some(Near::new(
                 capacity,
                 Arc::clone(&self.clock),
                 keys.near_channel(),
                 rng.next_u64(),
-            )
-        });
+            )),
+            // The memory store holds bytes; a typed tier of the same size in front of it keeps
+            // the decoded values, so that its hits clone instead of decoding.
+            (None, Some(capacity)) => Some(Near::local(capacity, Arc::clone(&self.clock))),
+            (None, None) => None,
+        };
         let settings = Settings {
             op_timeout: self.op_timeout,
             lock_ttl: self.lock_ttl,
@@ -526,6 +545,7 @@ impl CacheBuilder {
             refresh_capacity: self.refresh_capacity,
             refresh_timeout: self.refresh_timeout,
             max_entry_bytes: self.max_entry_bytes,
+            codec: self.codec,
         };
         let engine = Engine::new(
             store,

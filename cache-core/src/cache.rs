@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+use crate::codec::Codec;
 use crate::engine::{Engine, Found};
 use crate::entry;
 use crate::error::{CacheError, LoadError, StoreError};
 use crate::key::CacheKey;
 use crate::keyspace::Keyspace;
 use crate::load::Share;
-use crate::near::Event;
+use crate::near::{Event, Typed};
 use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing};
 use crate::soft;
@@ -312,7 +313,9 @@ impl Cache {
         let s = &self.inner.engine;
         let full = self.full_key(key);
         let mut stale_value = None;
-        let (found, from_near, epoch) = self.read_through_near::<T>(&full).await;
+        let clone = share.as_ref().and_then(|share| share.value);
+        let codec = s.codec(policy);
+        let (found, from_near, epoch) = self.read_through_near::<T>(&full, clone, codec).await;
         if from_near || s.in_process() {
             // Answered without awaiting any I/O: spend the task's cooperative budget, or a hot
             // loop of such hits would never yield and starve other tasks and the timers.
@@ -326,15 +329,17 @@ impl Cache {
                 if from_near {
                     s.count(key.name(), |c| &c.near_hits);
                 } else if let Some(near) = s.near() {
+                    // Kept decoded when the value can be cloned: the next hits clone, not decode.
+                    let typed = clone.map(|clone| Arc::new(clone(&found.value)) as Typed);
                     near.fill(
                         &full,
-                        &found.bytes,
+                        Arc::clone(&found.bytes),
                         &found.meta,
+                        typed,
                         now,
                         &s.keys().tags(key),
                         epoch,
-                    )
-                    .await;
+                    );
                 }
                 tracing::debug!(key = %full, age_ms = age, near = from_near, "fresh hit");
                 if s.early_refresh_due(policy, &found.meta, now) {
@@ -402,14 +407,14 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let s = &self.inner.engine;
         let full = self.full_key(key);
-        let bytes = s.encode(&full, value, policy, 0)?;
-        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         // First the generation, so that a load in flight does not replace this value.
         s.bump(Keyspace::generation(&full)).await?;
         s.store_op("set", s.store().set(&full, &bytes, ttl, &tags))
             .await?;
-        s.written(&full, &bytes, &tags).await?;
+        s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
         Ok(())
     }
 
@@ -456,15 +461,15 @@ impl Cache {
                 mark.full
             )));
         }
-        let bytes = s.encode(&full, value, policy, 0)?;
-        let ttl = Duration::from_millis(s.ttl_of(&bytes));
+        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         let op = s
             .store()
             .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
         let stored = s.store_op("set", op).await?;
         if stored {
-            s.written(&full, &bytes, &tags).await?;
+            s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
         }
         Ok(stored)
     }
@@ -596,25 +601,30 @@ impl Cache {
         Ok(n)
     }
 
-    /// Reads from the near cache when it holds the key, else from the store. Also returns the
-    /// near cache's epoch from before the store read, for a later fill.
-    async fn read_through_near<T: DeserializeOwned>(
+    /// Reads from the in-process tier when it holds the key (a clone of the decoded value when
+    /// it holds one of type `T` and `clone` is given, else a decode), else from the store. Also
+    /// returns the tier's epoch from before the store read, for a later fill.
+    async fn read_through_near<T>(
         &self,
         full: &str,
-    ) -> (Option<Found<T>>, bool, u64) {
+        clone: Option<fn(&T) -> T>,
+        codec: Codec,
+    ) -> (Option<Found<T>>, bool, u64)
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
         let s = &self.inner.engine;
         let Some(near) = s.near() else {
-            return (s.read(full).await, false, 0);
+            return (s.read(full, codec).await, false, 0);
         };
         self.start_near_subscriber();
-        if let Some(bytes) = near.get(full).await {
-            if let Ok((value, meta)) = entry::decode::<T>(&bytes) {
-                let bytes = Arc::new(bytes);
-                return (Some(Found { value, meta, bytes }), true, 0);
+        let epoch = near.epoch();
+        if let Some(held) = near.get(full) {
+            if let Some(found) = s.near_value(near, full, &held, clone, codec, epoch) {
+                return (Some(found), true, 0);
             }
         }
-        let epoch = near.epoch();
-        (s.read(full).await, false, epoch)
+        (s.read(full, codec).await, false, epoch)
     }
 
     fn start_near_subscriber(&self) {

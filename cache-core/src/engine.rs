@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::breaker::Breaker;
 use crate::clock::Clock;
+use crate::codec::Codec;
 use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, StoreError};
 use crate::flight::{Flights, ReadFlights, ReadRole};
 use crate::keyspace::{Keyspace, GENERATION_TTL};
-use crate::near::{Event, Near};
+use crate::near::{Event, Held, Near, Typed};
 use crate::policy::Policy;
 use crate::settings::Settings;
 use crate::stats::Counters;
@@ -204,9 +205,19 @@ impl Engine {
         result
     }
 
-    /// Reads and decodes an entry; anything unusable is `None` (and counted).
-    pub(crate) async fn read<T: DeserializeOwned>(&self, full: &str) -> Option<Found<T>> {
-        self.read_reporting(full, true).await
+    /// The codec `policy` stores with.
+    pub(crate) fn codec(&self, policy: &Policy) -> Codec {
+        policy.codec().unwrap_or(self.settings.codec)
+    }
+
+    /// Reads and decodes an entry written with `codec`; anything unusable is `None` (and
+    /// counted).
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        codec: Codec,
+    ) -> Option<Found<T>> {
+        self.read_reporting(full, codec, true).await
     }
 
     /// Reads like [`Engine::read`]; with `report` false an unusable entry is not counted or
@@ -214,6 +225,7 @@ impl Engine {
     pub(crate) async fn read_reporting<T: DeserializeOwned>(
         &self,
         full: &str,
+        codec: Codec,
         report: bool,
     ) -> Option<Found<T>> {
         let bytes = match self.get(full).await {
@@ -227,7 +239,8 @@ impl Engine {
             }
             Err(_) => return None,
         };
-        match entry::decode::<T>(&bytes) {
+        Counters::incr(&self.counters.decodes);
+        match entry::decode::<T>(&bytes, codec) {
             Ok((value, meta)) => Some(Found { value, meta, bytes }),
             Err(_) if !report => None,
             Err(e) => {
@@ -236,7 +249,10 @@ impl Engine {
                     DecodeError::Format => {
                         tracing::warn!(key = %full, "entry is not in our format; treating as a miss")
                     }
-                    DecodeError::Json(e) => {
+                    DecodeError::OtherCodec => {
+                        tracing::debug!(key = %full, ?codec, "entry was written with another codec; treating as a miss")
+                    }
+                    DecodeError::Value(e) => {
                         tracing::warn!(key = %full, error = %e, "entry does not decode; treating as a miss")
                     }
                 }
@@ -286,14 +302,15 @@ impl Engine {
         got.map(|bytes| bytes.map(Arc::new))
     }
 
-    /// Encodes a value with windows drawn from `policy`, whatever its size.
+    /// Encodes a value with windows drawn from `policy`, whatever its size; returns the entry
+    /// and the metadata it was written with (so that nobody parses it back to find its TTL).
     pub(crate) fn encode_any<T: Serialize + ?Sized>(
         &self,
         full: &str,
         value: &T,
         policy: &Policy,
         delta_ms: u64,
-    ) -> Result<Vec<u8>, CacheError> {
+    ) -> Result<(Vec<u8>, Meta), CacheError> {
         let (write_id, u1, u2) = {
             let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
             (rng.next_u64(), rng.random::<f64>(), rng.random::<f64>())
@@ -305,10 +322,13 @@ impl Engine {
             stale,
             delta: delta_ms,
         };
-        entry::encode(value, meta, write_id).map_err(|e| CacheError::Encode {
-            key: full.to_string(),
-            source: Arc::new(e),
-        })
+        let bytes = entry::encode(value, meta, write_id, self.codec(policy)).map_err(|e| {
+            CacheError::Encode {
+                key: full.to_string(),
+                source: Arc::new(e),
+            }
+        })?;
+        Ok((bytes, meta))
     }
 
     /// Encodes a value like [`Engine::encode_any`], refusing entries over the size limit.
@@ -318,10 +338,10 @@ impl Engine {
         value: &T,
         policy: &Policy,
         delta_ms: u64,
-    ) -> Result<Vec<u8>, CacheError> {
-        let bytes = self.encode_any(full, value, policy, delta_ms)?;
+    ) -> Result<(Vec<u8>, Meta), CacheError> {
+        let (bytes, meta) = self.encode_any(full, value, policy, delta_ms)?;
         self.check_size(full, &bytes)?;
-        Ok(bytes)
+        Ok((bytes, meta))
     }
 
     pub(crate) fn check_size(&self, full: &str, bytes: &[u8]) -> Result<(), CacheError> {
@@ -335,11 +355,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The store expiry of an encoded entry: its stale window.
-    pub(crate) fn ttl_of(&self, bytes: &[u8]) -> u64 {
-        entry::meta(bytes).map_or(1, |m| m.stale)
-    }
-
     /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
     ///
     /// Returns the announcement's failure: until other processes hear it, their near caches
@@ -347,23 +362,22 @@ impl Engine {
     pub(crate) async fn written(
         &self,
         full: &str,
-        bytes: &[u8],
+        bytes: &Arc<Vec<u8>>,
+        meta: &Meta,
         tag_keys: &[String],
     ) -> Result<(), StoreError> {
         let Some(near) = &self.near else {
             return Ok(());
         };
-        if let Some(meta) = entry::meta(bytes) {
-            near.fill(
-                full,
-                bytes,
-                &meta,
-                self.clock.now_ms(),
-                tag_keys,
-                near.epoch(),
-            )
-            .await;
-        }
+        near.fill(
+            full,
+            Arc::clone(bytes),
+            meta,
+            None,
+            self.clock.now_ms(),
+            tag_keys,
+            near.epoch(),
+        );
         self.publish(near, Event::Key(full)).await
     }
 
@@ -373,14 +387,54 @@ impl Engine {
         let Some(near) = &self.near else {
             return Ok(());
         };
-        near.forget(event).await;
+        near.forget(event);
         self.publish(near, event).await
     }
 
     async fn publish(&self, near: &Near, event: Event<'_>) -> Result<(), StoreError> {
+        // The tier in front of the in-process store has no one to tell.
+        let Some(channel) = near.channel() else {
+            return Ok(());
+        };
         let message = near.message(event);
-        self.store_op("publish", self.store.publish(near.channel(), &message))
+        self.store_op("publish", self.store.publish(channel, &message))
             .await
+    }
+
+    /// The value of an entry held near, as a `T`: a clone of the decoded value when it is one
+    /// and `clone` is given, else a decode of its bytes (counted), after which the tier keeps
+    /// the decoded value if it held none. `epoch` is the tier's epoch from before the lookup.
+    pub(crate) fn near_value<T>(
+        &self,
+        near: &Near,
+        full: &str,
+        held: &Held,
+        clone: Option<fn(&T) -> T>,
+        codec: Codec,
+        epoch: u64,
+    ) -> Option<Found<T>>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let bytes = Arc::clone(&held.bytes);
+        if let (Some(any), Some(clone)) = (&held.value, clone) {
+            if let Some(value) = any.downcast_ref::<T>() {
+                let value = clone(value);
+                return Some(Found {
+                    value,
+                    meta: held.meta,
+                    bytes,
+                });
+            }
+        }
+        // Bytes only (written by a put or a load), or another type under the same key.
+        Counters::incr(&self.counters.decodes);
+        let (value, meta) = entry::decode::<T>(&held.bytes, codec).ok()?;
+        if let (None, Some(clone)) = (&held.value, clone) {
+            let typed: Typed = Arc::new(clone(&value));
+            near.upgrade(full, held, typed, self.clock.now_ms(), epoch);
+        }
+        Some(Found { value, meta, bytes })
     }
 
     pub(crate) fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {

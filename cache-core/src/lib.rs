@@ -66,6 +66,7 @@ mod breaker;
 mod builder;
 mod cache;
 mod clock;
+mod codec;
 mod engine;
 mod entry;
 mod error;
@@ -88,6 +89,7 @@ pub mod store;
 pub use builder::CacheBuilder;
 pub use cache::{Cache, PurgeMark};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::Codec;
 pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
 /// For the code `#[cached_action]` generates (through `action_cache::__private`); not an API.
 #[doc(hidden)]

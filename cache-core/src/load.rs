@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
-use crate::entry;
+use crate::entry::{self, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
 use crate::flight::{self, Outcome, Role};
 use crate::key::CacheKey;
@@ -50,22 +50,23 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
-        let Some(bytes) = self.encoded(full, &value, policy, elapsed) else {
+        let Some((bytes, meta)) = self.encoded(full, &value, policy, elapsed) else {
             self.count(key.name(), |c| &c.unstorable_values);
             return Ok(Loaded::new(value, Stored::No, None));
         };
+        let bytes = Arc::new(bytes);
         if let Err(e) = self.check_size(full, &bytes) {
             // Too large for the store, but still handed to this load's coalesced waiters.
             self.count(key.name(), |c| &c.unstorable_values);
             tracing::warn!(key = %full, error = %e, "value not cached");
-            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
+            return Ok(Loaded::new(value, Stored::No, Some(bytes)));
         }
         // Unknown generations (the store failed) or older than they are kept: do not store.
         let Some(seen) = seen.filter(|_| elapsed < GENERATION_TTL) else {
-            return Ok(Loaded::new(value, Stored::No, Some(Arc::new(bytes))));
+            return Ok(Loaded::new(value, Stored::No, Some(bytes)));
         };
         let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
-        let ttl = Duration::from_millis(self.ttl_of(&bytes));
+        let ttl = Duration::from_millis(meta.stale);
         let tag_keys = self.keys().tags(key);
         let op = self
             .store()
@@ -75,7 +76,7 @@ impl Engine {
             Ok(true) => {
                 // A lost announcement costs nothing here: no other process holds a fresh copy of
                 // an entry that was missing, and a later purge announces again.
-                let _ = self.written(full, &bytes, &tag_keys).await;
+                let _ = self.written(full, &bytes, &meta, &tag_keys).await;
                 Stored::Yes
             }
             Ok(false) => {
@@ -85,7 +86,7 @@ impl Engine {
             }
             Err(_) => Stored::No,
         };
-        Ok(Loaded::new(value, stored, Some(Arc::new(bytes))))
+        Ok(Loaded::new(value, stored, Some(bytes)))
     }
 
     /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it
@@ -96,12 +97,13 @@ impl Engine {
         value: &T,
         policy: &Policy,
         elapsed: Duration,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<(Vec<u8>, Meta)> {
         let delta = elapsed.as_millis() as u64;
+        let codec = self.codec(policy);
         let checked = self
             .encode_any(full, value, policy, delta)
-            .and_then(|bytes| match entry::decode::<T>(&bytes) {
-                Ok(_) => Ok(bytes),
+            .and_then(|(bytes, meta)| match entry::decode::<T>(&bytes, codec) {
+                Ok(_) => Ok((bytes, meta)),
                 Err(e) => Err(CacheError::Encode {
                     key: full.to_string(),
                     source: Arc::new(serde::ser::Error::custom(format!(
@@ -110,7 +112,7 @@ impl Engine {
                 }),
             });
         match checked {
-            Ok(bytes) => Some(bytes),
+            Ok(encoded) => Some(encoded),
             Err(e) => {
                 tracing::warn!(key = %full, error = %e, "value not cached");
                 None
@@ -196,10 +198,10 @@ impl Engine {
                                 // Another type under the same key: load for ourselves.
                                 None => continue,
                             },
-                            None => match any
-                                .downcast_ref::<Arc<Vec<u8>>>()
-                                .and_then(|bytes| entry::decode::<T>(bytes).ok())
-                            {
+                            None => match any.downcast_ref::<Arc<Vec<u8>>>().and_then(|bytes| {
+                                crate::stats::Counters::incr(&self.counters().decodes);
+                                entry::decode::<T>(bytes, self.codec(policy)).ok()
+                            }) {
                                 Some((v, _)) => return Ok(v),
                                 None => continue,
                             },
@@ -284,7 +286,7 @@ impl Engine {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            if let Some(found) = self.read_fresh::<T>(full).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy).await {
                 return Ok(found);
             }
             attempt = lock().await;
@@ -296,7 +298,7 @@ impl Engine {
             // Double-check under the lock: another caller, here or in another process, may have
             // stored the value after our read and released the lock before we asked for it.
             // One GET per genuine miss buys "one loader call per stampede".
-            if let Some(found) = self.read_fresh::<T>(full).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy).await {
                 guard.release().await;
                 return Ok(found);
             }
@@ -313,8 +315,14 @@ impl Engine {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(&self, full: &str) -> Option<Loaded<T>> {
-        let found = self.read_reporting::<T>(full, false).await?;
+    async fn read_fresh<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        policy: &Policy,
+    ) -> Option<Loaded<T>> {
+        let found = self
+            .read_reporting::<T>(full, self.codec(policy), false)
+            .await?;
         let age = self.clock().now_ms().saturating_sub(found.meta.at);
         (age < found.meta.fresh).then(|| Loaded::new(found.value, Stored::Yes, Some(found.bytes)))
     }

@@ -1,5 +1,11 @@
-//! The near cache: an optional, bounded in-process tier in front of the store, kept coherent
-//! across processes through the store's pub/sub.
+//! The in-process tiers: the near cache, an optional, bounded tier in front of Redis kept
+//! coherent across processes through the store's pub/sub, and the same tier in front of the
+//! memory store (which only this cache writes, so it needs no subscription).
+//!
+//! Each holds, per entry, its bytes and, when the caller that filled it could clone the value,
+//! the decoded value (type-erased, checked against the reader's type), so that a hit is a
+//! lookup and a clone, never a decode; a reader of another type decodes the bytes. Entries live
+//! in a `moka` cache bounded by count, each expiring at its fresh window.
 //!
 //! Every write and invalidation in any process publishes an event on `{prefix}:__near`; each
 //! process's subscriber drops what the event names from its tier. An entry is held at most until
@@ -8,14 +14,15 @@
 //! trusted, and a read that raced an event is not kept.
 
 use futures_util::StreamExt;
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::entry::Meta;
 use crate::stats::Counters;
-use crate::store::{MemoryStore, Store};
+use crate::store::Store;
 
 /// What an event names.
 #[derive(Debug, Clone, Copy)]
@@ -28,12 +35,51 @@ pub(crate) enum Event<'a> {
     Prefix(&'a str),
 }
 
-#[derive(Debug)]
+/// A decoded value, type-erased; a reader checks it against the type it expects.
+pub(crate) type Typed = Arc<dyn Any + Send + Sync>;
+
+/// One entry held near: its bytes (the write token, and the fallback for a reader of another
+/// type), its metadata, and, when the filler could clone it, its decoded value.
+pub(crate) struct Held {
+    pub(crate) bytes: Arc<Vec<u8>>,
+    pub(crate) meta: Meta,
+    /// The decoded value (a `T`), so that a hit of the same type is a clone, never a decode.
+    pub(crate) value: Option<Typed>,
+    /// The clock time (ms) its fresh window ends: it is never answered from here after that.
+    until: u64,
+    /// How long the tier keeps it (the fresh window left when it was filled).
+    keep: Duration,
+    /// The tag sets it belongs to, for tag purges.
+    tag_keys: Box<[String]>,
+}
+
+/// Keeps each entry no longer than the fresh window it had left when it was filled.
+struct FreshWindow;
+
+impl moka::Expiry<String, Arc<Held>> for FreshWindow {
+    fn expire_after_create(&self, _: &String, held: &Arc<Held>, _: Instant) -> Option<Duration> {
+        Some(held.keep)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        held: &Arc<Held>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(held.keep)
+    }
+}
+
 pub(crate) struct Near {
-    l1: MemoryStore,
+    l1: moka::sync::Cache<String, Arc<Held>>,
+    clock: Arc<dyn Clock>,
     /// Identifies this cache's own events, which its subscriber skips.
     origin: String,
-    channel: String,
+    /// `None` for the tier in front of the in-process store, which every write and purge goes
+    /// through: it needs no subscription and is always trusted.
+    channel: Option<String>,
     trusted: AtomicBool,
     /// Bumped by every event applied and every reset; a fill whose read began in an older epoch
     /// is dropped, since an event may have overtaken it.
@@ -41,73 +87,164 @@ pub(crate) struct Near {
     started: AtomicBool,
 }
 
+impl std::fmt::Debug for Near {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Near")
+            .field("entries", &self.l1.entry_count())
+            .field("channel", &self.channel)
+            .field("trusted", &self.trusted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Near {
+    /// A tier in front of Redis, kept coherent through the pub/sub `channel`.
     pub(crate) fn new(
         capacity: usize,
         clock: Arc<dyn Clock>,
         channel: String,
         origin: u64,
     ) -> Near {
+        Near::build(capacity, clock, Some(channel), origin, false)
+    }
+
+    /// The typed tier in front of the cache's own in-process store: always trusted, no
+    /// subscription (nothing but this cache writes or purges that store).
+    pub(crate) fn local(capacity: usize, clock: Arc<dyn Clock>) -> Near {
+        Near::build(capacity, clock, None, 0, true)
+    }
+
+    fn build(
+        capacity: usize,
+        clock: Arc<dyn Clock>,
+        channel: Option<String>,
+        origin: u64,
+        trusted: bool,
+    ) -> Near {
+        let l1 = moka::sync::Cache::builder()
+            .max_capacity(capacity.max(1) as u64)
+            .expire_after(FreshWindow)
+            .support_invalidation_closures()
+            .build();
         Near {
-            l1: MemoryStore::with_clock(capacity, clock),
+            l1,
+            clock,
             origin: format!("{origin:016x}"),
             channel,
-            trusted: AtomicBool::new(false),
+            trusted: AtomicBool::new(trusted),
             epoch: AtomicU64::new(0),
             started: AtomicBool::new(false),
         }
     }
 
-    /// The pub/sub channel every process of this prefix announces on.
-    pub(crate) fn channel(&self) -> &str {
-        &self.channel
+    /// The pub/sub channel every process of this prefix announces on; `None` for the local
+    /// tier, which announces nothing.
+    pub(crate) fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
     }
 
-    /// True the first time it is called: the caller starts the subscriber.
+    /// True the first time it is called on a tier with a channel: the caller starts the
+    /// subscriber.
     pub(crate) fn start(&self) -> bool {
-        !self.started.load(Ordering::Relaxed) && !self.started.swap(true, Ordering::AcqRel)
+        self.channel.is_some()
+            && !self.started.load(Ordering::Relaxed)
+            && !self.started.swap(true, Ordering::AcqRel)
     }
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// The bytes held for `full`, while the tier is trusted.
-    pub(crate) async fn get(&self, full: &str) -> Option<Vec<u8>> {
+    /// The entry held for `full`, while the tier is trusted and its fresh window lasts.
+    pub(crate) fn get(&self, full: &str) -> Option<Arc<Held>> {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
-        self.l1.get(full).await.ok().flatten()
+        let held = self.l1.get(full)?;
+        if held.until <= self.clock.now_ms() {
+            return None;
+        }
+        Some(held)
     }
 
     /// Keeps an entry until its fresh window ends, unless an event arrived since `epoch`.
-    pub(crate) async fn fill(
+    /// `value` is its decoded value, when the caller has one to spare.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fill(
         &self,
         full: &str,
-        bytes: &[u8],
+        bytes: Arc<Vec<u8>>,
         meta: &Meta,
+        value: Option<Typed>,
         now: u64,
         tag_keys: &[String],
         epoch: u64,
     ) {
-        let left = (meta.at + meta.fresh).saturating_sub(now);
+        let until = meta.at.saturating_add(meta.fresh);
+        let left = until.saturating_sub(now);
         if left == 0 || !self.trusted.load(Ordering::Acquire) || self.epoch() != epoch {
             return;
         }
-        let _ = self
-            .l1
-            .set(full, bytes, Duration::from_millis(left), tag_keys)
-            .await;
+        let held = Held {
+            bytes,
+            meta: *meta,
+            value,
+            until,
+            keep: Duration::from_millis(left),
+            tag_keys: tag_keys.into(),
+        };
+        self.insert(full, held, epoch);
+    }
+
+    /// Replaces a held entry of bytes only with the same entry and its decoded value, unless an
+    /// event arrived since `epoch`.
+    pub(crate) fn upgrade(&self, full: &str, held: &Held, value: Typed, now: u64, epoch: u64) {
+        let left = held.until.saturating_sub(now);
+        if left == 0 || !self.trusted.load(Ordering::Acquire) || self.epoch() != epoch {
+            return;
+        }
+        let typed = Held {
+            bytes: Arc::clone(&held.bytes),
+            meta: held.meta,
+            value: Some(value),
+            until: held.until,
+            keep: Duration::from_millis(left),
+            tag_keys: held.tag_keys.clone(),
+        };
+        self.insert(full, typed, epoch);
+    }
+
+    fn insert(&self, full: &str, held: Held, epoch: u64) {
+        self.l1.insert(full.to_string(), Arc::new(held));
+        // An event applied between the caller's epoch check and the insert may have missed this
+        // entry (events bump the epoch before they drop): drop it again, it may be what was purged.
+        if self.epoch() != epoch {
+            self.l1.invalidate(full);
+        }
     }
 
     /// Drops what `event` names from this process's tier.
-    pub(crate) async fn forget(&self, event: Event<'_>) {
+    pub(crate) fn forget(&self, event: Event<'_>) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let _ = match event {
-            Event::Key(k) => self.l1.delete(k).await.map(drop),
-            Event::Tag(t) => self.l1.delete_tagged(t).await.map(drop),
-            Event::Prefix(p) => self.l1.delete_prefix(p).await.map(drop),
-        };
+        match event {
+            Event::Key(k) => self.l1.invalidate(k),
+            Event::Tag(t) => {
+                let t = t.to_string();
+                self.invalidate_if(move |_, held| held.tag_keys.contains(&t));
+            }
+            Event::Prefix(p) => {
+                let p = p.to_string();
+                self.invalidate_if(move |k, _| k.starts_with(&p));
+            }
+        }
+    }
+
+    fn invalidate_if(&self, doomed: impl Fn(&String, &Arc<Held>) -> bool + Send + Sync + 'static) {
+        // `get` never returns an entry a registered predicate matches. Closures are enabled at
+        // build time, so this cannot fail; if it ever did, emptying the tier is the safe answer.
+        if self.l1.invalidate_entries_if(doomed).is_err() {
+            self.l1.invalidate_all();
+        }
     }
 
     /// The wire form of an event: `origin|kind|payload`.
@@ -121,7 +258,7 @@ impl Near {
     }
 
     /// Applies another process's event; ignores our own and malformed ones.
-    async fn apply(&self, message: &[u8]) {
+    fn apply(&self, message: &[u8]) {
         let Ok(text) = std::str::from_utf8(message) else {
             return;
         };
@@ -134,18 +271,18 @@ impl Near {
             return;
         }
         match kind {
-            "k" => self.forget(Event::Key(payload)).await,
-            "t" => self.forget(Event::Tag(payload)).await,
-            "p" => self.forget(Event::Prefix(payload)).await,
+            "k" => self.forget(Event::Key(payload)),
+            "t" => self.forget(Event::Tag(payload)),
+            "p" => self.forget(Event::Prefix(payload)),
             _ => {}
         }
     }
 
     /// Empties and stops trusting the tier; returns whether it was trusted.
-    async fn reset(&self) -> bool {
+    fn reset(&self) -> bool {
         let was = self.trusted.swap(false, Ordering::AcqRel);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let _ = self.l1.delete_prefix("").await;
+        self.l1.invalidate_all();
         was
     }
 
@@ -159,22 +296,25 @@ impl Near {
 pub(crate) async fn subscriber(near: Arc<Near>, store: Arc<dyn Store>, counters: Arc<Counters>) {
     let mut pause = Duration::from_millis(50);
     loop {
-        match store.subscribe(&near.channel).await {
+        let Some(channel) = near.channel() else {
+            return;
+        };
+        match store.subscribe(channel).await {
             Ok(Some(mut events)) => {
                 near.trust();
                 pause = Duration::from_millis(50);
-                tracing::debug!(channel = %near.channel, "near cache subscribed");
+                tracing::debug!(channel = %channel, "near cache subscribed");
                 while let Some(message) = events.next().await {
-                    near.apply(&message).await;
+                    near.apply(&message);
                 }
-                if near.reset().await {
+                if near.reset() {
                     Counters::incr(&counters.near_resets);
-                    tracing::warn!(channel = %near.channel, "near-cache subscription lost; near cache cleared until it is back");
+                    tracing::warn!(channel = %channel, "near-cache subscription lost; near cache cleared until it is back");
                 }
             }
             Ok(None) => return,
             Err(e) => {
-                near.reset().await;
+                near.reset();
                 tracing::debug!(error = %e, "near-cache subscription failed; retrying");
             }
         }

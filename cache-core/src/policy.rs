@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::codec::Codec;
 use crate::error::PolicyError;
 
 /// What happens on a stale hit.
@@ -40,6 +41,7 @@ pub struct Policy {
     jitter: f64,
     refresh_mode: RefreshMode,
     early_refresh_beta: Option<f64>,
+    codec: Option<Codec>,
 }
 
 impl Policy {
@@ -76,6 +78,7 @@ impl Policy {
                 jitter: Policy::DEFAULT_JITTER,
                 refresh_mode: RefreshMode::Background,
                 early_refresh_beta: None,
+                codec: None,
             },
         }
     }
@@ -103,6 +106,12 @@ impl Policy {
     /// The XFetch `beta`, when probabilistic early refresh is on.
     pub fn early_refresh_beta(&self) -> Option<f64> {
         self.early_refresh_beta
+    }
+
+    /// The codec this policy's values are stored with; `None`: the cache's
+    /// ([`CacheBuilder::codec`](crate::CacheBuilder::codec)).
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
     }
 
     /// Draws the windows for one write: each is `window × (1 + U(0, jitter))`, and stale is kept
@@ -165,6 +174,12 @@ impl PolicyBuilder {
     /// `beta = 1.0` is the usual choice; larger refreshes earlier.
     pub fn early_refresh(mut self, beta: f64) -> Self {
         self.policy.early_refresh_beta = Some(beta);
+        self
+    }
+
+    /// Stores this policy's values with `codec` instead of the cache's (see [`Codec`]).
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.policy.codec = Some(codec);
         self
     }
 

@@ -199,15 +199,15 @@ where
             }
         };
         let delta = started.elapsed().as_millis() as u64;
-        let bytes = match shared.encode(&full, &value, &policy, delta) {
-            Ok(bytes) => bytes,
+        let (bytes, meta) = match shared.encode(&full, &value, &policy, delta) {
+            Ok(encoded) => encoded,
             Err(e) => {
                 shared.count(&name, |c| &c.unstorable_values);
                 tracing::warn!(key = %full, error = %e, "refreshed value not cached");
                 return Ended::Failed;
             }
         };
-        let ttl = Duration::from_millis(shared.ttl_of(&bytes));
+        let ttl = Duration::from_millis(meta.stale);
         let op = shared
             .store()
             .replace_if(&full, &token, &bytes, ttl, &tag_keys);
@@ -215,7 +215,9 @@ where
             Ok(true) => {
                 // Other near caches may keep the value this refresh replaced until its fresh
                 // window ends: still a value no purge removed.
-                let _ = shared.written(&full, &bytes, &tag_keys).await;
+                let _ = shared
+                    .written(&full, &Arc::new(bytes), &meta, &tag_keys)
+                    .await;
                 tracing::debug!(key = %full, "refreshed");
                 Ended::Succeeded
             }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::codec::Codec;
+
 /// Checked by the builder; read by the engine, the miss path, the lock and the refresher.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Settings {
@@ -12,4 +14,6 @@ pub(crate) struct Settings {
     pub(crate) refresh_capacity: usize,
     pub(crate) refresh_timeout: Duration,
     pub(crate) max_entry_bytes: usize,
+    /// The codec of policies that name none.
+    pub(crate) codec: Codec,
 }

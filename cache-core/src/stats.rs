@@ -53,8 +53,13 @@ counters! {
     store_skipped,
     /// Entries that could not be decoded (foreign data, older format, wrong type); each was a miss.
     corrupt_entries,
-    /// Fresh hits answered by the near cache without a store round trip.
+    /// Fresh hits answered by an in-process tier without a store round trip: the near cache in
+    /// front of Redis, or the typed tier in front of the memory store.
     near_hits,
+    /// Values decoded from an entry's bytes to answer a call (store reads, in-process hits of
+    /// an entry held as bytes only or as another type, waiters decoding a leader's entry). A hit
+    /// on a decoded value held in process decodes nothing.
+    decodes,
     /// Times the near cache was emptied because its invalidation subscription was lost.
     near_resets,
     /// Values not stored because they could not be encoded faithfully or were over the size

@@ -46,7 +46,8 @@ const KEY_FORMAT_VERSION: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     name: String,
-    digest: String,
+    /// Lowercase hex of the SHA-256, inline: building a key allocates no digest string.
+    digest: Digest64,
     tags: Vec<String>,
 }
 
@@ -70,7 +71,7 @@ impl CacheKey {
     /// The lowercase hex SHA-256 digest of the canonical bytes of the name, version and
     /// arguments ([`KeyBuilder::canonical_bytes`]).
     pub fn digest(&self) -> &str {
-        &self.digest
+        self.digest.as_str()
     }
     /// Tags the entry carries, for [`Cache::invalidate_tag`](crate::Cache::invalidate_tag).
     pub fn tags(&self) -> &[String] {
@@ -83,23 +84,28 @@ impl CacheKey {
     /// hash tag by accident (its lock must share its slot). The digest covers the name as given,
     /// so names that differ only there still get distinct keys.
     pub fn with_prefix(&self, prefix: &str) -> String {
-        let mut s = String::with_capacity(prefix.len() + self.name.len() + self.digest.len() + 2);
+        let digest = self.digest.as_str();
+        let mut s = String::with_capacity(prefix.len() + self.name.len() + digest.len() + 2);
         s.push_str(prefix);
         s.push(':');
-        s.extend(self.name.chars().map(|c| match c {
-            '{' => '(',
-            '}' => ')',
-            c => c,
-        }));
+        if self.name.contains(['{', '}']) {
+            s.extend(self.name.chars().map(|c| match c {
+                '{' => '(',
+                '}' => ')',
+                c => c,
+            }));
+        } else {
+            s.push_str(&self.name);
+        }
         s.push(':');
-        s.push_str(&self.digest);
+        s.push_str(digest);
         s
     }
 }
 
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.name, self.digest)
+        write!(f, "{}:{}", self.name, self.digest.as_str())
     }
 }
 
@@ -360,15 +366,31 @@ fn cmp_names(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 }
 
 /// A SHA-256 digest as lowercase hex.
-fn lower_hex(digest: &[u8; 32]) -> String {
+fn lower_hex(digest: &[u8; 32]) -> Digest64 {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
     for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    // Always ASCII: the fallback is never taken.
-    std::str::from_utf8(&out).unwrap_or_default().to_owned()
+    Digest64(out)
+}
+
+/// 64 lowercase hex digits, held inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Digest64([u8; 64]);
+
+impl Digest64 {
+    fn as_str(&self) -> &str {
+        // Always ASCII hex digits: the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for Digest64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 #[cfg(test)]
