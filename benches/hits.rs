@@ -4,8 +4,7 @@
 //!
 //! `cargo bench --bench hits` (one `redis-server` is started for the run).
 
-#[path = "support/mod.rs"]
-mod support;
+use action_cache_bench_support as support;
 
 use std::hint::black_box;
 

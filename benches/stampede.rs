@@ -7,8 +7,7 @@
 //!
 //! `cargo bench --bench stampede` (one `redis-server` is started for the run).
 
-#[path = "support/mod.rs"]
-mod support;
+use action_cache_bench_support as support;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

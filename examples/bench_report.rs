@@ -6,11 +6,10 @@
 //! ```
 //!
 //! It starts its own `redis-server` (which must be installed) and runs for well under a minute.
-//! The workload is the one the criterion benches in `benches/` use (`benches/support`): the same
+//! The workload is the one the criterion benches in `benches/` use (the `bench-support` crate): the same
 //! `#[cached_action]` functions, the same raw `GET` floor and the same `cached` crate function.
 
-#[path = "../benches/support/mod.rs"]
-mod support;
+use action_cache_bench_support as support;
 
 use std::future::Future;
 use std::hint::black_box;

@@ -17,8 +17,8 @@
 //! through [`catalog`] (JSON), [`catalog_mp`] (MessagePack) and [`catalog_near`] (JSON, near
 //! cache), with [`RawRedis::catalogs`] the raw `GET` of the same entries.
 //!
-//! Each binary uses part of this module.
-#![allow(dead_code)]
+//! A `publish = false` crate of the workspace, shared by the criterion benches and
+//! `examples/bench_report.rs` (each uses part of it).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,36 +32,36 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 /// Distinct orders the hit workloads cycle through (all warmed before measuring).
-pub(crate) const ORDERS: usize = 64;
+pub const ORDERS: usize = 64;
 
 /// A typical cached backend answer (about 300 bytes of JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Order {
+pub struct Order {
     /// The order id.
-    pub(crate) id: String,
+    pub id: String,
     /// Who placed it.
-    pub(crate) customer: String,
+    pub customer: String,
     /// Where it is.
-    pub(crate) status: String,
+    pub status: String,
     /// Total in cents.
-    pub(crate) total_cents: u64,
+    pub total_cents: u64,
     /// Its lines.
-    pub(crate) lines: Vec<Line>,
+    pub lines: Vec<Line>,
 }
 
 /// One line of an [`Order`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Line {
+pub struct Line {
     /// Stock keeping unit.
-    pub(crate) sku: String,
+    pub sku: String,
     /// How many.
-    pub(crate) quantity: u32,
+    pub quantity: u32,
     /// Unit price in cents.
-    pub(crate) unit_cents: u64,
+    pub unit_cents: u64,
 }
 
 /// The order the "backend" returns for `id`.
-pub(crate) fn backend_order(id: &str) -> Order {
+pub fn backend_order(id: &str) -> Order {
     Order {
         id: id.to_string(),
         customer: "Ada Lovelace <ada@example.com>".into(),
@@ -78,25 +78,25 @@ pub(crate) fn backend_order(id: &str) -> Order {
 }
 
 /// Distinct keys of the many-keys workload (all warmed before measuring).
-pub(crate) const CATALOGS: usize = 10_000;
+pub const CATALOGS: usize = 10_000;
 
 /// One of the many-keys value's 25 small structs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Item {
+pub struct Item {
     /// Stock keeping unit.
-    pub(crate) sku: String,
+    pub sku: String,
     /// Shown name.
-    pub(crate) name: String,
+    pub name: String,
     /// How many.
-    pub(crate) quantity: u32,
+    pub quantity: u32,
     /// Unit price in cents.
-    pub(crate) unit_cents: u64,
+    pub unit_cents: u64,
     /// Whether it can be shipped now.
-    pub(crate) in_stock: bool,
+    pub in_stock: bool,
 }
 
 /// The many-keys value for `page`: 25 items, about 2.1 KB of JSON.
-pub(crate) fn backend_catalog(page: u32) -> Vec<Item> {
+pub fn backend_catalog(page: u32) -> Vec<Item> {
     (1..=25u32)
         .map(|n| Item {
             sku: format!("SKU-{page:05}-{n:02}"),
@@ -109,12 +109,12 @@ pub(crate) fn backend_catalog(page: u32) -> Vec<Item> {
 }
 
 /// The ids of the warmed orders.
-pub(crate) fn order_ids() -> Vec<String> {
+pub fn order_ids() -> Vec<String> {
     (0..ORDERS).map(|i| format!("A-{:04}", 1000 + i)).collect()
 }
 
 /// Loader (function body) runs, across every cached function of this module.
-pub(crate) static LOADS: AtomicUsize = AtomicUsize::new(0);
+pub static LOADS: AtomicUsize = AtomicUsize::new(0);
 
 static REDIS_CACHE: OnceLock<Cache> = OnceLock::new();
 static NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
@@ -125,42 +125,42 @@ static CATALOG_MP_CACHE: OnceLock<Cache> = OnceLock::new();
 static CATALOG_NEAR_CACHE: OnceLock<Cache> = OnceLock::new();
 
 /// The Redis cache (JSON) [`catalog`] uses.
-pub(crate) fn catalog_cache() -> &'static Cache {
+pub fn catalog_cache() -> &'static Cache {
     CATALOG_CACHE.get().expect("support::install ran")
 }
 
 /// The Redis cache (MessagePack) [`catalog_mp`] uses.
-pub(crate) fn catalog_mp_cache() -> &'static Cache {
+pub fn catalog_mp_cache() -> &'static Cache {
     CATALOG_MP_CACHE.get().expect("support::install ran")
 }
 
 /// The near-cached Redis cache [`catalog_near`] uses.
-pub(crate) fn catalog_near_cache() -> &'static Cache {
+pub fn catalog_near_cache() -> &'static Cache {
     CATALOG_NEAR_CACHE.get().expect("support::install ran")
 }
 
 /// The Redis cache [`order`] uses.
-pub(crate) fn redis_cache() -> &'static Cache {
+pub fn redis_cache() -> &'static Cache {
     REDIS_CACHE.get().expect("support::install ran")
 }
 
 /// The near-cached Redis cache [`order_near`] uses.
-pub(crate) fn near_cache() -> &'static Cache {
+pub fn near_cache() -> &'static Cache {
     NEAR_CACHE.get().expect("support::install ran")
 }
 
 /// The in-memory cache [`order_memory`] uses.
-pub(crate) fn memory_cache() -> &'static Cache {
+pub fn memory_cache() -> &'static Cache {
     MEMORY_CACHE.get().expect("support::install ran")
 }
 
 /// The Redis URL, for the `cached` crate's store (built inside its macro on first use).
-pub(crate) fn redis_url() -> &'static str {
+pub fn redis_url() -> &'static str {
     REDIS_URL.get().expect("support::install ran")
 }
 
 /// Builds the caches on the server at `url`. Call once, before any cached function.
-pub(crate) fn install(url: &str) {
+pub fn install(url: &str) {
     REDIS_URL.set(url.to_string()).expect("install once");
     let redis = Cache::builder()
         .redis_url(url)
@@ -190,42 +190,42 @@ pub(crate) fn install(url: &str) {
 
 /// The cached function, on Redis.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = redis_cache())]
-pub(crate) async fn order(order_id: &str) -> Result<Order, String> {
+pub async fn order(order_id: &str) -> Result<Order, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_order(order_id))
 }
 
 /// The cached function, on Redis with a near cache.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = near_cache())]
-pub(crate) async fn order_near(order_id: &str) -> Result<Order, String> {
+pub async fn order_near(order_id: &str) -> Result<Order, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_order(order_id))
 }
 
 /// The cached function, in memory.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.order", cache = memory_cache())]
-pub(crate) async fn order_memory(order_id: &str) -> Result<Order, String> {
+pub async fn order_memory(order_id: &str) -> Result<Order, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_order(order_id))
 }
 
 /// The many-keys function, on Redis, JSON.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_cache())]
-pub(crate) async fn catalog(page: u32) -> Result<Vec<Item>, String> {
+pub async fn catalog(page: u32) -> Result<Vec<Item>, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_catalog(page))
 }
 
 /// The many-keys function, on Redis, MessagePack.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_mp_cache())]
-pub(crate) async fn catalog_mp(page: u32) -> Result<Vec<Item>, String> {
+pub async fn catalog_mp(page: u32) -> Result<Vec<Item>, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_catalog(page))
 }
 
 /// The many-keys function, on Redis with a near cache.
 #[cached_action(fresh = 3600, stale = 7200, name = "bench.catalog", cache = catalog_near_cache())]
-pub(crate) async fn catalog_near(page: u32) -> Result<Vec<Item>, String> {
+pub async fn catalog_near(page: u32) -> Result<Vec<Item>, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_catalog(page))
 }
@@ -237,7 +237,7 @@ pub(crate) async fn catalog_near(page: u32) -> Result<Vec<Item>, String> {
 /// # Panics
 ///
 /// When a call fails.
-pub(crate) async fn warm_catalogs() {
+pub async fn warm_catalogs() {
     spread(250, CATALOGS, |i| async move {
         let page = i as u32;
         catalog(page).await.expect("catalog");
@@ -308,7 +308,8 @@ pub(crate) async fn warm_catalogs() {
     }"##,
     convert = r##"{ order_id.to_string() }"##
 )]
-pub(crate) async fn cached_crate_order(order_id: &str) -> Result<Order, String> {
+/// [`order`] through the `cached` crate's `#[concurrent_cached]` with its async Redis store.
+pub async fn cached_crate_order(order_id: &str) -> Result<Order, String> {
     LOADS.fetch_add(1, Ordering::Relaxed);
     Ok(backend_order(order_id))
 }
@@ -319,7 +320,7 @@ pub(crate) async fn cached_crate_order(order_id: &str) -> Result<Order, String> 
 /// # Panics
 ///
 /// When a call fails or the near cache does not start answering within 10 s.
-pub(crate) async fn warm() {
+pub async fn warm() {
     for id in order_ids() {
         order(&id).await.expect("order");
         order_near(&id).await.expect("order_near");
@@ -344,8 +345,8 @@ pub(crate) async fn warm() {
 }
 
 /// A plain `GET` on its own `ConnectionManager`: the floor for a Redis hit.
-#[derive(Clone)]
-pub(crate) struct RawRedis {
+#[derive(Clone, Debug)]
+pub struct RawRedis {
     conn: ConnectionManager,
     keys: Arc<Vec<String>>,
 }
@@ -356,7 +357,7 @@ impl RawRedis {
     /// # Panics
     ///
     /// When it cannot connect.
-    pub(crate) async fn connect() -> RawRedis {
+    pub async fn connect() -> RawRedis {
         let client = redis::Client::open(redis_url()).expect("redis url");
         let conn = ConnectionManager::new(client).await.expect("connect");
         let keys = order_ids().iter().map(|id| order_key(id)).collect();
@@ -368,7 +369,7 @@ impl RawRedis {
 
     /// The raw `GET` of the many-keys entries `cache` stored for `key(page)` (one of
     /// [`catalog_key`], [`catalog_mp_key`]).
-    pub(crate) async fn catalogs(key: fn(u32) -> String) -> RawRedis {
+    pub async fn catalogs(key: fn(u32) -> String) -> RawRedis {
         let client = redis::Client::open(redis_url()).expect("redis url");
         let conn = ConnectionManager::new(client).await.expect("connect");
         let keys = (0..CATALOGS as u32).map(key).collect();
@@ -383,7 +384,7 @@ impl RawRedis {
     /// # Panics
     ///
     /// When the key is missing or the command fails.
-    pub(crate) async fn get_nth(&self, i: usize) -> Vec<u8> {
+    pub async fn get_nth(&self, i: usize) -> Vec<u8> {
         let mut conn = self.conn.clone();
         let key = &self.keys[i % self.keys.len()];
         let bytes: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, key)
@@ -397,7 +398,7 @@ impl RawRedis {
     /// # Panics
     ///
     /// When the key is missing or the command fails.
-    pub(crate) async fn get(&self, i: usize) -> Vec<u8> {
+    pub async fn get(&self, i: usize) -> Vec<u8> {
         let mut conn = self.conn.clone();
         let bytes: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, &self.keys[i % ORDERS])
             .await
@@ -408,7 +409,7 @@ impl RawRedis {
 
 /// Decodes the value of a JSON entry as the cache stores it (`AC1:` token, then the envelope),
 /// the way a hand-written cache would: the floor's decode.
-pub(crate) fn decode_json_entry(bytes: &[u8]) -> Vec<Item> {
+pub fn decode_json_entry(bytes: &[u8]) -> Vec<Item> {
     #[derive(Deserialize)]
     struct Envelope {
         v: Vec<Item>,
@@ -419,17 +420,17 @@ pub(crate) fn decode_json_entry(bytes: &[u8]) -> Vec<Item> {
 }
 
 /// Decodes the value of a MessagePack entry (`AM1:` token, 32-byte header, then the value).
-pub(crate) fn decode_message_pack_entry(bytes: &[u8]) -> Vec<Item> {
+pub fn decode_message_pack_entry(bytes: &[u8]) -> Vec<Item> {
     rmp_serde::from_slice(&bytes[21 + 32..]).expect("a MessagePack entry")
 }
 
 /// The argument set of a typical call: a few strings, a number and a small map.
-pub(crate) fn typical_key() -> CacheKey {
+pub fn typical_key() -> CacheKey {
     typical_key_builder().build()
 }
 
 /// [`typical_key`] before hashing, for the bytes it hashes.
-pub(crate) fn typical_key_builder() -> KeyBuilder {
+pub fn typical_key_builder() -> KeyBuilder {
     let filters = BTreeMap::from([("status", "open"), ("channel", "voice")]);
     let mut b = KeyBuilder::new("crm.search");
     b.arg("tenant", "acme-eu")
@@ -442,14 +443,14 @@ pub(crate) fn typical_key_builder() -> KeyBuilder {
 }
 
 /// A key for the engine-level benchmarks (no key building in the measured call).
-pub(crate) fn engine_key(id: &str) -> CacheKey {
+pub fn engine_key(id: &str) -> CacheKey {
     let mut b = KeyBuilder::new("bench.engine");
     b.arg("order_id", id).expect("a valid key");
     b.build()
 }
 
 /// The policy of the engine-level benchmarks.
-pub(crate) fn policy() -> Policy {
+pub fn policy() -> Policy {
     Policy::new(Duration::from_secs(3600), Duration::from_secs(7200)).expect("policy")
 }
 
@@ -458,7 +459,7 @@ pub(crate) fn policy() -> Policy {
 /// # Panics
 ///
 /// When a task panics.
-pub(crate) async fn spread<F, Fut>(tasks: usize, total: usize, op: F)
+pub async fn spread<F, Fut>(tasks: usize, total: usize, op: F)
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -479,7 +480,7 @@ where
 }
 
 /// How long the stampede loader takes: long enough that every caller arrives while it runs.
-pub(crate) const STAMPEDE_LOAD: Duration = Duration::from_millis(50);
+pub const STAMPEDE_LOAD: Duration = Duration::from_millis(50);
 
 /// `callers` concurrent calls on one cold key for each of `caches` (sharing one store); returns
 /// how many times the loader ran.
@@ -487,7 +488,7 @@ pub(crate) const STAMPEDE_LOAD: Duration = Duration::from_millis(50);
 /// # Panics
 ///
 /// When a call fails or returns the wrong value.
-pub(crate) async fn stampede(caches: &[Cache], callers: usize, round: u64) -> usize {
+pub async fn stampede(caches: &[Cache], callers: usize, round: u64) -> usize {
     let loads = Arc::new(AtomicUsize::new(0));
     let key = {
         let mut b = KeyBuilder::new("bench.stampede");
@@ -524,7 +525,7 @@ pub(crate) async fn stampede(caches: &[Cache], callers: usize, round: u64) -> us
 }
 
 /// `n` caches on the server at `url` sharing one prefix, as `n` processes would.
-pub(crate) fn processes(url: &str, n: usize) -> Vec<Cache> {
+pub fn processes(url: &str, n: usize) -> Vec<Cache> {
     (0..n)
         .map(|_| {
             Cache::builder()
