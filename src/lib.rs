@@ -82,8 +82,8 @@ pub mod __private {
 
     pub use action_cache_core::returns;
     pub use action_cache_core::{
-        global, global_or_warn, Cache, CacheError, CacheKey, KeyBuilder, KeyError, LoadError,
-        Policy, RefreshFuture, RefreshMode,
+        global, global_or_warn, Cache, CacheError, CacheKey, Codec, KeyBuilder, KeyError,
+        LoadError, Policy, RefreshFuture, RefreshMode,
     };
     pub use serde;
     pub use tracing;

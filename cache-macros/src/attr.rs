@@ -10,8 +10,8 @@ use syn::{bracketed, parenthesized, Expr, Ident, LitBool, LitFloat, LitInt, LitS
 
 /// Every option the attribute accepts, in the order the error message lists them.
 pub(crate) const VALID_OPTIONS: &str = "`fresh`, `stale`, `jitter`, `name`, `version`, `skip`, \
-     `tags`, `cache`, `refresh`, `coalesce`, `cache_none`, `returns`, `include_self`, `companions`, \
-     `crate`";
+     `tags`, `cache`, `refresh`, `coalesce`, `cache_none`, `returns`, `codec`, `include_self`, \
+     `companions`, `crate`";
 
 /// A duration option together with the span of its literal.
 #[derive(Clone, Debug)]
@@ -49,6 +49,15 @@ pub(crate) struct TagTemplate {
     pub(crate) args: Vec<Ident>,
 }
 
+/// A value codec named by `codec = "…"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Codec {
+    /// `"json"`.
+    Json,
+    /// `"messagepack"` (or `"msgpack"`).
+    MessagePack,
+}
+
 /// The parsed attribute.
 #[derive(Debug, Default)]
 pub(crate) struct CachedArgs {
@@ -66,6 +75,8 @@ pub(crate) struct CachedArgs {
     /// `cache_none`'s name, for errors.
     pub(crate) cache_none_span: Option<Span>,
     pub(crate) returns: Option<(Returns, LitStr)>,
+    /// `codec = "json" | "messagepack"`: how this function's values are stored.
+    pub(crate) codec: Option<Codec>,
     pub(crate) include_self: Option<bool>,
     pub(crate) companions: Option<bool>,
     pub(crate) krate: Option<Path>,
@@ -235,6 +246,21 @@ impl Parse for CachedArgs {
                         }
                     };
                     set_once(&mut args.returns, (kind, lit), &ident)?;
+                }
+                "codec" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    let codec = match lit.value().as_str() {
+                        "json" => Codec::Json,
+                        "messagepack" | "msgpack" => Codec::MessagePack,
+                        _ => {
+                            return Err(syn::Error::new_spanned(
+                                &lit,
+                                "`codec` must be \"json\" (the default: entries any language can read) or \"messagepack\" (smaller, faster to decode)",
+                            ))
+                        }
+                    };
+                    set_once(&mut args.codec, codec, &ident)?;
                 }
                 "include_self" => {
                     let b = parse_bool(input)?;
@@ -502,6 +528,19 @@ mod tests {
         assert!(err(r#"fresh = "0s""#).contains("greater than zero"));
         assert!(err("fresh = 0").contains("greater than zero"));
         assert!(err(r#"fresh = "soon""#).contains("cannot parse duration"));
+    }
+
+    #[test]
+    fn codec_names_json_or_messagepack() {
+        assert_eq!(
+            parse("fresh = 1, codec = \"messagepack\"").unwrap().codec,
+            Some(Codec::MessagePack)
+        );
+        assert_eq!(
+            parse("fresh = 1, codec = \"json\"").unwrap().codec,
+            Some(Codec::Json)
+        );
+        assert!(err("fresh = 1, codec = \"xml\"").contains("`codec` must be"));
     }
 
     #[test]

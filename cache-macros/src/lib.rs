@@ -84,6 +84,7 @@ use proc_macro::TokenStream;
 /// | `refresh = "background"` / `"inline"` | How a stale hit is refreshed. `background` (default) returns the stale value at once and reloads on a spawned task; `inline` reloads before returning. |
 /// | `coalesce = false` | Do not share one load among concurrent misses. Coalescing (the default) hands the waiters a clone of the leader's error, so it requires `E: Clone`. |
 /// | `cache_none = true` | For `Option<T>` returns: also cache `None` (default: `None` is returned but not stored). |
+/// | `codec = "json"` / `"messagepack"` | How this function's values are stored; default: the cache's codec (`CacheBuilder::codec`, JSON unless set). An entry in the other codec reads as a miss. |
 /// | `returns = "result"` / `"option"` / `"value"` | States how the return type is stored (see [Return types](#return-types)); without it the type decides. |
 /// | `companions = false` | Do not generate the companion items (needed in trait impls, which cannot gain extra items). |
 /// | `crate = "::path::to::action_cache"` | Where generated code finds the runtime, when `action_cache` is renamed or re-exported. |

@@ -15,7 +15,7 @@ use syn::{
 };
 
 use super::tokens::{borrows, err, idents_in, impl_trait_span, mentions_ident, pretty, single_arg};
-use crate::attr::{CachedArgs, Refresh, Returns, TagTemplate};
+use crate::attr::{CachedArgs, Codec, Refresh, Returns, TagTemplate};
 
 /// Every fact about one `#[cached_action]` function that the generators need.
 pub(super) struct Model {
@@ -88,6 +88,8 @@ pub(super) struct PolicyValues {
     pub(super) stale_ms: u64,
     /// An explicit `jitter`.
     pub(super) jitter: Option<f64>,
+    /// An explicit `codec`.
+    pub(super) codec: Option<Codec>,
 }
 
 /// How a stale hit is refreshed.
@@ -179,6 +181,7 @@ impl Model {
                 fresh_ms,
                 stale_ms,
                 jitter: args.jitter.map(|(j, _)| j),
+                codec: args.codec,
             },
             refresh,
             coalesce: args.coalesce(),

@@ -12,7 +12,7 @@ use syn::{FnArg, Ident, ItemFn, Pat, Type};
 
 use super::model::{Model, Passing, RefreshCopy, RefreshPlan, ReturnKind};
 use super::tokens::{elide, first_span, replace_self, respan};
-use crate::attr::Returns;
+use crate::attr::{Codec, Returns};
 
 /// The function with its body replaced by the cached call.
 pub(super) fn wrapper(model: &Model) -> syn::Result<ItemFn> {
@@ -242,6 +242,10 @@ pub(super) fn policy_static(model: &Model) -> TokenStream {
     let fresh_ms = model.policy.fresh_ms;
     let stale_ms = model.policy.stale_ms;
     let jitter = model.policy.jitter.map(|j| quote!(.jitter(#j)));
+    let codec = model.policy.codec.map(|c| match c {
+        Codec::Json => quote!(.codec(#private::Codec::Json)),
+        Codec::MessagePack => quote!(.codec(#private::Codec::MessagePack)),
+    });
     let mode = match model.refresh {
         RefreshPlan::Background(_) => quote!(#private::RefreshMode::Background),
         RefreshPlan::Inline => quote!(#private::RefreshMode::Inline),
@@ -252,6 +256,7 @@ pub(super) fn policy_static(model: &Model) -> TokenStream {
                 .fresh(::core::time::Duration::from_millis(#fresh_ms))
                 .stale(::core::time::Duration::from_millis(#stale_ms))
                 #jitter
+                #codec
                 .refresh_mode(#mode)
                 .build()
                 .expect("`#[cached_action]` checked this policy at compile time")
