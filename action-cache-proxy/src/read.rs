@@ -534,28 +534,8 @@ impl RouteHandler {
     }
 
     /// Soft purge: the entry stays, but is no longer fresh, so the next read is served at once
-    /// and refreshes it. Returns whether there was an entry.
+    /// and refreshes it (`Cache::mark_stale`). Returns whether there was an entry.
     pub(crate) async fn mark_stale(&self, params: &Params) -> Result<bool, CacheError> {
-        let key = self.key(params);
-        let (policy, _) = self.draw_policy();
-        let current = self
-            .cache
-            .get_or_load(&key, &policy, || async {
-                Err::<Stored, &'static str>("absent")
-            })
-            .await;
-        let Ok(stored) = current else {
-            return Ok(false);
-        };
-        let stale_policy = Policy::builder()
-            .fresh(Duration::from_millis(1))
-            .stale(self.route.stale.max(Duration::from_millis(1)))
-            .jitter(0.0)
-            .build()
-            .expect("1 ms <= stale");
-        self.cache
-            .put(&key, &stale_policy, &stored.marked_stale())
-            .await?;
-        Ok(true)
+        self.cache.mark_stale(&self.key(params)).await
     }
 }

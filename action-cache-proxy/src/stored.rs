@@ -162,12 +162,6 @@ impl Stored {
         now_ms.saturating_sub(self.at) < self.fresh
     }
 
-    /// A copy that is no longer fresh (a soft purge), keeping its age.
-    pub(crate) fn marked_stale(mut self) -> Stored {
-        self.fresh = 0;
-        self
-    }
-
     /// The response: the stored status and bytes, `Content-Type`, `Age`, `X-Cache` and
     /// `Cache-Status`; `fwd_status` is the upstream status that made this request fall back
     /// (stale-if-error).
