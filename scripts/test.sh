@@ -27,5 +27,9 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "==> the facade and core build without their optional features"
+cargo clippy -p action-cache-core --no-default-features -- -D warnings
+cargo clippy -p action-cache --no-default-features --features macros -- -D warnings
+cargo clippy -p action-cache --no-default-features --features macros,redis -- -D warnings
 echo "==> cargo test --workspace"
 cargo test --workspace --all-features

@@ -47,10 +47,13 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | on | [`macro@cached_action`] |
+//! | `redis` | on | the Redis store (one server, TLS, Sentinel, Cluster): `CacheBuilder::redis_*`, and [`Cache::from_env`] reading `REDIS_URL` and friends |
 //! | `genesys` | on | [`genesys`], the Genesys Cloud client (reqwest with rustls) |
 //! | `fake` | off | `genesys::fake`, an in-process Genesys Cloud server for tests and demos (implies `genesys`) |
 //!
-//! `default-features = false, features = ["macros"]` is the cache alone, without an HTTP client.
+//! `default-features = false, features = ["macros", "redis"]` is the cache alone, without an HTTP
+//! client; `features = ["macros"]` is the in-process cache only (the memory store or a
+//! [`store::Store`] of your own), and [`Cache::from_env`] then refuses a configured Redis.
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -16,21 +16,25 @@ use crate::keyspace::Keyspace;
 use crate::near::Near;
 use crate::policy::Policy;
 use crate::settings::Settings;
-use crate::store::{MemoryStore, RedisStore, RedisTls, Store};
+use crate::store::{MemoryStore, Store};
+#[cfg(feature = "redis")]
+use crate::store::{RedisStore, RedisTls};
 
 /// Builds a [`Cache`]. Every setting has a documented default; [`CacheBuilder::build`] checks
-/// them.
+/// them. The `redis_*` settings need the `redis` feature (on by default).
 ///
 /// ```
 /// use action_cache_core::Cache;
 /// use std::time::Duration;
 ///
+/// # #[cfg(feature = "redis")] {
 /// let cache = Cache::builder()
 ///     .redis_url("redis://127.0.0.1:6379/0") // connected on first use
 ///     .prefix("orders")
 ///     .op_timeout(Duration::from_millis(50))
 ///     .build()?;
 /// assert_eq!(cache.prefix(), "orders");
+/// # }
 /// # Ok::<(), action_cache_core::CacheError>(())
 /// ```
 #[derive(Debug)]
@@ -105,6 +109,7 @@ impl std::fmt::Debug for Backend {
 }
 
 /// PEM material given inline or as a file read when the cache is built.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 enum Pem {
     File(PathBuf),
     Inline(Vec<u8>),
@@ -130,6 +135,7 @@ impl Pem {
         }
     }
 
+    #[cfg(feature = "redis")]
     fn read(&self, what: &str) -> Result<Vec<u8>, CacheError> {
         match self {
             Pem::Inline(pem) => Ok(pem.clone()),
@@ -200,17 +206,24 @@ impl CacheBuilder {
                 .map(str::to_string)
                 .collect()
         };
+        // Set directly rather than through the `redis_*` methods, so that without the `redis`
+        // feature a Redis setting still reaches `build`, which refuses it instead of quietly
+        // caching in memory.
         if let Some(nodes) = var("REDIS_CLUSTER_NODES") {
-            b = b.redis_cluster(list(nodes));
+            b.backend = Backend::RedisCluster(list(nodes));
         } else if let Some(nodes) = var("REDIS_SENTINEL_NODES") {
             let master = var("REDIS_SENTINEL_MASTER").unwrap_or_default();
-            b = b.redis_sentinel(list(nodes), master.trim());
-            if let Some(password) = var("REDIS_SENTINEL_MASTER_PASSWORD") {
+            let auth = var("REDIS_SENTINEL_MASTER_PASSWORD").map(|password| {
                 let user = var("REDIS_SENTINEL_MASTER_USERNAME");
-                b = b.redis_sentinel_master_auth(user.as_deref().map(str::trim), &password);
-            }
+                (user.map(|u| u.trim().to_string()), password)
+            });
+            b.backend = Backend::RedisSentinel {
+                nodes: list(nodes),
+                master: master.trim().to_string(),
+                auth,
+            };
         } else if let Some(url) = var("REDIS_URL") {
-            b = b.redis_url(url.trim());
+            b.backend = Backend::RedisUrl(url.trim().to_string());
         }
         if let Some(prefix) = var("ACTION_CACHE_PREFIX") {
             b = b.prefix(prefix.trim());
@@ -221,12 +234,14 @@ impl CacheBuilder {
         b
     }
 
+    #[cfg(feature = "redis")]
     /// Uses Redis at `url` (one multiplexed connection, made on first use, reconnecting).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.backend = Backend::RedisUrl(url.into());
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Uses a Redis Cluster reached through these seed nodes (`redis://host:port` each); the
     /// client discovers the rest and follows `MOVED`/`ASK` and failovers.
     pub fn redis_cluster<I, S>(mut self, nodes: I) -> Self
@@ -238,6 +253,7 @@ impl CacheBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Uses the master that these sentinels (`redis://host:port` each, or `rediss://`; a user
     /// name and password in the URLs are the sentinels' own) report under `master_name`. The
     /// master is looked up on first use and again whenever its connection fails or it was
@@ -255,6 +271,7 @@ impl CacheBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// The master's (and its replicas') own credentials behind Sentinel: an ACL user name, or
     /// `None` for the default user, and the password. Call after
     /// [`CacheBuilder::redis_sentinel`]; ignored for other backends.
@@ -265,6 +282,7 @@ impl CacheBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Trusts the CA certificates in this PEM file (read when the cache is built) instead of
     /// the public roots, for `rediss://` connections (env `REDIS_CA_CERT`).
     pub fn redis_ca_cert_file(mut self, path: impl Into<PathBuf>) -> Self {
@@ -272,12 +290,14 @@ impl CacheBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Like [`CacheBuilder::redis_ca_cert_file`], with the PEM text itself.
     pub fn redis_ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca = Some(Pem::Inline(pem.into()));
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Presents the client certificate chain and private key in these PEM files (read when the
     /// cache is built) to a server that verifies clients (mutual TLS; env `REDIS_CLIENT_CERT`
     /// and `REDIS_CLIENT_KEY`).
@@ -291,6 +311,7 @@ impl CacheBuilder {
         self
     }
 
+    #[cfg(feature = "redis")]
     /// Like [`CacheBuilder::redis_client_cert_files`], with the PEM texts themselves.
     pub fn redis_client_cert_pem(
         mut self,
@@ -452,8 +473,10 @@ impl CacheBuilder {
             );
         }
         let remote = !matches!(self.backend, Backend::Memory { .. });
-        let tls = self.tls()?;
-        if !tls.is_default() {
+        let has_tls = self.tls_ca.is_some()
+            || self.tls_client_cert.is_some()
+            || self.tls_client_key.is_some();
+        if has_tls {
             let urls: Vec<&String> = match &self.backend {
                 Backend::RedisUrl(url) => vec![url],
                 Backend::RedisCluster(nodes) | Backend::RedisSentinel { nodes, .. } => {
@@ -480,46 +503,13 @@ impl CacheBuilder {
             Backend::Memory { capacity } => Some(capacity),
             _ => None,
         };
+        let tls = self.tls_material();
         let store: Arc<dyn Store> = match self.backend {
             Backend::Memory { capacity } => {
                 Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
             }
-            Backend::RedisUrl(url) => Arc::new(RedisStore::open_tls(&url, &tls).map_err(|e| {
-                CacheError::Config(format!("invalid Redis URL: {}", e.kind_description()))
-            })?),
-            Backend::RedisSentinel { nodes, .. } if nodes.is_empty() => {
-                return bad("Sentinel needs at least one sentinel node");
-            }
-            Backend::RedisSentinel { master, .. } if master.trim().is_empty() => {
-                return bad("Sentinel needs the master's name (REDIS_SENTINEL_MASTER)");
-            }
-            Backend::RedisSentinel {
-                nodes,
-                master,
-                auth,
-            } => {
-                let auth = auth.as_ref().map(|(u, p)| (u.as_deref(), p.as_str()));
-                Arc::new(
-                    RedisStore::open_sentinel(&nodes, &master, auth, &tls).map_err(|e| {
-                        CacheError::Config(format!(
-                            "invalid sentinel node URL: {}",
-                            e.kind_description()
-                        ))
-                    })?,
-                )
-            }
-            Backend::RedisCluster(nodes) if nodes.is_empty() => {
-                return bad("a Redis Cluster needs at least one seed node");
-            }
-            Backend::RedisCluster(nodes) => {
-                Arc::new(RedisStore::open_cluster_tls(&nodes, &tls).map_err(|e| {
-                    CacheError::Config(format!(
-                        "invalid Redis Cluster node URL: {}",
-                        e.kind_description()
-                    ))
-                })?)
-            }
             Backend::Store(store) => store,
+            redis => open_redis(redis, tls)?,
         };
         let mut rng = match self.rng_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -588,7 +578,8 @@ impl Cache {
 
 impl CacheBuilder {
     /// The TLS material, read and checked.
-    fn tls(&self) -> Result<RedisTls, CacheError> {
+    #[cfg(feature = "redis")]
+    fn tls_material(&self) -> TlsMaterial {
         let mut tls = RedisTls::new();
         if let Some(ca) = &self.tls_ca {
             tls = tls.ca_cert(ca.read("CA certificate file (REDIS_CA_CERT)")?);
@@ -612,13 +603,83 @@ impl CacheBuilder {
         tls.check().map_err(CacheError::Config)?;
         Ok(tls)
     }
+
+    /// Without the `redis` feature there is no TLS to read.
+    #[cfg(not(feature = "redis"))]
+    fn tls_material(&self) -> TlsMaterial {
+        TlsMaterial
+    }
 }
 
+/// Opens the Redis store a backend names.
+#[cfg(feature = "redis")]
+fn open_redis(backend: Backend, tls: TlsMaterial) -> Result<Arc<dyn Store>, CacheError> {
+    let bad = |m: &str| Err(CacheError::Config(m.to_string()));
+    let tls = &tls?;
+    Ok(match backend {
+        Backend::RedisUrl(url) => Arc::new(RedisStore::open_tls(&url, tls).map_err(|e| {
+            CacheError::Config(format!("invalid Redis URL: {}", e.kind_description()))
+        })?),
+        Backend::RedisSentinel { nodes, .. } if nodes.is_empty() => {
+            return bad("Sentinel needs at least one sentinel node");
+        }
+        Backend::RedisSentinel { master, .. } if master.trim().is_empty() => {
+            return bad("Sentinel needs the master's name (REDIS_SENTINEL_MASTER)");
+        }
+        Backend::RedisSentinel {
+            nodes,
+            master,
+            auth,
+        } => {
+            let auth = auth.as_ref().map(|(u, p)| (u.as_deref(), p.as_str()));
+            Arc::new(
+                RedisStore::open_sentinel(&nodes, &master, auth, tls).map_err(|e| {
+                    CacheError::Config(format!(
+                        "invalid sentinel node URL: {}",
+                        e.kind_description()
+                    ))
+                })?,
+            )
+        }
+        Backend::RedisCluster(nodes) if nodes.is_empty() => {
+            return bad("a Redis Cluster needs at least one seed node");
+        }
+        Backend::RedisCluster(nodes) => {
+            Arc::new(RedisStore::open_cluster_tls(&nodes, tls).map_err(|e| {
+                CacheError::Config(format!(
+                    "invalid Redis Cluster node URL: {}",
+                    e.kind_description()
+                ))
+            })?)
+        }
+        Backend::Memory { .. } | Backend::Store(_) => return bad("not a Redis backend"),
+    })
+}
+
+/// Without the `redis` feature, a Redis backend (from the environment) is refused.
+#[cfg(not(feature = "redis"))]
+fn open_redis(_backend: Backend, _tls: TlsMaterial) -> Result<Arc<dyn Store>, CacheError> {
+    Err(CacheError::Config(
+        "a Redis backend is configured (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINEL_NODES), \
+         but action-cache was built without its `redis` feature"
+            .into(),
+    ))
+}
+
+/// The TLS material, read and checked (or the reason it cannot be).
+#[cfg(feature = "redis")]
+type TlsMaterial = Result<RedisTls, CacheError>;
+/// Without the `redis` feature there is no TLS material.
+#[cfg(not(feature = "redis"))]
+struct TlsMaterial;
+
 /// A short description of a URL parse error that cannot echo a password back.
+#[cfg(feature = "redis")]
 trait KindDescription {
     fn kind_description(&self) -> String;
 }
 
+#[cfg(feature = "redis")]
 impl KindDescription for redis::RedisError {
     fn kind_description(&self) -> String {
         format!("{:?}", self.kind())

@@ -71,7 +71,8 @@ pub enum StoreError {
         /// The operation, e.g. `tag_members`.
         op: &'static str,
     },
-    /// Redis answered with an error or the connection failed.
+    /// Redis answered with an error or the connection failed (feature `redis`).
+    #[cfg(feature = "redis")]
     #[error("redis error during `{op}`: {source}")]
     Redis {
         /// The operation, e.g. `get`.
@@ -95,14 +96,16 @@ impl StoreError {
     /// Whether the store refused a write because it is full (Redis `maxmemory` with
     /// `noeviction`). It still serves reads, so this does not count towards the circuit breaker.
     pub fn is_out_of_memory(&self) -> bool {
-        let StoreError::Redis { source, .. } = self else {
-            return false;
-        };
-        // A pipeline (an entry's `SET` with its tag sets) reports it inside a pipeline failure.
-        source.code() == Some("OOM")
-            || redis::RedisError::clone(source)
-                .into_server_errors()
-                .is_some_and(|errs| errs.iter().any(|(_, e)| e.code() == "OOM"))
+        #[cfg(feature = "redis")]
+        if let StoreError::Redis { source, .. } = self {
+            // A pipeline (an entry's `SET` with its tag sets) reports it inside a pipeline
+            // failure.
+            return source.code() == Some("OOM")
+                || redis::RedisError::clone(source)
+                    .into_server_errors()
+                    .is_some_and(|errs| errs.iter().any(|(_, e)| e.code() == "OOM"));
+        }
+        false
     }
 
     /// Whether the operation timed out.

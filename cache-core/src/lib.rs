@@ -31,6 +31,12 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # Features
+//!
+//! `redis` (on by default): `store::RedisStore` (one server, TLS, Sentinel, Cluster) and the
+//! `CacheBuilder::redis_*` settings. Without it the cache runs on the memory store or a
+//! [`store::Store`] of your own, and [`Cache::from_env`] refuses a configured Redis.
+//!
 //! # Semantics
 //!
 //! An entry stores the value, when it was cached, and the fresh and stale windows it was written

@@ -9,9 +9,11 @@ use std::time::Duration;
 use crate::error::StoreError;
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisTls};
 
 /// Messages received on a pub/sub channel; the stream ends when the subscription is lost.
