@@ -30,6 +30,7 @@ mod canonical;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
@@ -45,7 +46,9 @@ const KEY_FORMAT_VERSION: u32 = 2;
 /// the entry will carry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    name: String,
+    /// Borrowed when the name is a `&'static str` (the macro's), so building a key does not
+    /// allocate it.
+    name: Cow<'static, str>,
     /// Lowercase hex of the SHA-256, inline: building a key allocates no digest string.
     digest: Digest64,
     tags: Vec<String>,
@@ -133,7 +136,7 @@ impl fmt::Display for CacheKey {
 /// ```
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
-    name: String,
+    name: Cow<'static, str>,
     /// The canonical bytes and where each argument lies in them.
     scratch: Scratch,
     tags: Vec<String>,
@@ -147,8 +150,6 @@ struct Scratch {
     encoder: Encoder,
     /// Where each argument lies in `encoder`, in name order.
     args: Vec<ArgSpan>,
-    /// The canonical bytes with the arguments put in name order, when they were added out of it.
-    sorted: Vec<u8>,
 }
 
 /// Buffers larger than this are freed rather than kept for the next builder.
@@ -182,17 +183,20 @@ impl Scratch {
         }
     }
 
-    /// The canonical bytes: the header, then the arguments in name order. When they were added
-    /// in that order, that is the buffer as written; otherwise a sorted copy.
-    fn in_name_order(&mut self) -> &[u8] {
+    /// SHA-256 of the canonical bytes: the header, then the arguments in name order, fed to the
+    /// hasher straight from the buffer (span by span when they were added out of that order),
+    /// without a sorted copy.
+    fn digest(&self) -> [u8; 32] {
+        let bytes = self.encoder.bytes();
         match self.out_of_order() {
-            None => self.encoder.bytes(),
+            None => Sha256::digest(bytes).into(),
             Some(header) => {
-                let mut sorted = std::mem::take(&mut self.sorted);
-                sorted.clear();
-                self.write_sorted(header, &mut sorted);
-                self.sorted = sorted;
-                &self.sorted
+                let mut hasher = Sha256::new();
+                hasher.update(&bytes[..header]);
+                for a in &self.args {
+                    hasher.update(&bytes[a.start..a.end]);
+                }
+                hasher.finalize().into()
             }
         }
     }
@@ -210,13 +214,9 @@ impl Scratch {
 
     /// Keeps these buffers for the next builder on this thread, unless they grew large.
     fn give_back(mut self) {
-        if self.encoder.capacity() <= KEEP_AT_MOST
-            && self.sorted.capacity() <= KEEP_AT_MOST
-            && self.args.capacity() <= 256
-        {
+        if self.encoder.capacity() <= KEEP_AT_MOST && self.args.capacity() <= 256 {
             self.encoder.truncate(0);
             self.args.clear();
-            self.sorted.clear();
             // Fails only while the thread is being torn down: the buffers are then just freed.
             let _ = SPARE.try_with(|spare| spare.set(Some(self)));
         }
@@ -239,7 +239,27 @@ const VERSION_AT: usize = 4;
 impl KeyBuilder {
     /// Starts a key for `name` (a stable function or data-set name).
     pub fn new(name: impl Into<String>) -> KeyBuilder {
-        let name = name.into();
+        KeyBuilder::named(Cow::Owned(name.into()))
+    }
+
+    /// Like [`KeyBuilder::new`] for a name known at compile time, which the key then borrows
+    /// instead of copying (what `#[cached_action]` uses). The key is the same as with `new`.
+    ///
+    /// ```
+    /// use action_cache_core::KeyBuilder;
+    ///
+    /// let mut a = KeyBuilder::from_static("crm.account");
+    /// a.arg("id", "42")?;
+    /// let mut b = KeyBuilder::new(String::from("crm.account"));
+    /// b.arg("id", "42")?;
+    /// assert_eq!(a.build(), b.build());
+    /// # Ok::<(), action_cache_core::KeyError>(())
+    /// ```
+    pub fn from_static(name: &'static str) -> KeyBuilder {
+        KeyBuilder::named(Cow::Borrowed(name))
+    }
+
+    fn named(name: Cow<'static, str>) -> KeyBuilder {
         let mut scratch = Scratch::take();
         let encoder = &mut scratch.encoder;
         encoder.write_raw(&KEY_FORMAT_VERSION.to_be_bytes());
@@ -274,10 +294,18 @@ impl KeyBuilder {
     ) -> Result<&mut Self, KeyError> {
         let Scratch { encoder, args, .. } = &mut self.scratch;
         let bytes = encoder.bytes();
-        let at = match args.binary_search_by(|a| cmp_names(&bytes[a.name.clone()], name.as_bytes()))
-        {
-            Ok(_) => return Err(KeyError::DuplicateArg(name.to_string())),
-            Err(at) => at,
+        // Arguments usually come in name order (the macro emits them so): then the new one goes
+        // last, after one comparison.
+        let after_last = args.last().is_none_or(|last| {
+            cmp_names(&bytes[last.name.clone()], name.as_bytes()) == std::cmp::Ordering::Less
+        });
+        let at = if after_last {
+            args.len()
+        } else {
+            match args.binary_search_by(|a| cmp_names(&bytes[a.name.clone()], name.as_bytes())) {
+                Ok(_) => return Err(KeyError::DuplicateArg(name.to_string())),
+                Err(at) => at,
+            }
         };
         let start = encoder.len();
         encoder.write_name(name);
@@ -341,9 +369,8 @@ impl KeyBuilder {
 
     /// Hashes the name and arguments into a key.
     pub fn build(mut self) -> CacheKey {
-        let digest = Sha256::digest(self.scratch.in_name_order());
         CacheKey {
-            digest: lower_hex(&digest.into()),
+            digest: lower_hex(&self.scratch.digest()),
             name: std::mem::take(&mut self.name),
             tags: std::mem::take(&mut self.tags),
         }
@@ -365,13 +392,21 @@ fn cmp_names(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     }
 }
 
-/// A SHA-256 digest as lowercase hex.
+/// A SHA-256 digest as lowercase hex, two digits per byte from one table lookup.
 fn lower_hex(digest: &[u8; 32]) -> Digest64 {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+            b += 1;
+        }
+        pairs
+    };
     let mut out = [0u8; 64];
-    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(digest) {
+        pair.copy_from_slice(&PAIRS[usize::from(b)]);
     }
     Digest64(out)
 }
@@ -498,6 +533,35 @@ mod tests {
         assert_eq!(
             b.arg("x", &2).unwrap_err(),
             KeyError::DuplicateArg("x".into())
+        );
+        // Not only the last one: the in-order fast path must not skip the search.
+        b.arg("y", &3).unwrap();
+        assert_eq!(
+            b.arg("x", &4).unwrap_err(),
+            KeyError::DuplicateArg("x".into())
+        );
+    }
+
+    #[test]
+    fn arguments_in_any_order_hash_the_same_bytes() {
+        let build = |order: &[usize]| {
+            let args: [(&str, u32); 4] = [("a", 1), ("bb", 2), ("b", 3), ("c", 4)];
+            let mut b = KeyBuilder::from_static("f");
+            for &i in order {
+                b.arg(args[i].0, &args[i].1).unwrap();
+            }
+            (b.canonical_bytes(), b.build())
+        };
+        let sorted = build(&[0, 2, 1, 3]);
+        for order in [[3, 2, 1, 0], [1, 0, 3, 2], [0, 1, 2, 3], [2, 3, 0, 1]] {
+            let other = build(&order);
+            assert_eq!(other.0, sorted.0, "{order:?}");
+            assert_eq!(other.1, sorted.1, "{order:?}");
+        }
+        assert_eq!(
+            sorted.1.digest(),
+            hex::encode(Sha256::digest(&sorted.0)),
+            "the streamed digest is SHA-256 of the canonical bytes"
         );
     }
 

@@ -158,7 +158,11 @@ pub(super) fn key_expr(model: &Model) -> TokenStream {
     let private = &model.private;
     let key_name = &model.key_name;
     let version = model.version.map(|v| quote!(__ac_b.version(#v);));
-    let key_args = model.key_params().map(|p| {
+    // In name order, after the `<…>` names below (`<` sorts before any identifier): the order
+    // the key's bytes take, so the builder appends each argument without moving any.
+    let mut key_params: Vec<_> = model.key_params().collect();
+    key_params.sort_by_key(|p| p.ident.to_string());
+    let key_args = key_params.into_iter().map(|p| {
         let ident = &p.ident;
         let name = ident.to_string();
         let ty = &p.ty;
@@ -186,11 +190,11 @@ pub(super) fn key_expr(model: &Model) -> TokenStream {
     });
     quote! {
         (|| -> ::core::result::Result<#private::CacheKey, #private::KeyError> {
-            let mut __ac_b = #private::KeyBuilder::new(#key_name);
+            let mut __ac_b = #private::KeyBuilder::from_static(#key_name);
             #version
-            #(#key_args)*
-            #(#generic_args)*
             #scope_args
+            #(#generic_args)*
+            #(#key_args)*
             #(#tag_stmts)*
             ::core::result::Result::Ok(__ac_b.build())
         })()
