@@ -85,7 +85,7 @@ fn many_keys(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
         )
     });
     let n = 256;
-    let page = |i: usize| (i % support::CATALOGS) as u32;
+    let page = support::catalog_page;
     let mut g = c.benchmark_group("many_keys_256_tasks");
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(10);

@@ -80,6 +80,19 @@ pub fn backend_order(id: &str) -> Order {
 /// Distinct keys of the many-keys workload (all warmed before measuring).
 pub const CATALOGS: usize = 10_000;
 
+/// The many-keys page the `i`-th operation reads: uniform over [`CATALOGS`] and scattered, so
+/// that concurrent tasks do not walk the keys in step. (`i % CATALOGS` put the tasks `t` and
+/// `t + 125` of a 256-task run on the same key at the same moment, which flattered read
+/// sharing.)
+pub fn catalog_page(i: usize) -> u32 {
+    // splitmix64: every bit of `i` reaches every bit of the result.
+    let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % CATALOGS as u64) as u32
+}
+
 /// One of the many-keys value's 25 small structs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
@@ -176,7 +189,7 @@ pub fn install(url: &str) {
     let memory = Cache::builder().in_memory().build().expect("memory cache");
     let catalog = |prefix: &str, codec: Codec, near: bool| {
         let b = Cache::builder().redis_url(url).prefix(prefix).codec(codec);
-        if near { b.near_cache(2 * CATALOGS) } else { b }
+        if near { b.near_cache(4 * CATALOGS) } else { b }
             .build()
             .expect("catalog cache")
     };
@@ -230,6 +243,19 @@ pub async fn catalog_near(page: u32) -> Result<Vec<Item>, String> {
     Ok(backend_catalog(page))
 }
 
+/// [`catalog_near`] returning the value in an `Arc`: a near-cache hit then clones the `Arc`, not
+/// the 25 structs, which is what a caller with a large value should do.
+#[cached_action(
+    fresh = 3600,
+    stale = 7200,
+    name = "bench.catalog.shared",
+    cache = catalog_near_cache()
+)]
+pub async fn catalog_near_shared(page: u32) -> Result<Arc<Vec<Item>>, String> {
+    LOADS.fetch_add(1, Ordering::Relaxed);
+    Ok(Arc::new(backend_catalog(page)))
+}
+
 /// Loads every page of the many-keys workload into its three caches (250 tasks: `spread`
 /// needs a divisor of [`CATALOGS`] to cover them all) and
 /// reads each near-cached page until the near cache holds it decoded.
@@ -243,6 +269,9 @@ pub async fn warm_catalogs() {
         catalog(page).await.expect("catalog");
         catalog_mp(page).await.expect("catalog_mp");
         catalog_near(page).await.expect("catalog_near");
+        catalog_near_shared(page)
+            .await
+            .expect("catalog_near_shared");
     })
     .await;
     // A load whose write timed out under the warm-up's load was returned but not stored: load
@@ -288,6 +317,9 @@ pub async fn warm_catalogs() {
     for _ in 0..2 {
         spread(250, CATALOGS, |i| async move {
             catalog_near(i as u32).await.expect("catalog_near");
+            catalog_near_shared(i as u32)
+                .await
+                .expect("catalog_near_shared");
         })
         .await;
     }
@@ -379,14 +411,14 @@ impl RawRedis {
         }
     }
 
-    /// `GET` of the `i`-th key's entry (modulo the number of keys).
+    /// `GET` of the entry of the `i`-th operation's page ([`catalog_page`]).
     ///
     /// # Panics
     ///
     /// When the key is missing or the command fails.
     pub async fn get_nth(&self, i: usize) -> Vec<u8> {
         let mut conn = self.conn.clone();
-        let key = &self.keys[i % self.keys.len()];
+        let key = &self.keys[catalog_page(i) as usize % self.keys.len()];
         let bytes: Option<Vec<u8>> = redis::AsyncCommands::get(&mut conn, key)
             .await
             .expect("GET");
