@@ -284,12 +284,35 @@ where
     HITS as f64 / t.elapsed().as_secs_f64()
 }
 
-/// The raw connections the floors read with.
+/// The raw connections the floors read with, and one to read the server's command counts.
 struct Floors {
     json: RawRedis,
     mp: RawRedis,
     cached: RawRedis,
     hitbox: HitboxRaw,
+    admin: ConnectionManager,
+}
+
+/// Commands the server has run (`INFO commandstats`, every command summed), not counting the
+/// `INFO` calls themselves.
+async fn commands_run(admin: &ConnectionManager) -> u64 {
+    let mut conn = admin.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
 }
 
 /// The subjects, in table order.
@@ -489,6 +512,9 @@ fn main() {
             mp: RawRedis::catalogs(support::catalog_mp_key).await,
             cached: RawRedis::catalogs(cached_key).await,
             hitbox: HitboxRaw::connect(&server.url()).await,
+            admin: ConnectionManager::new(redis::Client::open(server.url()).expect("url"))
+                .await
+                .expect("connect"),
         };
         // Every floor finds every entry.
         for i in 0..CATALOGS {
@@ -509,10 +535,13 @@ fn main() {
     let n = Subject::ALL.len();
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); n];
     let mut loaded = vec![0usize; n];
+    let mut commands = vec![0u64; n];
     for _ in 0..REPEATS {
         for (k, s) in Subject::ALL.iter().enumerate() {
             let before = loads();
+            let commands_before = rt.block_on(commands_run(&floors.admin));
             runs[k].push(rt.block_on(s.measure(&floors)));
+            commands[k] += rt.block_on(commands_run(&floors.admin)) - commands_before;
             loaded[k] += loads() - before;
         }
     }
@@ -534,8 +563,8 @@ fn main() {
         thousands(HITS as f64)
     );
     println!();
-    println!("| Subject | Stored value | Hits/s | Of its floor | Loader runs while measured |");
-    println!("|---|---|---|---|---|");
+    println!("| Subject | Stored value | Redis commands per call | Hits/s | Of its floor | Loader runs while measured |");
+    println!("|---|---|---|---|---|---|");
     for s in Subject::ALL {
         let size = sizes
             .iter()
@@ -544,8 +573,9 @@ fn main() {
         let of_floor = s.floor().map_or("—".to_string(), |f| {
             format!("{:.2}×", median(s) / median(f))
         });
+        let per_call = commands[index(s)] as f64 / (REPEATS * HITS) as f64;
         println!(
-            "| {} | {size} | {} | {of_floor} | {} |",
+            "| {} | {size} | {per_call:.2} | {} | {of_floor} | {} |",
             s.label(),
             thousands(median(s)),
             loaded[index(s)]
