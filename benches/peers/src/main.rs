@@ -9,8 +9,9 @@
 //! subject, then measures hits/s with 256 tokio tasks on a 2-worker multi-thread runtime,
 //! uniform over the 10,000 keys. The subjects:
 //!
-//! * the floors: a raw `GET` of the entry action-cache stored plus the decode of its value, JSON
-//!   and MessagePack;
+//! * the floors, one per stored format, each the raw read of that subject's own entries on its
+//!   own connection plus their decode: `GET` + JSON and `GET` + MessagePack of action-cache's,
+//!   `GET` + positional MessagePack of `cached`'s, `HGET d` + bincode of hitbox's;
 //! * action-cache: bench-support's `catalog` (JSON) and `catalog_mp` (MessagePack);
 //! * the `cached` crate: `#[concurrent_cached]` with its `AsyncRedisCache` (JSON values) on a
 //!   `ConnectionManager`, as bench-support's `cached_crate_order` uses it;
@@ -19,8 +20,9 @@
 //!   stale-while-revalidate; its default value format (bincode) and, on another Redis database,
 //!   its `JsonFormat`.
 //!
-//! Each subject runs three times, interleaved with the others, and the median is reported. Every
-//! measured call must be a hit: a loader that runs during the measurement fails the run.
+//! Each subject runs three times, interleaved with the others, and the median is reported, with
+//! each entry's size, the Redis commands each call cost (`INFO commandstats`) and the loader runs
+//! while measured (a call that failed open or missed is not a hit: read only runs where it is 0).
 //!
 //! A `publish = false` crate outside the workspace (its own `Cargo.lock`), so the peers are
 //! compiled only here, never by the workspace's `cargo test`.
