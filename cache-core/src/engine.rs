@@ -17,10 +17,11 @@ use crate::clock::Clock;
 use crate::codec::Codec;
 use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, StoreError};
-use crate::flight::{Flights, ReadFlights, ReadRole};
+use crate::flight::Flights;
 use crate::keyspace::{Keyspace, GENERATION_TTL};
 use crate::near::{Event, Held, Near, Typed};
 use crate::policy::Policy;
+use crate::read_flight::{ReadFlights, ReadRole};
 use crate::settings::Settings;
 use crate::stats::Counters;
 use crate::store::Store;
@@ -274,13 +275,10 @@ impl Engine {
                 guard.publish(&result);
                 result
             }
-            ReadRole::Follower(mut rx) => {
-                let waited =
-                    tokio::time::timeout(self.settings.op_timeout, rx.wait_for(Option::is_some));
-                // Owned before any await: the channel's read guard must not be held across one.
-                let shared = match waited.await {
-                    Ok(Ok(shared)) => shared.clone(),
-                    Ok(Err(_)) => None,
+            ReadRole::Follower(slot) => {
+                let shared = match tokio::time::timeout(self.settings.op_timeout, slot.wait()).await
+                {
+                    Ok(shared) => shared,
                     Err(_) => {
                         return Err(StoreError::Timeout {
                             op: "get",

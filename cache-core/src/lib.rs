@@ -84,6 +84,7 @@ mod load;
 mod lock;
 mod near;
 mod policy;
+mod read_flight;
 mod refresh;
 #[doc(hidden)]
 pub mod returns;
