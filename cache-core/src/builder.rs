@@ -358,14 +358,15 @@ impl CacheBuilder {
     /// Uses the in-memory store, bounded to about `max_bytes` (default: no byte bound, only
     /// the key count of [`CacheBuilder::memory_capacity`], which still applies).
     ///
-    /// Two bounds see it: the store, whose entries weigh
-    /// [`MemoryStore::weight`] (key + encoded entry + [`MemoryStore::ENTRY_OVERHEAD`], 200 B),
-    /// evicting the entries closest to expiry; and the typed tier in front of it, which keeps
-    /// decoded values and evicts as `moka` does (TinyLFU), its entries weighing the key, the
-    /// encoded entry, as much again when the decoded value is held, and a constant 400 B. The
-    /// decoded value's heap size is not known: the encoded size approximates it. So the
-    /// process holds up to about twice `max_bytes` for the cache. An entry heavier than the
-    /// bound is returned to its caller but not kept.
+    /// Two bounds see it: the store, whose entries weigh [`MemoryStore::weight`] (twice the key,
+    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 240 B), evicting the entries
+    /// closest to expiry; and the typed tier in front of it, which keeps decoded values and
+    /// evicts as `moka` does (TinyLFU), its entries weighing the key, the encoded entry, as much
+    /// again when the decoded value is held, and a constant 1,024 B. The decoded value's heap
+    /// size is not known: the encoded size approximates it. So the process holds up to about
+    /// twice `max_bytes` for the cache (`examples/memory_report` measures it). An entry heavier
+    /// than the bound is returned to its caller but not kept; a read never answers with
+    /// another key's value.
     pub fn memory_max_bytes(mut self, max_bytes: usize) -> Self {
         let capacity = match self.backend {
             Backend::Memory { capacity, .. } => capacity,
@@ -485,7 +486,7 @@ impl CacheBuilder {
     ///
     /// Each entry weighs its key, its encoded entry, as much again when its decoded value is
     /// held (the decoded value's heap size is not known: the encoded size approximates it), its
-    /// tag set names and a constant 400 B for the bookkeeping (moka's entry and nodes, `Arc`s,
+    /// tag set names and a constant 1,024 B for the bookkeeping (moka's entry and nodes, `Arc`s,
     /// allocation headers). At the bound `moka` evicts (TinyLFU: a new entry may also be
     /// refused in favour of more often used ones). An entry heavier than the whole bound is
     /// returned to its caller but not kept. With a count bound as well, each entry counts at
