@@ -13,7 +13,7 @@ use crate::codec::Codec;
 use crate::engine::Engine;
 use crate::error::CacheError;
 use crate::keyspace::Keyspace;
-use crate::near::Near;
+use crate::near::{Bounds, Near};
 use crate::policy::Policy;
 use crate::settings::Settings;
 use crate::store::{MemoryStore, Store};
@@ -54,6 +54,7 @@ pub struct CacheBuilder {
     clock: Arc<dyn Clock>,
     rng_seed: Option<u64>,
     near_capacity: Option<usize>,
+    near_max_bytes: Option<usize>,
     tls_ca: Option<Pem>,
     tls_client_cert: Option<Pem>,
     tls_client_key: Option<Pem>,
@@ -62,6 +63,7 @@ pub struct CacheBuilder {
 enum Backend {
     Memory {
         capacity: usize,
+        max_bytes: Option<usize>,
     },
     RedisUrl(String),
     RedisCluster(Vec<String>),
@@ -84,9 +86,13 @@ impl std::fmt::Debug for Backend {
             None => url.clone(),
         };
         match self {
-            Backend::Memory { capacity } => f
+            Backend::Memory {
+                capacity,
+                max_bytes,
+            } => f
                 .debug_struct("Memory")
                 .field("capacity", capacity)
+                .field("max_bytes", max_bytes)
                 .finish(),
             Backend::RedisUrl(url) => f.debug_tuple("RedisUrl").field(&hide(url)).finish(),
             Backend::RedisCluster(nodes) => f
@@ -157,11 +163,12 @@ impl CacheBuilder {
     /// operation timeout 50 ms, lock TTL 5 s (renewed while a load runs), waiting on another
     /// caller's load up to 30 s, 64 refreshes in
     /// flight, refresh timeout 30 s, entries up to 8 MiB, circuit breaker after 5 consecutive
-    /// store failures for 1 s, system clock.
+    /// store failures for 1 s, system clock, no near cache, no byte bounds.
     pub fn new() -> CacheBuilder {
         CacheBuilder {
             backend: Backend::Memory {
                 capacity: MemoryStore::DEFAULT_CAPACITY,
+                max_bytes: None,
             },
             prefix: "ac".into(),
             default_policy: Policy::default(),
@@ -177,6 +184,7 @@ impl CacheBuilder {
             clock: Arc::new(SystemClock),
             rng_seed: None,
             near_capacity: None,
+            near_max_bytes: None,
             tls_ca: None,
             tls_client_cert: None,
             tls_client_key: None,
@@ -323,17 +331,51 @@ impl CacheBuilder {
         self
     }
 
-    /// Uses the bounded in-memory store (the default).
+    /// Uses the bounded in-memory store (the default), with its default bounds: 10,000 keys,
+    /// no byte bound.
     pub fn in_memory(mut self) -> Self {
         self.backend = Backend::Memory {
             capacity: MemoryStore::DEFAULT_CAPACITY,
+            max_bytes: None,
         };
         self
     }
 
-    /// Uses the in-memory store with room for `capacity` keys.
+    /// Uses the in-memory store with room for `capacity` keys (default 10,000), keeping a byte
+    /// bound set by [`CacheBuilder::memory_max_bytes`].
     pub fn memory_capacity(mut self, capacity: usize) -> Self {
-        self.backend = Backend::Memory { capacity };
+        let max_bytes = match self.backend {
+            Backend::Memory { max_bytes, .. } => max_bytes,
+            _ => None,
+        };
+        self.backend = Backend::Memory {
+            capacity,
+            max_bytes,
+        };
+        self
+    }
+
+    /// Uses the in-memory store, bounded to about `max_bytes` (default: no byte bound, only
+    /// the key count of [`CacheBuilder::memory_capacity`], which still applies).
+    ///
+    /// Two bounds see it: the store, whose entries weigh [`MemoryStore::weight`] (twice the key,
+    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 240 B), evicting the entries
+    /// closest to expiry; and the typed tier in front of it, which keeps decoded values and
+    /// evicts as `moka` does (TinyLFU), its entries weighing the key, the encoded entry, as much
+    /// again when the decoded value is held, and a constant 1,024 B. The decoded value's heap
+    /// size is not known: the encoded size approximates it. So the process holds up to about
+    /// twice `max_bytes` for the cache (`examples/memory_report` measures it). An entry heavier
+    /// than the bound is returned to its caller but not kept; a read never answers with
+    /// another key's value.
+    pub fn memory_max_bytes(mut self, max_bytes: usize) -> Self {
+        let capacity = match self.backend {
+            Backend::Memory { capacity, .. } => capacity,
+            _ => MemoryStore::DEFAULT_CAPACITY,
+        };
+        self.backend = Backend::Memory {
+            capacity,
+            max_bytes: Some(max_bytes),
+        };
         self
     }
 
@@ -438,6 +480,22 @@ impl CacheBuilder {
         self
     }
 
+    /// Bounds the near cache (see [`CacheBuilder::near_cache`]) to about `max_bytes`, adding
+    /// it if [`CacheBuilder::near_cache`] was not called (then with no count bound). Default:
+    /// no byte bound, only the count.
+    ///
+    /// Each entry weighs its key, its encoded entry, as much again when its decoded value is
+    /// held (the decoded value's heap size is not known: the encoded size approximates it), its
+    /// tag set names and a constant 1,024 B for the bookkeeping (moka's entry and nodes, `Arc`s,
+    /// allocation headers). At the bound `moka` evicts (TinyLFU: a new entry may also be
+    /// refused in favour of more often used ones). An entry heavier than the whole bound is
+    /// returned to its caller but not kept. With a count bound as well, each entry counts at
+    /// least `max_bytes / capacity`, so that neither bound is passed.
+    pub fn near_cache_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.near_max_bytes = Some(max_bytes);
+        self
+    }
+
     /// Seeds the random number generator (jitter, write ids, early refresh), for reproducible
     /// tests.
     pub fn rng_seed(mut self, seed: u64) -> Self {
@@ -452,7 +510,7 @@ impl CacheBuilder {
     ///
     /// [`CacheError::Config`] for an unparsable Redis URL, an empty prefix or one containing
     /// `{`, `}` or whitespace, a zero operation timeout, lock TTL, refresh timeout or refresh
-    /// capacity.
+    /// capacity, a zero byte bound.
     pub fn build(self) -> Result<Cache, CacheError> {
         let bad = |m: &str| Err(CacheError::Config(m.to_string()));
         if self.prefix.is_empty()
@@ -467,7 +525,15 @@ impl CacheBuilder {
         if self.refresh_capacity == 0 {
             return bad("the refresh capacity must be at least 1");
         }
-        if self.near_capacity.is_some() && matches!(self.backend, Backend::Memory { .. }) {
+        let memory_max_bytes = match self.backend {
+            Backend::Memory { max_bytes, .. } => max_bytes,
+            _ => None,
+        };
+        if self.near_max_bytes == Some(0) || memory_max_bytes == Some(0) {
+            return bad("a byte bound must be greater than zero");
+        }
+        let wants_near = self.near_capacity.is_some() || self.near_max_bytes.is_some();
+        if wants_near && matches!(self.backend, Backend::Memory { .. }) {
             return bad(
                 "a near cache needs a Redis store (the memory store is already in-process)",
             );
@@ -499,14 +565,27 @@ impl CacheBuilder {
                 );
             }
         }
-        let memory_capacity = match self.backend {
-            Backend::Memory { capacity } => Some(capacity),
+        let memory_bounds = match self.backend {
+            Backend::Memory {
+                capacity,
+                max_bytes,
+            } => Some(Bounds {
+                bytes: max_bytes.map(|b| b as u64),
+                ..Bounds::entries(capacity)
+            }),
             _ => None,
         };
         let tls = self.tls_material();
         let store: Arc<dyn Store> = match self.backend {
-            Backend::Memory { capacity } => {
-                Arc::new(MemoryStore::with_clock(capacity, Arc::clone(&self.clock)))
+            Backend::Memory {
+                capacity,
+                max_bytes,
+            } => {
+                let store = MemoryStore::with_clock(capacity, Arc::clone(&self.clock));
+                Arc::new(match max_bytes {
+                    Some(max) => store.max_bytes(max),
+                    None => store,
+                })
             }
             Backend::Store(store) => store,
             redis => open_redis(redis, tls)?,
@@ -516,16 +595,20 @@ impl CacheBuilder {
             None => StdRng::from_os_rng(),
         };
         let keys = Keyspace::new(self.prefix);
-        let near = match (self.near_capacity, memory_capacity) {
-            (Some(capacity), _) => Some(Near::new(
-                capacity,
+        let near_bounds = wants_near.then(|| Bounds {
+            entries: self.near_capacity.map(|n| n.max(1) as u64),
+            bytes: self.near_max_bytes.map(|b| b as u64),
+        });
+        let near = match (near_bounds, memory_bounds) {
+            (Some(bounds), _) => Some(Near::new(
+                bounds,
                 Arc::clone(&self.clock),
                 keys.near_channel(),
                 rng.next_u64(),
             )),
-            // The memory store holds bytes; a typed tier of the same size in front of it keeps
+            // The memory store holds bytes; a typed tier of the same bounds in front of it keeps
             // the decoded values, so that its hits clone instead of decoding.
-            (None, Some(capacity)) => Some(Near::local(capacity, Arc::clone(&self.clock))),
+            (None, Some(bounds)) => Some(Near::local(bounds, Arc::clone(&self.clock))),
             (None, None) => None,
         };
         let settings = Settings {

@@ -5,7 +5,8 @@
 //! Each holds, per entry, its bytes and, when the caller that filled it could clone the value,
 //! the decoded value (type-erased, checked against the reader's type), so that a hit is a
 //! lookup and a clone, never a decode; a reader of another type decodes the bytes. Entries live
-//! in a `moka` cache bounded by count, each expiring at its fresh window.
+//! in a `moka` cache bounded by count, by weight in bytes ([`Bounds`]), or both, each expiring at
+//! its fresh window.
 //!
 //! Every write and invalidation in any process publishes an event on `{prefix}:__near`; each
 //! process's subscriber drops what the event names from its tier. An entry is held at most until
@@ -72,8 +73,60 @@ impl moka::Expiry<String, Arc<Held>> for FreshWindow {
     }
 }
 
+/// What bounds an in-process tier: entries, approximate bytes ([`weight`]), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    /// At most this many entries (at least 1); `None`: no count bound.
+    pub(crate) entries: Option<u64>,
+    /// At most this total [`weight`]; `None`: no byte bound.
+    pub(crate) bytes: Option<u64>,
+}
+
+impl Bounds {
+    /// A count bound only (what the tiers had before byte bounds).
+    pub(crate) fn entries(n: usize) -> Bounds {
+        Bounds {
+            entries: Some(n.max(1) as u64),
+            bytes: None,
+        }
+    }
+}
+
+/// What one entry costs a tier besides its key, bytes and decoded value: moka's entry, its
+/// access-order, write-order and timer nodes, the [`Held`] and its `Arc`s, the allocations'
+/// headers. `examples/memory_report` measured 830 B (a small value) to 1,600 B (a value of 50
+/// allocations, whose headers the encoded size does not stand for) beyond what is held.
+pub(crate) const ENTRY_OVERHEAD: u64 = 1_024;
+
+/// An entry's weight against a byte bound: its key, its bytes, the same again for the decoded
+/// value when one is held (its heap size is not known; the encoded size stands in for it), its
+/// tag set names and [`ENTRY_OVERHEAD`].
+pub(crate) fn weight(full: &str, held: &Held) -> u64 {
+    let bytes = held.bytes.len() as u64;
+    let decoded = if held.value.is_some() { bytes } else { 0 };
+    let tags: usize = held.tag_keys.iter().map(String::len).sum();
+    full.len() as u64 + bytes + decoded + tags as u64 + ENTRY_OVERHEAD
+}
+
+/// The bytes in an allocation of their own size: an encoded entry grows its buffer by
+/// doubling (up to twice its size), and the tier may keep it for its whole fresh window.
+fn compact(bytes: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
+    if bytes.capacity() == bytes.len() {
+        return bytes;
+    }
+    match Arc::try_unwrap(bytes) {
+        Ok(mut own) => {
+            own.shrink_to_fit();
+            Arc::new(own)
+        }
+        Err(shared) => Arc::new(shared.as_slice().to_vec()),
+    }
+}
+
 pub(crate) struct Near {
     l1: moka::sync::Cache<String, Arc<Held>>,
+    /// The byte bound: an entry heavier than all of it is not kept.
+    max_bytes: Option<u64>,
     clock: Arc<dyn Clock>,
     /// Identifies this cache's own events, which its subscriber skips.
     origin: String,
@@ -99,35 +152,49 @@ impl std::fmt::Debug for Near {
 
 impl Near {
     /// A tier in front of Redis, kept coherent through the pub/sub `channel`.
-    pub(crate) fn new(
-        capacity: usize,
-        clock: Arc<dyn Clock>,
-        channel: String,
-        origin: u64,
-    ) -> Near {
-        Near::build(capacity, clock, Some(channel), origin, false)
+    pub(crate) fn new(bounds: Bounds, clock: Arc<dyn Clock>, channel: String, origin: u64) -> Near {
+        Near::build(bounds, clock, Some(channel), origin, false)
     }
 
     /// The typed tier in front of the cache's own in-process store: always trusted, no
     /// subscription (nothing but this cache writes or purges that store).
-    pub(crate) fn local(capacity: usize, clock: Arc<dyn Clock>) -> Near {
-        Near::build(capacity, clock, None, 0, true)
+    pub(crate) fn local(bounds: Bounds, clock: Arc<dyn Clock>) -> Near {
+        Near::build(bounds, clock, None, 0, true)
     }
 
     fn build(
-        capacity: usize,
+        bounds: Bounds,
         clock: Arc<dyn Clock>,
         channel: Option<String>,
         origin: u64,
         trusted: bool,
     ) -> Near {
-        let l1 = moka::sync::Cache::builder()
-            .max_capacity(capacity.max(1) as u64)
+        let builder = moka::sync::Cache::builder()
             .expire_after(FreshWindow)
-            .support_invalidation_closures()
-            .build();
+            .support_invalidation_closures();
+        let l1 = match bounds {
+            Bounds {
+                entries,
+                bytes: Some(max),
+            } => {
+                // moka has one bound. With a count bound too, each entry weighs at least
+                // `max / entries`, so that at most `entries` fit: neither bound is passed.
+                let floor = entries.map_or(0, |n| max.div_ceil(n.max(1)));
+                builder
+                    .max_capacity(max)
+                    .weigher(move |full: &String, held: &Arc<Held>| {
+                        u32::try_from(weight(full, held).max(floor)).unwrap_or(u32::MAX)
+                    })
+                    .build()
+            }
+            Bounds {
+                entries,
+                bytes: None,
+            } => builder.max_capacity(entries.unwrap_or(u64::MAX)).build(),
+        };
         Near {
             l1,
+            max_bytes: bounds.bytes,
             clock,
             origin: format!("{origin:016x}"),
             channel,
@@ -215,6 +282,16 @@ impl Near {
     }
 
     fn insert(&self, full: &str, held: Held, epoch: u64) {
+        let held = Held {
+            bytes: compact(held.bytes),
+            ..held
+        };
+        if self.max_bytes.is_some_and(|max| weight(full, &held) > max) {
+            // Heavier than the whole bound: not kept (its caller still has the value), and what
+            // was held for the key is older than it, so that goes too.
+            self.l1.invalidate(full);
+            return;
+        }
         self.l1.insert(full.to_string(), Arc::new(held));
         // An event applied between the caller's epoch check and the insert may have missed this
         // entry (events bump the epoch before they drop): drop it again, it may be what was purged.
@@ -320,5 +397,122 @@ pub(crate) async fn subscriber(near: Arc<Near>, store: Arc<dyn Store>, counters:
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn meta(now: u64) -> Meta {
+        Meta {
+            at: now,
+            fresh: 60_000,
+            stale: 120_000,
+            delta: 0,
+        }
+    }
+
+    fn value_of(i: usize, len: usize) -> Arc<Vec<u8>> {
+        let mut v = format!("{i}:").into_bytes();
+        v.resize(len, b'x');
+        Arc::new(v)
+    }
+
+    fn fill(near: &Near, full: &str, bytes: Arc<Vec<u8>>, typed: bool) {
+        let now = near.clock.now_ms();
+        let value = typed.then(|| Arc::new(bytes.len()) as Typed);
+        near.fill(full, bytes, &meta(now), value, now, &[], near.epoch());
+    }
+
+    fn local(bounds: Bounds) -> Near {
+        Near::local(bounds, Arc::new(ManualClock::new()))
+    }
+
+    #[test]
+    fn a_byte_bound_holds_the_weight_under_it_and_every_hit_is_its_own() {
+        let max = 64 * 1024;
+        let near = local(Bounds {
+            entries: None,
+            bytes: Some(max),
+        });
+        for i in 0..2_000 {
+            fill(&near, &format!("k{i}"), value_of(i, 300), i % 2 == 0);
+        }
+        near.l1.run_pending_tasks();
+        assert!(
+            near.l1.weighted_size() <= max,
+            "{}",
+            near.l1.weighted_size()
+        );
+        assert!(near.l1.entry_count() > 0);
+        // 300 B of bytes (and as much again for a decoded value) plus the key and the overhead.
+        assert!(
+            near.l1.entry_count() < max / 700 + 1,
+            "{}",
+            near.l1.entry_count()
+        );
+        let mut hits = 0;
+        for i in 0..2_000 {
+            if let Some(held) = near.get(&format!("k{i}")) {
+                assert_eq!(held.bytes, value_of(i, 300), "k{i}");
+                hits += 1;
+            }
+        }
+        assert!(hits > 0);
+    }
+
+    #[test]
+    fn an_entry_heavier_than_the_bound_is_not_kept_and_drops_the_older_one() {
+        let near = local(Bounds {
+            entries: None,
+            bytes: Some(4_096),
+        });
+        fill(&near, "k", value_of(1, 100), true);
+        assert!(near.get("k").is_some());
+        fill(&near, "k", value_of(2, 4_096), false);
+        assert!(
+            near.get("k").is_none(),
+            "neither the big entry nor the older one"
+        );
+        near.l1.run_pending_tasks();
+        assert_eq!(near.l1.entry_count(), 0);
+    }
+
+    #[test]
+    fn kept_bytes_are_in_an_allocation_of_their_own_size() {
+        let near = local(Bounds::entries(10));
+        let mut grown = Vec::with_capacity(4_096);
+        grown.extend_from_slice(&value_of(1, 2_500));
+        let shared = Arc::new(grown);
+        fill(&near, "shared", Arc::clone(&shared), false);
+        let mut grown = Vec::with_capacity(4_096);
+        grown.extend_from_slice(&value_of(2, 2_500));
+        fill(&near, "own", Arc::new(grown), false);
+        for (k, i) in [("shared", 1), ("own", 2)] {
+            let held = near.get(k).unwrap();
+            assert_eq!(held.bytes, value_of(i, 2_500));
+            assert_eq!(held.bytes.capacity(), 2_500, "{k}");
+        }
+    }
+
+    #[test]
+    fn a_count_bound_with_a_byte_bound_keeps_both() {
+        let near = local(Bounds {
+            entries: Some(10),
+            bytes: Some(1 << 20),
+        });
+        for i in 0..1_000 {
+            fill(&near, &format!("k{i}"), value_of(i, 10), false);
+        }
+        near.l1.run_pending_tasks();
+        assert!(near.l1.entry_count() <= 10, "{}", near.l1.entry_count());
+        let near = local(Bounds::entries(10));
+        for i in 0..1_000 {
+            fill(&near, &format!("k{i}"), value_of(i, 10_000), false);
+        }
+        near.l1.run_pending_tasks();
+        assert!(near.l1.entry_count() <= 10, "{}", near.l1.entry_count());
     }
 }

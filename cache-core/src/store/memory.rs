@@ -11,8 +11,12 @@ use crate::error::StoreError;
 
 /// An in-memory [`Store`]: the embedded default when no Redis is configured.
 ///
-/// Holds at most `capacity` keys; when full, the entry closest to expiry is evicted first
-/// (expired ones before anything else). Expiry follows the clock it was given.
+/// Holds at most `capacity` keys and, with [`MemoryStore::max_bytes`], at most that many bytes
+/// of entries by [`MemoryStore::weight`] (default: no byte bound); when a write would pass a
+/// bound, the entries closest to expiry are evicted first (expired ones before anything else).
+/// An entry heavier than the whole byte bound is not kept (the key's older value is dropped
+/// too, so a read never answers with what the write replaced), except a lock, which is always
+/// taken. Expiry follows the clock it was given.
 ///
 /// ```
 /// use action_cache_core::store::{MemoryStore, Store};
@@ -31,6 +35,7 @@ use crate::error::StoreError;
 #[derive(Debug)]
 pub struct MemoryStore {
     capacity: usize,
+    max_bytes: Option<usize>,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
@@ -45,6 +50,8 @@ struct State {
     /// counter per purged key or tag, kept for its TTL).
     generations: HashMap<String, (u64, u64)>,
     seq: u64,
+    /// The sum of the entries' [`MemoryStore::weight`].
+    weight: usize,
 }
 
 #[derive(Debug)]
@@ -58,6 +65,19 @@ impl MemoryStore {
     /// The default capacity in keys.
     pub const DEFAULT_CAPACITY: usize = 10_000;
 
+    /// What an entry costs besides its key and value, in [`MemoryStore::weight`]: its slot in
+    /// the key map and its place in the eviction order, and the allocations' headers.
+    /// `examples/memory_report` measured 224 B (RSS per entry less the value and twice the
+    /// key), rounded up.
+    pub const ENTRY_OVERHEAD: usize = 240;
+
+    /// An entry's weight against the byte bound: `2 * key.len() + value.len() +`
+    /// [`MemoryStore::ENTRY_OVERHEAD`] (the key is held twice: in the map and in the eviction
+    /// order). Tag sets and purge generations are not weighed.
+    pub fn weight(key: &str, value: &[u8]) -> usize {
+        2 * key.len() + value.len() + MemoryStore::ENTRY_OVERHEAD
+    }
+
     /// A store holding at most `capacity` keys (at least 1), on the system clock.
     pub fn new(capacity: usize) -> MemoryStore {
         MemoryStore::with_clock(capacity, Arc::new(SystemClock))
@@ -67,6 +87,7 @@ impl MemoryStore {
     pub fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> MemoryStore {
         MemoryStore {
             capacity: capacity.max(1),
+            max_bytes: None,
             clock,
             state: Mutex::new(State::default()),
         }
@@ -82,10 +103,53 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Also bounds the store to `max_bytes` of entries by [`MemoryStore::weight`] (at least 1;
+    /// default: no byte bound, only the key count).
+    ///
+    /// ```
+    /// use action_cache_core::store::{MemoryStore, Store};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new(1_000).max_bytes(64 * 1024);
+    /// for i in 0..1_000 {
+    ///     store.set(&format!("k{i}"), &[0; 1_000], Duration::from_secs(60), &[]).await?;
+    /// }
+    /// assert!(store.bytes() <= 64 * 1024 && !store.is_empty());
+    /// # Ok::<(), action_cache_core::StoreError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn max_bytes(mut self, max_bytes: usize) -> MemoryStore {
+        self.max_bytes = Some(max_bytes.max(1));
+        self
+    }
+
+    /// The weight of what is held now ([`MemoryStore::weight`] summed over every key, including
+    /// not-yet-purged expired ones): never more than the byte bound, if there is one.
+    pub fn bytes(&self) -> usize {
+        self.lock().weight
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps inconsistent in a way that matters
         // more than losing the cache, so recover the guard rather than poison every caller.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A store's bounds, as [`State::insert`] takes them.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    capacity: usize,
+    max_bytes: Option<usize>,
+}
+
+impl MemoryStore {
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            capacity: self.capacity,
+            max_bytes: self.max_bytes,
+        }
     }
 }
 
@@ -102,6 +166,7 @@ impl State {
     fn remove(&mut self, key: &str) -> bool {
         match self.entries.remove(key) {
             Some(slot) => {
+                self.weight -= MemoryStore::weight(key, &slot.value);
                 self.by_expiry
                     .remove(&(slot.expires_at, slot.seq, key.to_string()));
                 true
@@ -110,14 +175,32 @@ impl State {
         }
     }
 
-    fn insert(&mut self, key: &str, value: &[u8], expires_at: u64, capacity: usize) {
+    /// Writes `key` (replacing its older value), evicting the entries closest to expiry while
+    /// a bound would be passed. An entry heavier than the whole byte bound is not kept unless
+    /// `always`; returns whether it was.
+    fn insert(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        expires_at: u64,
+        bounds: Bounds,
+        always: bool,
+    ) -> bool {
         self.remove(key);
-        while self.entries.len() >= capacity {
-            let Some(first) = self.by_expiry.pop_first() else {
+        let weight = MemoryStore::weight(key, value);
+        let fits = |held: usize| bounds.max_bytes.is_none_or(|max| held + weight <= max);
+        if !fits(0) && !always {
+            return false;
+        }
+        while self.entries.len() >= bounds.capacity || !fits(self.weight) {
+            let Some((_, _, first)) = self.by_expiry.pop_first() else {
                 break;
             };
-            self.entries.remove(&first.2);
+            if let Some(slot) = self.entries.remove(&first) {
+                self.weight -= MemoryStore::weight(&first, &slot.value);
+            }
         }
+        self.weight += weight;
         self.seq += 1;
         let seq = self.seq;
         self.by_expiry.insert((expires_at, seq, key.to_string()));
@@ -129,6 +212,7 @@ impl State {
                 seq,
             },
         );
+        true
     }
 
     fn generation(&mut self, key: &str, now: u64) -> u64 {
@@ -171,8 +255,9 @@ impl Store for MemoryStore {
         let now = self.clock.now_ms();
         let expires_at = now + ttl.as_millis() as u64;
         let mut st = self.lock();
-        st.insert(key, value, expires_at, self.capacity);
-        st.tag(tag_keys, key, expires_at, now);
+        if st.insert(key, value, expires_at, self.bounds(), false) {
+            st.tag(tag_keys, key, expires_at, now);
+        }
         Ok(())
     }
 
@@ -191,8 +276,9 @@ impl Store for MemoryStore {
             .is_some_and(|s| s.value.starts_with(expected));
         if matches {
             let expires_at = now + ttl.as_millis() as u64;
-            st.insert(key, value, expires_at, self.capacity);
-            st.tag(tag_keys, key, expires_at, now);
+            if st.insert(key, value, expires_at, self.bounds(), false) {
+                st.tag(tag_keys, key, expires_at, now);
+            }
         }
         Ok(matches)
     }
@@ -214,8 +300,9 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         let expires_at = now + ttl.as_millis() as u64;
-        st.insert(key, value, expires_at, self.capacity);
-        st.tag(tag_keys, key, expires_at, now);
+        if st.insert(key, value, expires_at, self.bounds(), false) {
+            st.tag(tag_keys, key, expires_at, now);
+        }
         Ok(true)
     }
 
@@ -250,7 +337,8 @@ impl Store for MemoryStore {
                 key,
                 token.as_bytes(),
                 now + ttl.as_millis() as u64,
-                self.capacity,
+                self.bounds(),
+                true,
             );
         }
         Ok(held)
@@ -274,7 +362,8 @@ impl Store for MemoryStore {
             key,
             token.as_bytes(),
             now + ttl.as_millis() as u64,
-            self.capacity,
+            self.bounds(),
+            true,
         );
         Ok(true)
     }
