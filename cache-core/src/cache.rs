@@ -325,10 +325,12 @@ impl Cache {
             let now = s.clock().now_ms();
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
-                s.count(key.name(), |c| &c.fresh_hits);
                 if from_near {
-                    s.count(key.name(), |c| &c.near_hits);
-                } else if let Some(near) = s.near() {
+                    s.count_all(key.name(), &[|c| &c.fresh_hits, |c| &c.near_hits]);
+                } else {
+                    s.count(key.name(), |c| &c.fresh_hits);
+                }
+                if let (false, Some(near)) = (from_near, s.near()) {
                     // Kept decoded when the value can be cloned: the next hits clone, not decode.
                     let typed = clone.map(|clone| Arc::new(clone(&found.value)) as Typed);
                     near.fill(

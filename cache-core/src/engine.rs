@@ -5,9 +5,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
+use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,7 +35,9 @@ pub(crate) struct Engine {
     rng: Mutex<StdRng>,
     counters: Arc<Counters>,
     /// The same counters per key name (function or route), for the first `MAX_NAMES` names.
-    by_name: RwLock<HashMap<String, Counters>>,
+    /// FxHash: the names are the application's own function and route names, not input an
+    /// attacker chooses, and SipHash of the name showed in the hit path's profile.
+    by_name: RwLock<FxHashMap<String, Counters>>,
     breaker: Breaker,
     flights: Arc<Flights>,
     /// The optional in-process tier.
@@ -72,7 +74,7 @@ impl Engine {
             clock,
             rng: Mutex::new(rng),
             counters: Arc::new(Counters::default()),
-            by_name: RwLock::new(HashMap::new()),
+            by_name: RwLock::new(FxHashMap::default()),
             breaker,
             flights: Arc::new(Flights::default()),
             near: near.map(Arc::new),
@@ -104,12 +106,22 @@ impl Engine {
     /// `MAX_NAMES` names get counters of their own). The hit path pays one read-locked lookup;
     /// no allocation, no reference count.
     pub(crate) fn count(&self, name: &str, counter: fn(&Counters) -> &AtomicU64) {
+        self.count_all(name, &[counter]);
+    }
+
+    /// [`Engine::count`] for several events of one call (a near hit is also a fresh hit), with
+    /// one lookup of the name.
+    pub(crate) fn count_all(&self, name: &str, counters: &[fn(&Counters) -> &AtomicU64]) {
         const MAX_NAMES: usize = 1_000;
-        Counters::incr(counter(&self.counters));
+        for counter in counters {
+            Counters::incr(counter(&self.counters));
+        }
         {
             let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
             if let Some(named) = map.get(name) {
-                Counters::incr(counter(named));
+                for counter in counters {
+                    Counters::incr(counter(named));
+                }
                 return;
             }
             if map.len() >= MAX_NAMES {
@@ -117,7 +129,10 @@ impl Engine {
             }
         }
         let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
-        Counters::incr(counter(map.entry(name.to_string()).or_default()));
+        let named = map.entry(name.to_string()).or_default();
+        for counter in counters {
+            Counters::incr(counter(named));
+        }
     }
 
     /// The counters of one key name, if it was counted.
