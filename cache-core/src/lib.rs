@@ -83,6 +83,7 @@ mod keyspace;
 mod load;
 mod lock;
 mod near;
+mod outcome;
 mod policy;
 mod refresh;
 #[doc(hidden)]
@@ -102,6 +103,7 @@ pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
 pub use global::global_or_warn;
 pub use global::{global, set_global};
 pub use key::{CacheKey, KeyBuilder};
+pub use outcome::{Loaded, Outcome};
 pub use policy::{Policy, PolicyBuilder, RefreshMode};
 pub use refresh::RefreshFuture;
 pub use stats::{InFlight, Stats};
