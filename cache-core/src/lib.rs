@@ -43,6 +43,9 @@
 //! with (each stretched by jitter). With age = now − cached_at: age < fresh is a **fresh hit**;
 //! fresh ≤ age < stale is a **stale hit**, returned at once while one background refresh runs;
 //! otherwise a **miss**. The store expires entries at their stale window.
+//! [`Cache::get_or_load_with_outcome`] says which of these a call was ([`Outcome`]), and with
+//! [`Cache::get_or_load_with_loader_policy`] a loader chooses its entry's windows, or that it is
+//! not stored at all ([`Loaded`]).
 //!
 //! Every store operation has a timeout; when the store is down, slow or holds garbage, calls go
 //! to the loader and still return correct values, and a circuit breaker stops paying the timeout
