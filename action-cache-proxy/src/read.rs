@@ -158,8 +158,8 @@ impl RouteHandler {
         self.build_key(&self.last_good_name, params, "last-good:")
     }
 
-    /// This read's windows: jitter is drawn here rather than in the cache, so the entry knows
-    /// its own fresh window and a response can say HIT or STALE exactly as the cache decided.
+    /// This read's windows: jitter is drawn here rather than in the cache, so the stored copy
+    /// knows its own fresh window (the `ttl` of its `Cache-Status`).
     fn draw_policy(&self) -> (Policy, u64) {
         let r = &self.route;
         let (u1, u2): (f64, f64) = if r.jitter > 0.0 {
