@@ -67,8 +67,8 @@
 pub use action_cache_core::returns;
 pub use action_cache_core::{
     global, set_global, store, Cache, CacheBuilder, CacheError, CacheKey, Clock, Codec, InFlight,
-    KeyBuilder, KeyError, LoadError, ManualClock, Policy, PolicyBuilder, PolicyError, PurgeMark,
-    RefreshFuture, RefreshMode, Stats, StoreError, SystemClock,
+    KeyBuilder, KeyError, LoadError, Loaded, ManualClock, Outcome, Policy, PolicyBuilder,
+    PolicyError, PurgeMark, RefreshFuture, RefreshMode, Stats, StoreError, SystemClock,
 };
 #[cfg(feature = "macros")]
 pub use action_cache_macros::cached_action;

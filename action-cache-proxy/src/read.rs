@@ -8,28 +8,23 @@ use crate::params::Params;
 use crate::stored::{error, plain_error, Outcome, Stored};
 use crate::upstream::{Upstream, UpstreamError};
 use action_cache::{
-    Cache, CacheError, CacheKey, Clock, LoadError, Policy, PurgeMark, RefreshFuture,
+    Cache, CacheError, CacheKey, Clock, LoadError, Loaded, Outcome as Found, Policy, PurgeMark,
+    RefreshFuture,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Why a load produced no value to cache. Negative and pass-through answers are answers, not
-/// failures: they are served, and a negative one has already been stored with its own TTL.
+/// Why a load produced no answer to serve from the cache. A pass-through answer is an answer,
+/// not a failure: it is served, and not stored (and a background refresh that gets one keeps
+/// the old entry).
 #[derive(Clone)]
 pub(crate) enum Failure {
-    /// A configured negative status (e.g. 404), stored for its TTL.
-    Negative(Arc<Stored>),
-    /// Another 4xx, or a 2xx whose `Cache-Control` forbids storing it: served as is, not
-    /// stored.
+    /// A 4xx that is not configured as negative: served as is, not stored.
     PassThrough(Arc<Stored>),
-    /// A 2xx kept with the windows of the upstream's `Cache-Control` (stored by the route
-    /// itself, as the cache's windows are fixed before the load): served as is.
-    Kept(Arc<Stored>),
     /// The upstream failed.
     Upstream(UpstreamError),
 }
@@ -38,17 +33,7 @@ pub(crate) enum Failure {
 impl std::fmt::Debug for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Negative(s) => write!(
-                f,
-                "negative answer {} (stored with its own TTL)",
-                s.status()
-            ),
             Failure::PassThrough(s) => write!(f, "answer {} passed on, not stored", s.status()),
-            Failure::Kept(s) => write!(
-                f,
-                "answer {} kept with the upstream's Cache-Control windows (not a failure)",
-                s.status()
-            ),
             Failure::Upstream(e) => write!(f, "{e}"),
         }
     }
@@ -173,8 +158,8 @@ impl RouteHandler {
         self.build_key(&self.last_good_name, params, "last-good:")
     }
 
-    /// This read's windows: jitter is drawn here rather than in the cache, so the entry knows
-    /// its own fresh window and a response can say HIT or STALE exactly as the cache decided.
+    /// This read's windows: jitter is drawn here rather than in the cache, so the stored copy
+    /// knows its own fresh window (the `ttl` of its `Cache-Status`).
     fn draw_policy(&self) -> (Policy, u64) {
         let r = &self.route;
         let (u1, u2): (f64, f64) = if r.jitter > 0.0 {
@@ -222,44 +207,36 @@ impl RouteHandler {
         let params = Arc::new(params);
         let key = self.key(&params);
         let (policy, fresh_ms) = self.draw_policy();
-        let loaded = AtomicBool::new(false);
-        // The cache asks for a refresh only on a stale hit: an entry a soft purge by tag marked
-        // stale in the cache is then labelled STALE although its own copy says fresh.
-        let refreshing = AtomicBool::new(false);
         let result = self
             .cache
-            .get_or_load_with(
+            .get_or_load_with_loader_policy(
                 &key,
                 &policy,
                 || {
-                    loaded.store(true, Ordering::Relaxed);
                     self.metrics.event(Event::Load);
                     self.clone().fetch(params.clone(), policy.clone(), fresh_ms)
                 },
-                || -> RefreshFuture<Stored, Failure> {
-                    refreshing.store(true, Ordering::Relaxed);
+                || -> RefreshFuture<Loaded<Stored>, Failure> {
                     self.metrics.event(Event::Refresh);
                     Box::pin(self.clone().fetch(params.clone(), policy.clone(), fresh_ms))
                 },
             )
             .await;
         let now = self.clock.now_ms();
-        let loaded = loaded.load(Ordering::Relaxed);
         let response = match result {
-            Ok(stored) => {
-                let outcome = if loaded {
-                    Outcome::Miss
-                } else if stored.is_fresh(now) && !refreshing.load(Ordering::Relaxed) {
-                    Outcome::Hit
-                } else {
-                    Outcome::Stale
+            Ok((stored, found)) => {
+                // As the cache decided: an entry a soft purge marked stale is STALE although
+                // its own copy says fresh.
+                let outcome = match found {
+                    Found::Fresh => Outcome::Hit,
+                    Found::Stale | Found::StaleIfError => Outcome::Stale,
+                    Found::Coalesced => Outcome::Collapsed,
+                    _ => Outcome::Miss,
                 };
                 self.count_lookup(outcome);
                 stored.respond(outcome, now, None)
             }
-            Err(LoadError::Loader(Failure::Negative(stored)))
-            | Err(LoadError::Loader(Failure::PassThrough(stored)))
-            | Err(LoadError::Loader(Failure::Kept(stored))) => {
+            Err(LoadError::Loader(Failure::PassThrough(stored))) => {
                 self.count_lookup(Outcome::Miss);
                 Arc::unwrap_or_clone(stored).respond(Outcome::Miss, now, None)
             }
@@ -287,7 +264,7 @@ impl RouteHandler {
         response
     }
 
-    /// Counts what the lookup found; a coalesced waiter (a miss whose load another caller
+    /// Counts what the lookup found; a collapsed request (a miss whose load another caller
     /// made) counts as a miss too.
     fn count_lookup(&self, outcome: Outcome) {
         match outcome {
@@ -337,13 +314,15 @@ impl RouteHandler {
             .ok()
     }
 
-    /// One upstream call for `params`, with the answer classified and the side copies written.
+    /// One upstream call for `params`, with the answer classified, how the cache is to keep it
+    /// (the route's windows, a negative answer's TTL, the upstream's `Cache-Control`, or not at
+    /// all), and the side copies written.
     async fn fetch(
         self: Arc<Self>,
         params: Arc<Params>,
         policy: Policy,
         fresh_ms: u64,
-    ) -> Result<Stored, Failure> {
+    ) -> Result<Loaded<Stored>, Failure> {
         let name = self.route.name.as_str();
         let mut url = self.upstream.url();
         self.route
@@ -375,11 +354,6 @@ impl RouteHandler {
                 .ok(),
             None => None,
         };
-        let negative_mark = if self.negative_policy.is_some() || self.route.honour_cache_control {
-            self.cache.purge_mark(&self.key(&params)).await.ok()
-        } else {
-            None
-        };
         let answer = match self.upstream.get(url, &forward).await {
             Ok(a) => a,
             Err(e) => {
@@ -395,15 +369,8 @@ impl RouteHandler {
         let now = self.clock.now_ms();
         let status = answer.status;
         if (200..300).contains(&status) && self.route.honour_cache_control {
-            return Err(self
-                .keep_as_told(
-                    &params,
-                    answer,
-                    now,
-                    &policy,
-                    negative_mark.as_ref(),
-                    last_good_mark.as_ref(),
-                )
+            return Ok(self
+                .keep_as_told(&params, answer, now, &policy, last_good_mark.as_ref())
                 .await);
         }
         if (200..300).contains(&status) {
@@ -427,14 +394,13 @@ impl RouteHandler {
                     }
                 }
             }
-            return Ok(stored);
+            return Ok(Loaded::new(stored));
         }
         if let (Some(neg), Some(policy)) = (&self.route.negative, &self.negative_policy) {
             if neg.statuses.contains(&status) {
                 let stored = answer.into_stored(now, neg.ttl.as_millis() as u64);
-                self.store_negative(&params, policy, &stored, negative_mark.as_ref())
-                    .await;
-                return Err(Failure::Negative(Arc::new(stored)));
+                self.drop_last_good(&params).await;
+                return Ok(Loaded::with_policy(stored, policy.clone()));
             }
         }
         if (400..500).contains(&status) {
@@ -445,18 +411,18 @@ impl RouteHandler {
     }
 
     /// Keeps a 2xx as its `Cache-Control` says (route `cache_control = "honour"`): not at all
-    /// for `no-store` / `private`; else the served entry for its fresh and stale windows, and
-    /// the last good copy for its error window, each write skipped when the key was purged
-    /// since its mark (taken before the upstream call) or no mark could be taken.
+    /// for `no-store` / `private`; else the served entry for its fresh and stale windows (the
+    /// cache writes it, guarded against purges like any load), and the last good copy for its
+    /// error window, skipped when that key was purged since its mark (taken before the upstream
+    /// call) or no mark could be taken.
     async fn keep_as_told(
         &self,
         params: &Params,
         answer: crate::upstream::Answer,
         now: u64,
         policy: &Policy,
-        mark: Option<&PurgeMark>,
         last_good_mark: Option<&PurgeMark>,
-    ) -> Failure {
+    ) -> Loaded<Stored> {
         let name = self.route.name.as_str();
         let route_stale = policy.stale().saturating_sub(policy.fresh());
         let decision = answer.cache_control.decide(
@@ -471,26 +437,10 @@ impl RouteHandler {
             error,
         } = decision
         else {
-            return Failure::PassThrough(Arc::new(answer.into_stored(now, 0)));
+            return Loaded::no_store(answer.into_stored(now, 0));
         };
         let stored = answer.into_stored(now, fresh.as_millis() as u64);
         let total = fresh + stale;
-        let ms = Duration::from_millis(1);
-        if let (false, Some(mark)) = (total.is_zero(), mark) {
-            let windows = Policy::builder()
-                .fresh(fresh.max(ms))
-                .stale(total.max(ms))
-                .jitter(0.0)
-                .build()
-                .expect("1 ms <= fresh <= stale");
-            if let Err(e) = self
-                .cache
-                .put_unless_purged(&self.key(params), &windows, &stored, mark)
-                .await
-            {
-                tracing::warn!(route = name, error = %e, "could not store the answer");
-            }
-        }
         if let (Some(error), Some(mark)) = (error, last_good_mark) {
             let key = self.last_good_key(params);
             if let Err(e) = self
@@ -501,34 +451,27 @@ impl RouteHandler {
                 tracing::warn!(route = name, error = %e, "could not keep the last good copy");
             }
         }
-        Failure::Kept(Arc::new(stored))
+        if total.is_zero() {
+            // Nothing to serve from the cache (`no-cache`): at most a last good copy.
+            return Loaded::no_store(stored);
+        }
+        let ms = Duration::from_millis(1);
+        let windows = Policy::builder()
+            .fresh(fresh.max(ms))
+            .stale(total.max(ms))
+            .jitter(0.0)
+            .build()
+            .expect("1 ms <= fresh <= stale");
+        Loaded::with_policy(stored, windows)
     }
 
-    /// Stores a negative answer under the served key with its own TTL, and drops the last good
-    /// copy: the upstream says the thing is gone, so it must not come back on an outage.
-    /// Like a load's write, it is skipped when the key was purged since `mark` (taken before
-    /// the upstream call), or when no mark could be taken.
-    async fn store_negative(
-        &self,
-        params: &Params,
-        policy: &Policy,
-        stored: &Stored,
-        mark: Option<&PurgeMark>,
-    ) {
-        let name = self.route.name.as_str();
-        let Some(mark) = mark else {
-            return;
-        };
-        let put: Result<bool, CacheError> = self
-            .cache
-            .put_unless_purged(&self.key(params), policy, stored, mark)
-            .await;
-        if let Err(e) = put {
-            tracing::warn!(route = name, error = %e, "could not store the negative answer");
-        }
+    /// Drops the last good copy on a negative answer: the upstream says the thing is gone, so
+    /// it must not come back on an outage. (The negative answer itself is stored by the cache,
+    /// with its own TTL, like any load.)
+    async fn drop_last_good(&self, params: &Params) {
         if self.last_good_policy.is_some() {
             if let Err(e) = self.cache.invalidate(&self.last_good_key(params)).await {
-                tracing::warn!(route = name, error = %e, "could not drop the last good copy");
+                tracing::warn!(route = %self.route.name, error = %e, "could not drop the last good copy");
             }
         }
     }

@@ -114,6 +114,9 @@ pub enum Outcome {
     Stale,
     /// This request asked the upstream.
     Miss,
+    /// This request waited for another request's upstream call (RFC 9211 `collapsed`); its
+    /// `X-Cache` says `MISS`.
+    Collapsed,
     /// The upstream failed; the last good copy was served.
     StaleIfError,
     /// The upstream failed and there was nothing to serve.
@@ -126,7 +129,7 @@ impl Outcome {
         match self {
             Outcome::Hit => "HIT",
             Outcome::Stale => "STALE",
-            Outcome::Miss => "MISS",
+            Outcome::Miss | Outcome::Collapsed => "MISS",
             Outcome::StaleIfError => "STALE-IF-ERROR",
             Outcome::Error => "ERROR",
         }
@@ -157,11 +160,6 @@ impl Stored {
         self.status
     }
 
-    /// Whether this copy is still inside its fresh window at `now_ms`.
-    pub(crate) fn is_fresh(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.at) < self.fresh
-    }
-
     /// The response: the stored status and bytes, `Content-Type`, `Age`, `X-Cache` and
     /// `Cache-Status`; `fwd_status` is the upstream status that made this request fall back
     /// (stale-if-error).
@@ -188,6 +186,10 @@ impl Stored {
                 "{CACHE_NAME}; fwd=uri-miss; fwd-status={}{}",
                 self.status,
                 if self.fresh > 0 { "; stored" } else { "" }
+            ),
+            Outcome::Collapsed => format!(
+                "{CACHE_NAME}; fwd=uri-miss; collapsed; fwd-status={}",
+                self.status
             ),
             Outcome::StaleIfError => format!(
                 "{CACHE_NAME}; hit; ttl={ttl_s}; detail={}",

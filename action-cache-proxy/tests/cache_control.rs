@@ -152,6 +152,38 @@ impl Running {
     }
 }
 
+/// Everything logged on this thread while the guard lives (the tests run on a current-thread
+/// runtime, so the cache's background refreshes log here too).
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 async fn start() -> Running {
     let upstream = Arc::new(Upstream::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -234,6 +266,7 @@ async fn age_is_taken_off_the_lifetime() {
 
 #[tokio::test]
 async fn stale_while_revalidate_sets_the_stale_window() {
+    let (logs, _guard) = Logs::capture();
     let p = start().await;
     p.answer("swr", &["max-age=10, stale-while-revalidate=100"], None);
     assert_eq!(p.get("/h/swr").await, (200, "MISS".into()));
@@ -243,6 +276,18 @@ async fn stale_while_revalidate_sets_the_stale_window() {
         p.calls("swr") == 2
     })
     .await;
+    // The cache stores the refreshed copy with the answer's windows itself: no "failed" refresh.
+    eventually(
+        "the refresh's end is logged",
+        Duration::from_secs(10),
+        || {
+            let text = logs.text();
+            text.contains("refreshed") || text.contains("refresh failed")
+        },
+    )
+    .await;
+    let text = logs.text();
+    assert!(!text.contains("refresh failed"), "{text}");
     // The refreshed copy is stored with its own windows: fresh again.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while p.get("/h/swr").await.1 != "HIT" {
@@ -323,4 +368,33 @@ async fn no_cache_is_stored_for_errors_but_always_asked_again() {
     );
     p.upstream.down.store(true, Ordering::SeqCst);
     assert_eq!(p.get("/h/nc").await, (200, "STALE-IF-ERROR".into()));
+}
+
+#[tokio::test]
+async fn a_refresh_answered_with_no_store_drops_the_stale_copy() {
+    let (logs, _guard) = Logs::capture();
+    let p = start().await;
+    p.answer("flip", &["max-age=10, stale-while-revalidate=100"], None);
+    assert_eq!(p.get("/h/flip").await, (200, "MISS".into()));
+    // The upstream now forbids keeping the answer: the refresh drops the stale copy, so the
+    // next read asks the upstream instead of being served it again.
+    p.answer("flip", &["no-store"], None);
+    p.advance(11);
+    assert_eq!(p.get("/h/flip").await, (200, "STALE".into()));
+    eventually(
+        "the refresh's end is logged",
+        Duration::from_secs(10),
+        || {
+            let text = logs.text();
+            text.contains("refreshed") || text.contains("refresh failed")
+        },
+    )
+    .await;
+    let text = logs.text();
+    assert!(!text.contains("refresh failed"), "{text}");
+    assert!(text.contains("the stale entry was removed"), "{text}");
+    assert_eq!(p.calls("flip"), 2);
+    assert_eq!(p.get("/h/flip").await, (200, "MISS".into()));
+    assert_eq!(p.get("/h/flip").await, (200, "MISS".into()));
+    assert_eq!(p.calls("flip"), 4, "no-store: every read asks the upstream");
 }

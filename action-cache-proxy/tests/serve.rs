@@ -3,7 +3,8 @@
 
 mod support;
 
-use action_cache_testing::eventually;
+use action_cache_testing::{eventually, until_coalesced};
+use std::sync::Arc;
 use std::time::Duration;
 use support::start;
 
@@ -226,4 +227,40 @@ async fn health_readiness_and_per_route_metrics() {
             "missing {line}:\n{metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_request_that_waited_for_another_ones_upstream_call_is_a_collapsed_miss() {
+    let p = Arc::new(start().await);
+    let first = {
+        let p = p.clone();
+        tokio::spawn(async move { p.get("/accounts/hold-1", &[]).await })
+    };
+    eventually(
+        "the first request is at the upstream",
+        Duration::from_secs(10),
+        || p.upstream.calls() == 1,
+    )
+    .await;
+    let second = {
+        let p = p.clone();
+        tokio::spawn(async move { p.get("/accounts/hold-1", &[]).await })
+    };
+    until_coalesced(&p.cache, 1, Duration::from_secs(10)).await;
+    p.upstream.state.gate.add_permits(1);
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!((first.status, first.cache()), (200, "MISS"));
+    assert_eq!(
+        first.header("cache-status"),
+        Some("action-cache-proxy; fwd=uri-miss; fwd-status=200; stored")
+    );
+    // Not a HIT: nothing was in the cache when it asked; it shared the first one's call.
+    assert_eq!((second.status, second.cache()), (200, "MISS"));
+    assert_eq!(
+        second.header("cache-status"),
+        Some("action-cache-proxy; fwd=uri-miss; collapsed; fwd-status=200")
+    );
+    assert_eq!(second.body, first.body);
+    assert_eq!(p.upstream.calls(), 1);
+    assert_eq!(p.get("/accounts/hold-1", &[]).await.cache(), "HIT");
 }

@@ -2,6 +2,7 @@
 //! and fail-open. Its public calls only: the work is done by the engine (`engine`), the miss
 //! path (`load`) and the refresher (`refresh`).
 
+use futures_util::future::{FutureExt, Map};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -18,8 +19,9 @@ use crate::key::CacheKey;
 use crate::keyspace::Keyspace;
 use crate::load::Share;
 use crate::near::{Event, Typed};
+use crate::outcome::{Loaded, Outcome};
 use crate::policy::{Policy, RefreshMode};
-use crate::refresh::{RefreshFuture, Refreshing};
+use crate::refresh::{RefreshFuture, Refreshing, Work};
 use crate::soft;
 use crate::stats::{InFlight, Stats};
 
@@ -236,11 +238,130 @@ impl Cache {
         LFut: Future<Output = Result<T, E>>,
         R: FnOnce() -> RefreshFuture<T, E>,
     {
+        self.get_or_load_with_outcome(key, policy, load, refresh)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Like [`Cache::get_or_load_with`], and also says how the value was got: a fresh or stale
+    /// hit, a miss this call loaded, a miss that waited on another caller's load, ... (see
+    /// [`Outcome`]). Costs nothing more than [`Cache::get_or_load_with`], and counts the same
+    /// [`Stats`].
+    ///
+    /// ```
+    /// use action_cache_core::{Cache, CacheKey, Outcome, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::in_memory();
+    /// let policy = Policy::new(Duration::from_secs(60), Duration::from_secs(600))?;
+    /// let key = CacheKey::builder("crm.account").build();
+    /// let fetch = || async { Ok::<_, String>("Ada".to_string()) };
+    ///
+    /// let (name, outcome) = cache
+    ///     .get_or_load_with_outcome(&key, &policy, fetch, || Box::pin(fetch()))
+    ///     .await?;
+    /// assert_eq!((name.as_str(), outcome), ("Ada", Outcome::Miss));
+    ///
+    /// let (_, outcome) = cache
+    ///     .get_or_load_with_outcome(&key, &policy, fetch, || Box::pin(fetch()))
+    ///     .await?;
+    /// assert_eq!(outcome, Outcome::Fresh);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_or_load`].
+    pub async fn get_or_load_with_outcome<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+    ) -> Result<(T, Outcome), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + fmt::Debug + Send + Sync + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<T, E>>,
+        R: FnOnce() -> RefreshFuture<T, E>,
+    {
         let share = Share {
             value: Some(T::clone),
             error: E::clone,
             load_after_patience: false,
         };
+        let refresh = || Work::Plain(refresh());
+        self.fetch(key, policy, plain(load), refresh, Some(share))
+            .await
+    }
+
+    /// Like [`Cache::get_or_load_with_outcome`], for loaders that choose how their value is kept:
+    /// they return a [`Loaded`] with the value, and the windows to store it with
+    /// ([`Loaded::with_policy`], e.g. from an HTTP answer's `Cache-Control`), the call's
+    /// `policy` ([`Loaded::new`]), or no entry at all ([`Loaded::no_store`]). A background
+    /// refresh keeps its value the same way. The entry is written as any load's is: never for
+    /// an `Err`, not when a purge or put of the entry happened since the load began, not when
+    /// the value does not encode faithfully or is over the size limit.
+    ///
+    /// `policy` still decides everything else: the codec, the refresh mode, early refresh.
+    ///
+    /// ```
+    /// use action_cache_core::{Cache, CacheKey, Loaded, Outcome, Policy};
+    /// use std::time::Duration;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = Cache::in_memory();
+    /// let key = CacheKey::builder("crm.account").build();
+    /// // The answer says how long it may be kept (say, `Cache-Control: max-age=60`).
+    /// let fetch = || async {
+    ///     let told = Policy::new(Duration::from_secs(60), Duration::from_secs(60)).unwrap();
+    ///     Ok::<_, String>(Loaded::with_policy("Ada".to_string(), told))
+    /// };
+    /// let policy = cache.default_policy();
+    /// let (name, outcome) = cache
+    ///     .get_or_load_with_loader_policy(&key, policy, fetch, || Box::pin(fetch()))
+    ///     .await?;
+    /// assert_eq!((name.as_str(), outcome), ("Ada", Outcome::Miss));
+    ///
+    /// // `no-store`: served, never kept.
+    /// let other = CacheKey::builder("crm.secret").build();
+    /// let secret = || async { Ok::<_, String>(Loaded::no_store("s3cret".to_string())) };
+    /// for _ in 0..2 {
+    ///     let (_, outcome) = cache
+    ///         .get_or_load_with_loader_policy(&other, policy, secret, || Box::pin(secret()))
+    ///         .await?;
+    ///     assert_eq!(outcome, Outcome::Miss);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get_or_load`].
+    pub async fn get_or_load_with_loader_policy<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+    ) -> Result<(T, Outcome), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Clone + fmt::Debug + Send + Sync + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
+        R: FnOnce() -> RefreshFuture<Loaded<T>, E>,
+    {
+        let share = Share {
+            value: Some(T::clone),
+            error: E::clone,
+            load_after_patience: false,
+        };
+        let refresh = || Work::Told(refresh());
         self.fetch(key, policy, load, refresh, Some(share)).await
     }
 
@@ -268,7 +389,10 @@ impl Cache {
             error: E::clone,
             load_after_patience: true,
         };
-        self.fetch(key, policy, load, refresh, Some(share)).await
+        let refresh = || Work::Plain(refresh());
+        self.fetch(key, policy, plain(load), refresh, Some(share))
+            .await
+            .map(|(value, _)| value)
     }
 
     /// Like [`Cache::get_or_load_with`] without miss coalescing, for error types that are not
@@ -292,7 +416,10 @@ impl Cache {
         LFut: Future<Output = Result<T, E>>,
         R: FnOnce() -> RefreshFuture<T, E>,
     {
-        self.fetch(key, policy, load, refresh, None).await
+        let refresh = || Work::Plain(refresh());
+        self.fetch(key, policy, plain(load), refresh, None)
+            .await
+            .map(|(value, _)| value)
     }
 
     async fn fetch<T, E, L, LFut, R>(
@@ -302,13 +429,13 @@ impl Cache {
         load: L,
         refresh: R,
         share: Option<Share<T, E>>,
-    ) -> Result<T, LoadError<E>>
+    ) -> Result<(T, Outcome), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         E: fmt::Debug + Send + 'static,
         L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
-        R: FnOnce() -> RefreshFuture<T, E>,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
+        R: FnOnce() -> Work<T, E>,
     {
         let s = &self.inner.engine;
         let full = self.full_key(key);
@@ -354,7 +481,7 @@ impl Cache {
                         refresh,
                     );
                 }
-                return Ok(found.value);
+                return Ok((found.value, Outcome::Fresh));
             }
             if age < found.meta.stale {
                 s.count(key.name(), |c| &c.stale_hits);
@@ -368,7 +495,7 @@ impl Cache {
                             policy,
                             refresh,
                         );
-                        return Ok(found.value);
+                        return Ok((found.value, Outcome::Stale));
                     }
                     RefreshMode::Inline => stale_value = Some(found.value),
                 }
@@ -383,15 +510,16 @@ impl Cache {
             None => s
                 .load_and_store(&full, key, policy, load)
                 .await
-                .map(|loaded| loaded.value)
+                .map(|loaded| (loaded.value, Outcome::Miss))
                 .map_err(LoadError::Loader),
         };
         match (loaded, stale_value) {
             (Err(e), Some(stale)) => {
                 tracing::warn!(key = %full, error = ?e, "inline refresh failed; serving the stale value");
-                Ok(stale)
+                Ok((stale, Outcome::StaleIfError))
             }
-            (loaded, _) => loaded,
+            (Ok((value, _)), Some(_)) => Ok((value, Outcome::Refreshed)),
+            (loaded, None) => loaded,
         }
     }
 
@@ -653,7 +781,7 @@ impl Cache {
     ) where
         T: Serialize + Send + Sync + 'static,
         E: fmt::Debug + Send + 'static,
-        R: FnOnce() -> RefreshFuture<T, E>,
+        R: FnOnce() -> Work<T, E>,
     {
         let s = &self.inner.engine;
         {
@@ -687,6 +815,18 @@ impl Cache {
         while tasks.try_join_next().is_some() {}
         tasks.spawn(job.run());
     }
+}
+
+/// A plain loader as one whose value is kept with the call's policy (no box, no allocation).
+#[allow(clippy::type_complexity)]
+fn plain<T, E, L, LFut>(
+    load: L,
+) -> impl FnOnce() -> Map<LFut, fn(Result<T, E>) -> Result<Loaded<T>, E>>
+where
+    L: FnOnce() -> LFut,
+    LFut: Future<Output = Result<T, E>>,
+{
+    move || load().map(|r| r.map(Loaded::new))
 }
 
 /// The purge generations of one key at one moment; see [`Cache::purge_mark`].

@@ -43,6 +43,9 @@
 //! with (each stretched by jitter). With age = now − cached_at: age < fresh is a **fresh hit**;
 //! fresh ≤ age < stale is a **stale hit**, returned at once while one background refresh runs;
 //! otherwise a **miss**. The store expires entries at their stale window.
+//! [`Cache::get_or_load_with_outcome`] says which of these a call was ([`Outcome`]), and with
+//! [`Cache::get_or_load_with_loader_policy`] a loader chooses its entry's windows, or that it is
+//! not stored at all ([`Loaded`]).
 //!
 //! Every store operation has a timeout; when the store is down, slow or holds garbage, calls go
 //! to the loader and still return correct values, and a circuit breaker stops paying the timeout
@@ -83,6 +86,7 @@ mod keyspace;
 mod load;
 mod lock;
 mod near;
+mod outcome;
 mod policy;
 mod read_flight;
 mod refresh;
@@ -103,6 +107,7 @@ pub use error::{CacheError, KeyError, LoadError, PolicyError, StoreError};
 pub use global::global_or_warn;
 pub use global::{global, set_global};
 pub use key::{CacheKey, KeyBuilder};
+pub use outcome::{Loaded, Outcome};
 pub use policy::{Policy, PolicyBuilder, RefreshMode};
 pub use refresh::RefreshFuture;
 pub use stats::{InFlight, Stats};

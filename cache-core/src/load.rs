@@ -16,9 +16,11 @@ use crate::flight::{self, Outcome, Role};
 use crate::key::CacheKey;
 use crate::keyspace::{Keyspace, GENERATION_TTL};
 use crate::lock::{release_in_background, LockGuard};
+use crate::outcome::{Loaded, Outcome as Answer};
 use crate::policy::Policy;
 
 impl Engine {
+    /// Runs the loader and stores its value as it says ([`Loaded`]), unless its entry was purged
     /// since the load began, or the value cannot be stored faithfully.
     pub(crate) async fn load_and_store<T, E, L, LFut>(
         &self,
@@ -26,12 +28,12 @@ impl Engine {
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<Loaded<T>, E>
+    ) -> Result<Got<T>, E>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Debug,
         L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
     {
         // The generations before the loader starts: any purge after this point moves one.
         let guard_keys = self.keys().guards(full, key);
@@ -41,8 +43,8 @@ impl Engine {
             .ok();
         self.count(key.name(), |c| &c.loads);
         let started = Instant::now();
-        let value = match load().await {
-            Ok(v) => v,
+        let (value, keep) = match load().await {
+            Ok(loaded) => loaded.into_parts(),
             Err(e) => {
                 self.count(key.name(), |c| &c.load_errors);
                 tracing::debug!(key = %full, error = ?e, "loader failed; not cached");
@@ -50,20 +52,26 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
+        // The loader's say: the call's windows, its own, or no entry at all.
+        let Some(policy) = keep.policy(policy) else {
+            tracing::debug!(key = %full, "the loader said not to store its value");
+            return Ok(Got::new(value, Stored::No, None));
+        };
+        let policy = &policy;
         let Some((bytes, meta)) = self.encoded(full, &value, policy, elapsed) else {
             self.count(key.name(), |c| &c.unstorable_values);
-            return Ok(Loaded::new(value, Stored::No, None));
+            return Ok(Got::new(value, Stored::No, None));
         };
         let bytes = Arc::new(bytes);
         if let Err(e) = self.check_size(full, &bytes) {
             // Too large for the store, but still handed to this load's coalesced waiters.
             self.count(key.name(), |c| &c.unstorable_values);
             tracing::warn!(key = %full, error = %e, "value not cached");
-            return Ok(Loaded::new(value, Stored::No, Some(bytes)));
+            return Ok(Got::new(value, Stored::No, Some(bytes)));
         }
         // Unknown generations (the store failed) or older than they are kept: do not store.
         let Some(seen) = seen.filter(|_| elapsed < GENERATION_TTL) else {
-            return Ok(Loaded::new(value, Stored::No, Some(bytes)));
+            return Ok(Got::new(value, Stored::No, Some(bytes)));
         };
         let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
         let ttl = Duration::from_millis(meta.stale);
@@ -86,7 +94,7 @@ impl Engine {
             }
             Err(_) => Stored::No,
         };
-        Ok(Loaded::new(value, stored, Some(bytes)))
+        Ok(Got::new(value, stored, Some(bytes)))
     }
 
     /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it
@@ -128,12 +136,12 @@ impl Engine {
         policy: &Policy,
         load: L,
         share: Share<T, E>,
-    ) -> Result<T, LoadError<E>>
+    ) -> Result<(T, Answer), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         E: fmt::Debug + Send + 'static,
         L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
     {
         // A caller waits on other callers' loads, here or in other processes, for at most
         // `lock_wait` in all. A leader renews its lock while it loads, so a slow load is waited
@@ -150,6 +158,7 @@ impl Engine {
                 Role::Leader(guard) => {
                     return match self.load_locked(full, key, policy, load, deadline).await {
                         Ok(loaded) => {
+                            let answer = loaded.answer();
                             match (loaded.stored, share.value, loaded.bytes) {
                                 (Stored::Superseded, _, _) => guard.finish(Outcome::Superseded),
                                 (_, Some(clone), _) => {
@@ -161,7 +170,7 @@ impl Engine {
                                 // Nothing to share: the waiters load.
                                 (_, None, None) => drop(guard),
                             }
-                            Ok(loaded.value)
+                            Ok((loaded.value, answer))
                         }
                         Err(NotLoaded::Failed(e)) => {
                             let shared = Arc::new(SendCell::new((share.error)(&e)));
@@ -194,7 +203,7 @@ impl Engine {
                     match outcome {
                         Some(Outcome::Value(any)) => match share.value {
                             Some(clone) => match any.downcast_ref::<T>() {
-                                Some(v) => return Ok(clone(v)),
+                                Some(v) => return Ok((clone(v), Answer::Coalesced)),
                                 // Another type under the same key: load for ourselves.
                                 None => continue,
                             },
@@ -202,7 +211,7 @@ impl Engine {
                                 crate::stats::Counters::incr(&self.counters().decodes);
                                 entry::decode::<T>(bytes, self.codec(policy)).ok()
                             }) {
-                                Some((v, _)) => return Ok(v),
+                                Some((v, _)) => return Ok((v, Answer::Coalesced)),
                                 None => continue,
                             },
                         },
@@ -233,17 +242,17 @@ impl Engine {
         key: &CacheKey,
         policy: &Policy,
         load: L,
-    ) -> Result<T, LoadError<E>>
+    ) -> Result<(T, Answer), LoadError<E>>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Debug,
         L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
     {
         tracing::warn!(key = %full, wait = ?self.settings().lock_wait, "another caller's load is taking longer than lock_wait; loading directly");
         self.load_and_store(full, key, policy, load)
             .await
-            .map(|loaded| loaded.value)
+            .map(|loaded| (loaded.value, Answer::Miss))
             .map_err(LoadError::Loader)
     }
 
@@ -256,12 +265,12 @@ impl Engine {
         policy: &Policy,
         load: L,
         deadline: tokio::time::Instant,
-    ) -> Result<Loaded<T>, NotLoaded<E, L>>
+    ) -> Result<Got<T>, NotLoaded<E, L>>
     where
         T: Serialize + DeserializeOwned,
         E: fmt::Debug,
         L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
     {
         let lock_key = Keyspace::lock(full);
         let token = format!("{:016x}", self.random_token());
@@ -315,16 +324,15 @@ impl Engine {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(
-        &self,
-        full: &str,
-        policy: &Policy,
-    ) -> Option<Loaded<T>> {
+    async fn read_fresh<T: DeserializeOwned>(&self, full: &str, policy: &Policy) -> Option<Got<T>> {
         let found = self
             .read_reporting::<T>(full, self.codec(policy), false)
             .await?;
         let age = self.clock().now_ms().saturating_sub(found.meta.at);
-        (age < found.meta.fresh).then(|| Loaded::new(found.value, Stored::Yes, Some(found.bytes)))
+        (age < found.meta.fresh).then(|| Got {
+            here: false,
+            ..Got::new(found.value, Stored::Yes, Some(found.bytes))
+        })
     }
 }
 
@@ -346,20 +354,32 @@ enum NotLoaded<E, L> {
     TimedOut(L),
 }
 
-/// A loaded (or found) value, what became of its entry, and the entry's bytes when it encoded
+/// A loaded (or found) value, what became of its entry, who loaded it, and the entry's bytes when it encoded
 /// faithfully (to share with waiters whose value type is not `Clone`).
-pub(crate) struct Loaded<T> {
+pub(crate) struct Got<T> {
     pub(crate) value: T,
     stored: Stored,
     bytes: Option<Arc<Vec<u8>>>,
+    /// Whether this call's loader produced it (else it was found, stored by another caller).
+    here: bool,
 }
 
-impl<T> Loaded<T> {
+impl<T> Got<T> {
     fn new(value: T, stored: Stored, bytes: Option<Arc<Vec<u8>>>) -> Self {
-        Loaded {
+        Got {
             value,
             stored,
             bytes,
+            here: true,
+        }
+    }
+
+    /// How the call got it: a miss of its own, or another caller's load.
+    fn answer(&self) -> Answer {
+        if self.here {
+            Answer::Miss
+        } else {
+            Answer::Coalesced
         }
     }
 }

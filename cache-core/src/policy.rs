@@ -114,6 +114,18 @@ impl Policy {
         self.codec
     }
 
+    /// This policy with the fresh and stale windows and the jitter of `told` (a loader's choice,
+    /// see [`Loaded::with_policy`](crate::Loaded::with_policy)); the codec, refresh mode and
+    /// early refresh stay this one's.
+    pub(crate) fn with_windows_of(&self, told: &Policy) -> Policy {
+        Policy {
+            fresh: told.fresh,
+            stale: told.stale,
+            jitter: told.jitter,
+            ..self.clone()
+        }
+    }
+
     /// Draws the windows for one write: each is `window × (1 + U(0, jitter))`, and stale is kept
     /// no shorter than fresh. `u1`, `u2` are uniform in `[0, 1)`.
     pub(crate) fn draw_windows(&self, u1: f64, u2: f64) -> (u64, u64) {

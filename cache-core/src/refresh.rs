@@ -13,11 +13,29 @@ use crate::engine::Engine;
 use crate::error::StoreError;
 use crate::keyspace::Keyspace;
 use crate::lock::{release_in_background, LockGuard};
+use crate::near::Event;
+use crate::outcome::Loaded;
 use crate::policy::Policy;
 use crate::stats::Counters;
 
 /// A boxed, owned future that a background refresh runs; see [`Cache::get_or_load_with`](crate::Cache::get_or_load_with).
 pub type RefreshFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+/// What a background refresh runs: a plain loader's future, or one whose value says how it is
+/// to be kept ([`Loaded`]). Two kinds rather than one, so that plain loaders pay no second box.
+pub(crate) enum Work<T, E> {
+    Plain(RefreshFuture<T, E>),
+    Told(RefreshFuture<Loaded<T>, E>),
+}
+
+impl<T, E> Work<T, E> {
+    async fn run(self) -> Result<Loaded<T>, E> {
+        match self {
+            Work::Plain(future) => future.await.map(Loaded::new),
+            Work::Told(future) => future.await,
+        }
+    }
+}
 
 /// The keys being refreshed in this process, and the entry each key's last refresh replaced.
 #[derive(Debug, Default)]
@@ -70,7 +88,7 @@ pub(crate) struct Job<T, E> {
     pub(crate) token: Vec<u8>,
     pub(crate) tag_keys: Vec<String>,
     pub(crate) policy: Policy,
-    pub(crate) future: RefreshFuture<T, E>,
+    pub(crate) future: Work<T, E>,
 }
 
 /// Frees the key's refresh slot however the task ends (finished, panicked or aborted).
@@ -187,8 +205,11 @@ where
             future,
         } = self;
         let started = Instant::now();
-        let value = match tokio::time::timeout(shared.settings().refresh_timeout, future).await {
-            Ok(Ok(v)) => v,
+        let work = future.run();
+        let (value, keep) = match tokio::time::timeout(shared.settings().refresh_timeout, work)
+            .await
+        {
+            Ok(Ok(loaded)) => loaded.into_parts(),
             Ok(Err(e)) => {
                 tracing::warn!(key = %full, error = ?e, "refresh failed; keeping the old entry");
                 return Ended::Failed;
@@ -197,6 +218,9 @@ where
                 tracing::warn!(key = %full, timeout = ?shared.settings().refresh_timeout, "refresh timed out; keeping the old entry");
                 return Ended::Failed;
             }
+        };
+        let Some(policy) = keep.policy(&policy) else {
+            return no_store(&shared, &full, &token).await;
         };
         let delta = started.elapsed().as_millis() as u64;
         let (bytes, meta) = match shared.encode(&full, &value, &policy, delta) {
@@ -239,5 +263,26 @@ async fn still_current(engine: &Engine, full: &str, token: &[u8]) -> bool {
         Ok(Some(bytes)) => bytes.starts_with(token),
         Ok(None) => false,
         Err(_) => true,
+    }
+}
+
+/// A refresh whose loader said not to store its value ([`Loaded::no_store`]): the stale entry it
+/// was refreshing is removed (here and in every near cache) if it is still the one read, so that
+/// the next call loads again. Checked under the refresh lock; a write that lands between the
+/// check and the delete is removed too, which costs that entry's next call a load, never a
+/// wrong value.
+async fn no_store(engine: &Engine, full: &str, token: &[u8]) -> Ended {
+    if !still_current(engine, full, token).await {
+        tracing::debug!(key = %full, "entry changed during refresh (invalidated or replaced); result discarded");
+        return Ended::Discarded;
+    }
+    match engine.store_op("delete", engine.store().delete(full)).await {
+        Ok(_) => {
+            // A lost announcement costs as little as after any refresh: the entry was stale.
+            let _ = engine.purged(Event::Key(full)).await;
+            tracing::debug!(key = %full, "refreshed; the loader said not to store its value, so the stale entry was removed");
+            Ended::Succeeded
+        }
+        Err(_) => Ended::Failed,
     }
 }

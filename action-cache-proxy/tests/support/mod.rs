@@ -178,6 +178,8 @@ pub struct Running {
     pub upstream: FakeUpstream,
     pub clock: ManualClock,
     pub proxy: Proxy,
+    /// The proxy's cache (a clone), for its counters.
+    pub cache: Cache,
     pub redis: Arc<RedisServer>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -209,7 +211,7 @@ pub async fn start_on(text: &str, redis: Arc<RedisServer>, clock: ManualClock) -
         .unwrap();
     let guard = Arc::new(action_cache::store::RedisStore::open(&redis.url()).unwrap());
     let proxy = Proxy::builder(config)
-        .cache(cache)
+        .cache(cache.clone())
         .clock(Arc::new(clock.clone()))
         .replay_guard(guard)
         .build()
@@ -223,6 +225,7 @@ pub async fn start_on(text: &str, redis: Arc<RedisServer>, clock: ManualClock) -
         upstream,
         clock,
         proxy,
+        cache,
         redis,
         server,
     }
