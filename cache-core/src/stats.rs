@@ -39,7 +39,8 @@ counters! {
     coalesced_waits,
     /// Background refreshes started.
     refreshes_started,
-    /// Refreshes that stored a new value.
+    /// Refreshes whose loader succeeded: the new value was stored, or, when the loader said
+    /// not to store it ([`Loaded::no_store`](crate::Loaded::no_store)), the stale entry removed.
     refreshes_succeeded,
     /// Refreshes whose loader failed, panicked or timed out (the old entry was kept).
     refreshes_failed,
