@@ -442,14 +442,20 @@ impl Cache {
         let mut stale_value = None;
         let clone = share.as_ref().and_then(|share| share.value);
         let codec = s.codec(policy);
-        let (found, from_near, epoch) = self.read_through_near::<T>(&full, clone, codec).await;
+        let NearRead {
+            found,
+            from_near,
+            epoch,
+            near_now,
+        } = self.read_through_near::<T>(&full, clone, codec).await;
         if from_near || s.in_process() {
             // Answered without awaiting any I/O: spend the task's cooperative budget, or a hot
             // loop of such hits would never yield and starve other tasks and the timers.
             tokio::task::coop::consume_budget().await;
         }
         if let Some(found) = found {
-            let now = s.clock().now_ms();
+            // A near hit read the clock a moment ago; a store read is timed after it returns.
+            let now = near_now.unwrap_or_else(|| s.clock().now_ms());
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
                 if from_near {
@@ -739,22 +745,34 @@ impl Cache {
         full: &str,
         clone: Option<fn(&T) -> T>,
         codec: Codec,
-    ) -> (Option<Found<T>>, bool, u64)
+    ) -> NearRead<T>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let s = &self.inner.engine;
+        let from_store = |found, epoch| NearRead {
+            found,
+            from_near: false,
+            epoch,
+            near_now: None,
+        };
         let Some(near) = s.near() else {
-            return (s.read(full, codec).await, false, 0);
+            return from_store(s.read(full, codec).await, 0);
         };
         self.start_near_subscriber();
         let epoch = near.epoch();
-        if let Some(held) = near.get(full) {
+        let now = s.clock().now_ms();
+        if let Some(held) = near.get_at(full, now) {
             if let Some(found) = s.near_value(near, full, &held, clone, codec, epoch) {
-                return (Some(found), true, 0);
+                return NearRead {
+                    found: Some(found),
+                    from_near: true,
+                    epoch: 0,
+                    near_now: Some(now),
+                };
             }
         }
-        (s.read(full, codec).await, false, epoch)
+        from_store(s.read(full, codec).await, epoch)
     }
 
     fn start_near_subscriber(&self) {
@@ -834,4 +852,16 @@ where
 pub struct PurgeMark {
     full: String,
     guards: Vec<(String, u64)>,
+}
+
+/// What [`Cache::read_through_near`] found.
+struct NearRead<T> {
+    found: Option<Found<T>>,
+    /// Answered by the near tier (no I/O).
+    from_near: bool,
+    /// The near tier's epoch when a store read began (a fill from it is dropped if an event
+    /// came since); 0 otherwise.
+    epoch: u64,
+    /// The clock time a near hit was checked at.
+    near_now: Option<u64>,
 }

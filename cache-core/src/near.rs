@@ -127,6 +127,8 @@ pub(crate) struct Near {
     l1: moka::sync::Cache<String, Arc<Held>>,
     /// The byte bound: an entry heavier than all of it is not kept.
     max_bytes: Option<u64>,
+    /// Read by the tests' `get`; the cache passes the time it read once per hit to `get_at`.
+    #[cfg_attr(not(test), allow(dead_code))]
     clock: Arc<dyn Clock>,
     /// Identifies this cache's own events, which its subscriber skips.
     origin: String,
@@ -223,12 +225,18 @@ impl Near {
     }
 
     /// The entry held for `full`, while the tier is trusted and its fresh window lasts.
+    #[cfg(test)]
     pub(crate) fn get(&self, full: &str) -> Option<Arc<Held>> {
+        self.get_at(full, self.clock.now_ms())
+    }
+
+    /// [`Near::get`] at the clock time `now` (ms) the caller read once for the whole hit.
+    pub(crate) fn get_at(&self, full: &str, now: u64) -> Option<Arc<Held>> {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
         let held = self.l1.get(full)?;
-        if held.until <= self.clock.now_ms() {
+        if held.until <= now {
             return None;
         }
         Some(held)
