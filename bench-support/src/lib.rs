@@ -468,12 +468,14 @@ pub fn typical_key_builder() -> KeyBuilder {
     static FILTERS: std::sync::LazyLock<BTreeMap<&str, &str>> =
         std::sync::LazyLock::new(|| BTreeMap::from([("status", "open"), ("channel", "voice")]));
     let filters = &*FILTERS;
+    // In name order, as `#[cached_action]` emits its arguments (added out of order, the same
+    // bytes are hashed span by span, about 40 ns more for this set).
     let mut b = KeyBuilder::from_static("crm.search");
-    b.arg("tenant", "acme-eu")
+    b.arg("filters", filters)
+        .and_then(|b| b.arg("limit", &50u32))
         .and_then(|b| b.arg("query", "open orders for account"))
         .and_then(|b| b.arg("region", "eu-west-1"))
-        .and_then(|b| b.arg("limit", &50u32))
-        .and_then(|b| b.arg("filters", filters))
+        .and_then(|b| b.arg("tenant", "acme-eu"))
         .expect("a valid key");
     b
 }
