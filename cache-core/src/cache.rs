@@ -511,10 +511,12 @@ impl Cache {
             s.count(key.name(), |c| &c.misses);
             tracing::debug!(key = %full, "miss");
         }
+        // Boxed: the miss path's state (flights, the lock lease, the loader's own future) is
+        // kilobytes, and kept inline it made every call's future that large, hits included,
+        // which then paid for copying it. A miss pays one allocation instead.
         let loaded = match share {
-            Some(share) => s.load_coalesced(&full, key, policy, load, share).await,
-            None => s
-                .load_and_store(&full, key, policy, load)
+            Some(share) => Box::pin(s.load_coalesced(&full, key, policy, load, share)).await,
+            None => Box::pin(s.load_and_store(&full, key, policy, load))
                 .await
                 .map(|loaded| (loaded.value, Outcome::Miss))
                 .map_err(LoadError::Loader),
