@@ -48,6 +48,7 @@
 //! |---|---|---|
 //! | `macros` | on | [`macro@cached_action`] |
 //! | `redis` | on | the Redis store (one server, TLS, Sentinel, Cluster): `CacheBuilder::redis_*`, and [`Cache::from_env`] reading `REDIS_URL` and friends |
+//! | `metrics` | off | `Cache::record_metrics`: every counter of [`Stats`], per function name, through the `metrics` facade (any exporter) |
 //! | `genesys` | on | [`genesys`], the Genesys Cloud client (reqwest with rustls) |
 //! | `fake` | off | `genesys::fake`, an in-process Genesys Cloud server for tests and demos (implies `genesys`) |
 //!
@@ -61,6 +62,9 @@
     unreachable_pub
 )]
 
+/// The metric names [`Cache::record_metrics`] reports (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub use action_cache_core::metrics;
 /// The traits that tell `Result`, `Option` and plain return types apart for `#[cached_action]`;
 /// not an API, but named here so that compile errors about them read `action_cache::returns::…`.
 #[doc(hidden)]

@@ -33,6 +33,9 @@
 //!
 //! # Features
 //!
+//! `metrics` (off by default): [`Cache::record_metrics`](crate::Cache) reports the counters
+//! through the `metrics` facade, per key name (see the `metrics` module).
+//!
 //! `redis` (on by default): `store::RedisStore` (one server, TLS, Sentinel, Cluster) and the
 //! `CacheBuilder::redis_*` settings. Without it the cache runs on the memory store or a
 //! [`store::Store`] of your own, and [`Cache::from_env`] refuses a configured Redis.
@@ -85,6 +88,8 @@ mod key;
 mod keyspace;
 mod load;
 mod lock;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod near;
 mod outcome;
 mod policy;

@@ -11,6 +11,19 @@ macro_rules! counters {
             $($(#[$doc])* pub $field: u64,)*
         }
 
+        impl Stats {
+            /// Every counter with its field name, in declaration order: for exporting them
+            /// (e.g. `("fresh_hits", 12)`).
+            ///
+            /// ```
+            /// let stats = action_cache_core::Cache::in_memory().stats();
+            /// assert!(stats.counters().any(|(name, n)| name == "fresh_hits" && n == 0));
+            /// ```
+            pub fn counters(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($field), self.$field)),*].into_iter()
+            }
+        }
+
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
             $(pub(crate) $field: AtomicU64,)*
