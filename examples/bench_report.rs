@@ -32,7 +32,7 @@ const STAMPEDES: u64 = 5;
 
 fn main() {
     let started = Instant::now();
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = support::load_average();
     let server = RedisServer::start();
     support::install(&server.url());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -532,41 +532,12 @@ fn print_report(rows: &[Row], load_before: &str, fail_open: u64, took: Duration)
         );
     }
     println!();
-    println!("Machine: {}", machine());
+    println!("Machine: {}", support::machine());
     println!(
         "Load average before the run: {}; Redis hits that failed open during the run: {fail_open}; run took {:.0} s.",
-        load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load_before,
         took.as_secs_f64()
     );
-}
-
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .and_then(|v| {
-            v.split_whitespace()
-                .find_map(|w| w.strip_prefix("v=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!(
-        "{cores} cores ({cpu}), Linux {kernel}, redis-server {redis}, tokio multi-thread runtime with 2 workers"
-    )
 }
 
 /// Median of per-call timings of `op(i)` run in the calling task, after as many untimed calls.

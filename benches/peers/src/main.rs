@@ -498,7 +498,7 @@ async fn entry_sizes(port: u16, floors: &Floors) -> [(Subject, usize); 5] {
 
 fn main() {
     let started = Instant::now();
-    let load_before = load_average();
+    let load_before = support::load_average();
     let server = RedisServer::start();
     support::install(&server.url());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -618,10 +618,10 @@ fn main() {
         println!("- {}: {}", s.label(), r.join(", "));
     }
     println!();
-    println!("Machine: {}", machine());
+    println!("Machine: {}", support::machine());
     println!(
         "Load average before the run: {load_before}; after: {}; warm-up {:.0} s, whole run {:.0} s.",
-        load_average(),
+        support::load_average(),
         warmed.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -640,44 +640,4 @@ fn thousands(x: f64) -> String {
         out.push(c);
     }
     out
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Cores, CPU model, kernel and redis-server version.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let redis = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .and_then(|v| {
-            v.split_whitespace()
-                .find_map(|w| w.strip_prefix("v=").map(str::to_string))
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!(
-        "{cores} cores ({cpu}), Linux {kernel}, redis-server {redis}, tokio multi-thread runtime with 2 workers"
-    )
 }
