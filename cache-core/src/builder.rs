@@ -475,6 +475,9 @@ impl CacheBuilder {
     /// near cache within 2–4 ms on loopback (debug build, measured by the `near` tests). Until
     /// then that process may still answer from its copy, so use the near cache for data where a
     /// few milliseconds of lag after a purge are acceptable.
+    ///
+    /// A hit clones the decoded value it holds (no decode). For a large value, return it in an
+    /// `Arc` (serde's `rc` feature) so that the clone is a pointer's.
     pub fn near_cache(mut self, capacity: usize) -> Self {
         self.near_capacity = Some(capacity);
         self
