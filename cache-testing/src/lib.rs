@@ -67,8 +67,20 @@ impl RedisServer {
             dir,
             process: None,
         };
-        server.spawn();
-        server
+        // The port was free when `free_port` looked; a test running beside this one may take it
+        // before redis-server binds it. Then the server exits at once: try another port.
+        for _ in 0..PORT_ATTEMPTS {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(Early::PortTaken) => {
+                    // A fresh log, so the next attempt's failure is read from its own lines.
+                    let _ = std::fs::remove_file(server.log_path());
+                    server.port = free_port();
+                }
+                Err(Early::Failed(message)) => panic!("{message}"),
+            }
+        }
+        panic!("redis-server found no free port in {PORT_ATTEMPTS} attempts");
     }
 
     /// The port the server listens on (kept across [`RedisServer::restart`]).
@@ -106,7 +118,19 @@ impl RedisServer {
     /// As [`RedisServer::start`].
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        if let Err(e) = self.try_spawn() {
+            panic!(
+                "{}",
+                match e {
+                    Early::PortTaken => format!(
+                        "redis-server could not bind port {} again on restart; log:\n{}",
+                        self.port,
+                        self.log()
+                    ),
+                    Early::Failed(message) => message,
+                }
+            );
+        }
     }
 
     /// Runs one command with `redis-cli` against this server and returns its output.
@@ -140,7 +164,9 @@ impl RedisServer {
         self.dir.path().join("redis.log")
     }
 
-    fn spawn(&mut self) {
+    /// Starts redis-server on `self.port` and waits until it, and not another process on that
+    /// port, answers.
+    fn try_spawn(&mut self) -> Result<(), Early> {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -158,24 +184,30 @@ impl RedisServer {
                 "could not start redis-server (is it installed? scripts/test.sh installs it): {e}"
             )
         });
+        let pid = child.id();
         self.process = Some(child);
-        self.wait_ready();
+        self.wait_ready(pid)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, pid: u32) -> Result<(), Early> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.process.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "redis-server on port {} exited early with {status}; log:\n{}",
-                        self.port,
-                        self.log()
-                    );
+                    self.process = None;
+                    let log = self.log();
+                    if log.contains("Address already in use") {
+                        return Err(Early::PortTaken);
+                    }
+                    return Err(Early::Failed(format!(
+                        "redis-server on port {} exited early with {status}; log:\n{log}",
+                        self.port
+                    )));
                 }
             }
-            if ping(self.port) {
-                return;
+            // Our process, not one a parallel test started on the same port.
+            if ping(self.port) && served_by(self.port) == Some(pid) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!(
@@ -348,6 +380,44 @@ impl RedisCluster {
     }
 }
 
+/// How often [`RedisServer::start`] tries a new port when another process took the one it
+/// picked.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Why a redis-server did not come up.
+enum Early {
+    /// It could not bind its port (another process holds it).
+    PortTaken,
+    /// Anything else, with the server's log.
+    Failed(String),
+}
+
+/// The process id of the redis-server answering on `port` (`INFO server`'s `process_id`).
+fn served_by(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The reply is one bulk string of a few hundred bytes; read until the field is in.
+    while reply.len() < 64 * 1024 {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(rest) = text.split("process_id:").nth(1) {
+            if let Some((id, _)) = rest.split_once("\r\n") {
+                return id.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
+
 /// A port that was free a moment ago (bind `127.0.0.1:0`, read it, release it).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -407,4 +477,32 @@ pub async fn bounded<F: std::future::Future>(
 pub async fn until_coalesced(cache: &action_cache_core::Cache, n: u64, deadline: Duration) {
     let what = format!("{n} coalesced waiters");
     eventually(&what, deadline, || cache.stats().coalesced_waits >= n).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_started_server_is_the_one_answering_its_port() {
+        let server = RedisServer::start();
+        let pid = server.process.as_ref().map(Child::id);
+        assert!(pid.is_some());
+        assert_eq!(served_by(server.port()), pid);
+    }
+
+    #[test]
+    fn a_port_another_server_holds_is_not_taken_for_ours() {
+        let other = RedisServer::start();
+        let mut server = RedisServer {
+            port: other.port(),
+            extra_args: Vec::new(),
+            dir: tempfile::tempdir().expect("a temp dir"),
+            process: None,
+        };
+        // `other` answers PING on that port at once; only the process id tells them apart.
+        assert!(matches!(server.try_spawn(), Err(Early::PortTaken)));
+        assert!(!server.is_running());
+        assert!(ping(other.port()));
+    }
 }
