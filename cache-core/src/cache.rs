@@ -3,6 +3,7 @@
 //! path (`load`) and the refresher (`refresh`).
 
 use futures_util::future::{FutureExt, Map};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
@@ -81,6 +82,9 @@ impl fmt::Debug for Cache {
             .finish_non_exhaustive()
     }
 }
+
+/// How many entries of a tag [`Cache::mark_stale_tag`] marks at once.
+const MARK_STALE_CONCURRENCY: usize = 16;
 
 impl Cache {
     pub(crate) fn new(engine: Engine, default_policy: Policy) -> Cache {
@@ -680,9 +684,14 @@ impl Cache {
         let members = s
             .store_op("tag_members", s.store().tag_members(&tag_key))
             .await?;
+        // About two round trips an entry: overlapped, so that a tag of thousands of entries
+        // takes a few hundred round trips, not thousands in a row.
+        let mut marks = futures_util::stream::iter(members)
+            .map(|full| async move { soft::mark_stale(s, &full).await })
+            .buffer_unordered(MARK_STALE_CONCURRENCY);
         let mut marked = 0;
-        for full in members {
-            if soft::mark_stale(s, &full).await? {
+        while let Some(mark) = marks.next().await {
+            if mark? {
                 marked += 1;
             }
         }

@@ -162,3 +162,37 @@ async fn a_load_in_flight_when_its_tag_is_marked_does_not_store() {
         "but it is not stored"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_of_many_entries_is_marked_whole() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new();
+    let cache = cache(&server, &clock, false);
+    let bulk = |id: u32| {
+        let mut b = CacheKey::builder("soft.bulk");
+        b.arg("id", &id).unwrap().tag("bulk");
+        b.build()
+    };
+    const N: u32 = 300;
+    for id in 0..N {
+        cache.put(&bulk(id), &policy(), &id).await.unwrap();
+    }
+    // Marked concurrently: every one of them, each once.
+    assert_eq!(cache.mark_stale_tag("bulk").await.unwrap(), u64::from(N));
+    let before = cache.stats();
+    for id in 0..N {
+        let v: u32 = cache
+            .get_or_load(&bulk(id), &policy(), move || async move {
+                Ok::<_, String>(id + 1_000)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            v, id,
+            "a marked entry is served at once, with its own value"
+        );
+    }
+    let after = cache.stats();
+    assert_eq!(after.stale_hits - before.stale_hits, u64::from(N));
+    assert_eq!(after.fresh_hits, before.fresh_hits);
+}
