@@ -603,15 +603,10 @@ impl CacheBuilder {
             bytes: self.near_max_bytes.map(|b| b as u64),
         });
         let near = match (near_bounds, memory_bounds) {
-            (Some(bounds), _) => Some(Near::new(
-                bounds,
-                Arc::clone(&self.clock),
-                keys.near_channel(),
-                rng.next_u64(),
-            )),
+            (Some(bounds), _) => Some(Near::new(bounds, keys.near_channel(), rng.next_u64())),
             // The memory store holds bytes; a typed tier of the same bounds in front of it keeps
             // the decoded values, so that its hits clone instead of decoding.
-            (None, Some(bounds)) => Some(Near::local(bounds, Arc::clone(&self.clock))),
+            (None, Some(bounds)) => Some(Near::local(bounds)),
             (None, None) => None,
         };
         let settings = Settings {

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::Clock;
 use crate::entry::Meta;
 use crate::stats::Counters;
 use crate::store::Store;
@@ -127,9 +126,6 @@ pub(crate) struct Near {
     l1: moka::sync::Cache<String, Arc<Held>>,
     /// The byte bound: an entry heavier than all of it is not kept.
     max_bytes: Option<u64>,
-    /// Read by the tests' `get`; the cache passes the time it read once per hit to `get_at`.
-    #[cfg_attr(not(test), allow(dead_code))]
-    clock: Arc<dyn Clock>,
     /// Identifies this cache's own events, which its subscriber skips.
     origin: String,
     /// `None` for the tier in front of the in-process store, which every write and purge goes
@@ -154,23 +150,17 @@ impl std::fmt::Debug for Near {
 
 impl Near {
     /// A tier in front of Redis, kept coherent through the pub/sub `channel`.
-    pub(crate) fn new(bounds: Bounds, clock: Arc<dyn Clock>, channel: String, origin: u64) -> Near {
-        Near::build(bounds, clock, Some(channel), origin, false)
+    pub(crate) fn new(bounds: Bounds, channel: String, origin: u64) -> Near {
+        Near::build(bounds, Some(channel), origin, false)
     }
 
     /// The typed tier in front of the cache's own in-process store: always trusted, no
     /// subscription (nothing but this cache writes or purges that store).
-    pub(crate) fn local(bounds: Bounds, clock: Arc<dyn Clock>) -> Near {
-        Near::build(bounds, clock, None, 0, true)
+    pub(crate) fn local(bounds: Bounds) -> Near {
+        Near::build(bounds, None, 0, true)
     }
 
-    fn build(
-        bounds: Bounds,
-        clock: Arc<dyn Clock>,
-        channel: Option<String>,
-        origin: u64,
-        trusted: bool,
-    ) -> Near {
+    fn build(bounds: Bounds, channel: Option<String>, origin: u64, trusted: bool) -> Near {
         let builder = moka::sync::Cache::builder()
             .expire_after(FreshWindow)
             .support_invalidation_closures();
@@ -197,7 +187,6 @@ impl Near {
         Near {
             l1,
             max_bytes: bounds.bytes,
-            clock,
             origin: format!("{origin:016x}"),
             channel,
             trusted: AtomicBool::new(trusted),
@@ -224,13 +213,8 @@ impl Near {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// The entry held for `full`, while the tier is trusted and its fresh window lasts.
-    #[cfg(test)]
-    pub(crate) fn get(&self, full: &str) -> Option<Arc<Held>> {
-        self.get_at(full, self.clock.now_ms())
-    }
-
-    /// [`Near::get`] at the clock time `now` (ms) the caller read once for the whole hit.
+    /// The entry held for `full`, while the tier is trusted and its fresh window lasts at
+    /// `now` (the clock time in ms the caller read once for the whole hit).
     pub(crate) fn get_at(&self, full: &str, now: u64) -> Option<Arc<Held>> {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
@@ -411,7 +395,19 @@ pub(crate) async fn subscriber(near: Arc<Near>, store: Arc<dyn Store>, counters:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
+
+    /// The clock time the tests fill and read at.
+    fn now() -> u64 {
+        static NOW: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *NOW.get_or_init(|| ManualClock::new().now_ms())
+    }
+
+    impl Near {
+        fn get(&self, full: &str) -> Option<Arc<Held>> {
+            self.get_at(full, now())
+        }
+    }
 
     fn meta(now: u64) -> Meta {
         Meta {
@@ -429,13 +425,13 @@ mod tests {
     }
 
     fn fill(near: &Near, full: &str, bytes: Arc<Vec<u8>>, typed: bool) {
-        let now = near.clock.now_ms();
+        let now = now();
         let value = typed.then(|| Arc::new(bytes.len()) as Typed);
         near.fill(full, bytes, &meta(now), value, now, &[], near.epoch());
     }
 
     fn local(bounds: Bounds) -> Near {
-        Near::local(bounds, Arc::new(ManualClock::new()))
+        Near::local(bounds)
     }
 
     #[test]
