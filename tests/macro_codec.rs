@@ -51,7 +51,7 @@ async fn a_function_with_a_codec_stores_its_entries_in_it() {
     assert_eq!(account_mp(7).await.unwrap(), first);
     assert_eq!(CALLS.load(Ordering::SeqCst), 1, "the second call was a hit");
     let raw = server.cli(&["GETRANGE", &account_mp_key(7), "0", "3"]);
-    assert_eq!(raw.trim(), "AM1:", "a MessagePack entry");
+    assert_eq!(raw.trim(), "AM2:", "a MessagePack entry");
 
     account_json(7).await.unwrap();
     assert_eq!(account_json(7).await.unwrap().note.as_deref(), Some("x"));

@@ -451,9 +451,11 @@ pub fn decode_json_entry(bytes: &[u8]) -> Vec<Item> {
         .v
 }
 
-/// Decodes the value of a MessagePack entry (`AM1:` token, 32-byte header, then the value).
+/// Decodes the value of a MessagePack entry (`AM2:` token, 36-byte header whose last four bytes
+/// are the tag block's length, the tag block, then the value).
 pub fn decode_message_pack_entry(bytes: &[u8]) -> Vec<Item> {
-    rmp_serde::from_slice(&bytes[21 + 32..]).expect("a MessagePack entry")
+    let block = u32::from_be_bytes(bytes[21 + 32..21 + 36].try_into().expect("4 bytes"));
+    rmp_serde::from_slice(&bytes[21 + 36 + block as usize..]).expect("a MessagePack entry")
 }
 
 /// The argument set of a typical call: a few strings, a number and a small map.

@@ -476,7 +476,7 @@ impl Cache {
                         &found.meta,
                         typed,
                         now,
-                        &s.keys().tags(key),
+                        &s.near_tag_keys(key, &found.bytes),
                         epoch,
                     );
                 }
@@ -549,7 +549,7 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let s = &self.inner.engine;
         let full = self.full_key(key);
-        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let (bytes, meta) = s.encode(&full, value, key.tags(), policy, 0)?;
         let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         // First the generation, so that a load in flight does not replace this value.
@@ -603,7 +603,7 @@ impl Cache {
                 mark.full
             )));
         }
-        let (bytes, meta) = s.encode(&full, value, policy, 0)?;
+        let (bytes, meta) = s.encode(&full, value, key.tags(), policy, 0)?;
         let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
         let op = s
@@ -836,6 +836,7 @@ impl Cache {
             full,
             token,
             name: key.name().to_string(),
+            tags: key.tags().to_vec(),
             tag_keys: s.keys().tags(key),
             policy: policy.clone(),
             future: refresh(),

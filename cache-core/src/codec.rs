@@ -30,7 +30,8 @@ pub enum Codec {
     /// third smaller than JSON and faster to decode, and self-describing, so
     /// `#[serde(skip_serializing_if)]`, `#[serde(default)]`, untagged enums, `flatten` and
     /// `serde_json::Value` work as with JSON, and reordering or adding optional fields does not
-    /// change what an entry means. The format tag is `AM1:`, then a fixed binary header.
+    /// change what an entry means. The format tag is `AM2:`, then a fixed binary header with the
+    /// windows and the tags, read without touching the value.
     MessagePack,
 }
 

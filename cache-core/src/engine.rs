@@ -18,6 +18,7 @@ use crate::codec::Codec;
 use crate::entry::{self, DecodeError, Meta};
 use crate::error::{CacheError, StoreError};
 use crate::flight::Flights;
+use crate::key::CacheKey;
 use crate::keyspace::{Keyspace, GENERATION_TTL};
 use crate::near::{Event, Held, Near, Typed};
 use crate::policy::Policy;
@@ -321,6 +322,7 @@ impl Engine {
         &self,
         full: &str,
         value: &T,
+        tags: &[String],
         policy: &Policy,
         delta_ms: u64,
     ) -> Result<(Vec<u8>, Meta), CacheError> {
@@ -335,12 +337,13 @@ impl Engine {
             stale,
             delta: delta_ms,
         };
-        let bytes = entry::encode(value, meta, write_id, self.codec(policy)).map_err(|e| {
-            CacheError::Encode {
-                key: full.to_string(),
-                source: Arc::new(e),
-            }
-        })?;
+        let bytes =
+            entry::encode(value, meta, tags, write_id, self.codec(policy)).map_err(|e| {
+                CacheError::Encode {
+                    key: full.to_string(),
+                    source: Arc::new(e),
+                }
+            })?;
         Ok((bytes, meta))
     }
 
@@ -349,10 +352,11 @@ impl Engine {
         &self,
         full: &str,
         value: &T,
+        tags: &[String],
         policy: &Policy,
         delta_ms: u64,
     ) -> Result<(Vec<u8>, Meta), CacheError> {
-        let (bytes, meta) = self.encode_any(full, value, policy, delta_ms)?;
+        let (bytes, meta) = self.encode_any(full, value, tags, policy, delta_ms)?;
         self.check_size(full, &bytes)?;
         Ok((bytes, meta))
     }
@@ -366,6 +370,19 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// The tag sets whose purge must drop a near copy of `bytes`, read under `key`: the key's
+    /// own tags and every tag the entry says it was written with (another process, or another
+    /// version of this code, may have given it tags this key does not name).
+    pub(crate) fn near_tag_keys(&self, key: &CacheKey, bytes: &[u8]) -> Vec<String> {
+        let mut tag_keys = self.keys().tags(key);
+        for tag in entry::tags(bytes).unwrap_or_default() {
+            if !key.tags().contains(&tag) {
+                tag_keys.push(self.keys().tag(&tag));
+            }
+        }
+        tag_keys
     }
 
     /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.

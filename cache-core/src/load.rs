@@ -58,7 +58,7 @@ impl Engine {
             return Ok(Got::new(value, Stored::No, None));
         };
         let policy = &policy;
-        let Some((bytes, meta)) = self.encoded(full, &value, policy, elapsed) else {
+        let Some((bytes, meta)) = self.encoded(full, &value, key.tags(), policy, elapsed) else {
             self.count(key.name(), |c| &c.unstorable_values);
             return Ok(Got::new(value, Stored::No, None));
         };
@@ -103,22 +103,23 @@ impl Engine {
         &self,
         full: &str,
         value: &T,
+        tags: &[String],
         policy: &Policy,
         elapsed: Duration,
     ) -> Option<(Vec<u8>, Meta)> {
         let delta = elapsed.as_millis() as u64;
         let codec = self.codec(policy);
-        let checked = self
-            .encode_any(full, value, policy, delta)
-            .and_then(|(bytes, meta)| match entry::decode::<T>(&bytes, codec) {
-                Ok(_) => Ok((bytes, meta)),
-                Err(e) => Err(CacheError::Encode {
-                    key: full.to_string(),
-                    source: Arc::new(serde::ser::Error::custom(format!(
+        let checked =
+            self.encode_any(full, value, tags, policy, delta)
+                .and_then(|(bytes, meta)| match entry::decode::<T>(&bytes, codec) {
+                    Ok(_) => Ok((bytes, meta)),
+                    Err(e) => Err(CacheError::Encode {
+                        key: full.to_string(),
+                        source: Arc::new(serde::ser::Error::custom(format!(
                         "the value does not read back as written ({e:?}); a NaN or infinite float?"
                     ))),
-                }),
-            });
+                    }),
+                });
         match checked {
             Ok(encoded) => Some(encoded),
             Err(e) => {

@@ -86,6 +86,8 @@ pub(crate) struct Job<T, E> {
     pub(crate) name: String,
     /// The write token of the entry that was read stale; the refresh replaces only that entry.
     pub(crate) token: Vec<u8>,
+    /// The tags the entry is written with, and their tag sets.
+    pub(crate) tags: Vec<String>,
     pub(crate) tag_keys: Vec<String>,
     pub(crate) policy: Policy,
     pub(crate) future: Work<T, E>,
@@ -200,6 +202,7 @@ where
             full,
             name,
             token,
+            tags,
             tag_keys,
             policy,
             future,
@@ -223,7 +226,7 @@ where
             return no_store(&shared, &full, &token).await;
         };
         let delta = started.elapsed().as_millis() as u64;
-        let (bytes, meta) = match shared.encode(&full, &value, &policy, delta) {
+        let (bytes, meta) = match shared.encode(&full, &value, &tags, &policy, delta) {
             Ok(encoded) => encoded,
             Err(e) => {
                 shared.count(&name, |c| &c.unstorable_values);

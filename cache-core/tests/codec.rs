@@ -83,7 +83,7 @@ async fn message_pack_entries_round_trip_values_with_serde_attributes() {
     };
     for (id, value) in [(1, account(1)), (2, other)] {
         assert_eq!(get(&mp, &policy(), id, value.clone()).await, value);
-        assert_eq!(tag(&server, &mp, id), "AM1:");
+        assert_eq!(tag(&server, &mp, id), "AM2:");
         let hit = get(&mp, &policy(), id, account(99)).await;
         assert_eq!(hit, value, "a hit returns what was stored");
     }
@@ -110,7 +110,7 @@ async fn an_entry_of_another_codec_is_a_miss_and_is_overwritten() {
     assert_eq!(get(&mp, &policy(), 1, second.clone()).await, second);
     assert_eq!(mp.stats().loads, 1);
     assert_eq!(mp.stats().corrupt_entries, 1);
-    assert_eq!(tag(&server, &mp, 1), "AM1:");
+    assert_eq!(tag(&server, &mp, 1), "AM2:");
     assert_eq!(
         get(&mp, &policy(), 1, account(99)).await,
         second,
@@ -135,12 +135,12 @@ async fn a_policy_codec_overrides_the_cache_codec() {
         .unwrap();
     assert_eq!(mp_policy.codec(), Some(Codec::MessagePack));
     assert_eq!(get(&json, &mp_policy, 3, account(3)).await, account(3));
-    assert_eq!(tag(&server, &json, 3), "AM1:");
+    assert_eq!(tag(&server, &json, 3), "AM2:");
     assert_eq!(get(&json, &mp_policy, 3, account(99)).await, account(3));
     assert_eq!(json.stats().fresh_hits, 1);
     // A put through the policy writes its codec too.
     json.put(&key(4), &mp_policy, &account(4)).await.unwrap();
-    assert_eq!(tag(&server, &json, 4), "AM1:");
+    assert_eq!(tag(&server, &json, 4), "AM2:");
     assert_eq!(get(&json, &mp_policy, 4, account(99)).await, account(4));
 }
 

@@ -1,7 +1,7 @@
 //! The near cache in front of a real Redis: hits without round trips, coherence between two
 //! caches (two processes) through pub/sub, and distrust when the subscription is lost.
 
-use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_core::{Cache, CacheKey, Codec, ManualClock, Policy};
 use action_cache_testing::{eventually, RedisServer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,17 +33,27 @@ fn near_cache(server: &RedisServer) -> Cache {
 }
 
 async fn get(cache: &Cache, id: u32, loaded: &str) -> String {
+    get_key(cache, &key(id, "t"), loaded).await
+}
+
+async fn get_key(cache: &Cache, key: &CacheKey, loaded: &str) -> String {
     let loaded = loaded.to_string();
     cache
-        .get_or_load(&key(id, "t"), &policy(), move || async move {
-            Ok::<_, String>(loaded)
-        })
+        .get_or_load(
+            key,
+            &policy(),
+            move || async move { Ok::<_, String>(loaded) },
+        )
         .await
         .unwrap()
 }
 
 /// Reads until the near cache answers (its subscription is up and it holds the key).
 async fn until_near_hit(cache: &Cache, id: u32) {
+    until_near_hit_of(cache, &key(id, "t")).await;
+}
+
+async fn until_near_hit_of(cache: &Cache, key: &CacheKey) {
     let end = tokio::time::Instant::now() + DEADLINE;
     let before = cache.stats().near_hits;
     while cache.stats().near_hits == before {
@@ -52,7 +62,7 @@ async fn until_near_hit(cache: &Cache, id: u32) {
             "no near hit: {:?}",
             cache.stats()
         );
-        get(cache, id, "unused").await;
+        get_key(cache, key, "unused").await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -126,6 +136,45 @@ async fn an_invalidation_or_put_on_one_process_reaches_the_others_near_cache() {
             "B kept serving a tag-purged value"
         );
         tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// The reader's key need not name every tag: another version of the code, or another function
+/// reading the same entry, may have written it with more. The entry records its tags, and a
+/// purge of any of them drops the near copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_of_a_tag_the_entry_was_written_with_drops_a_near_copy_read_without_it() {
+    let server = RedisServer::start();
+    for (id, codec) in [(1u32, Codec::Json), (2, Codec::MessagePack)] {
+        let with = |codec| {
+            Cache::builder()
+                .redis_url(server.url())
+                .op_timeout(Duration::from_secs(2))
+                .near_cache(1_000)
+                .codec(codec)
+                .build()
+                .unwrap()
+        };
+        let (writer, reader) = (with(codec), with(codec));
+        let tagged = key(id, "added-later");
+        let mut b = CacheKey::builder("near");
+        b.arg("id", &id).unwrap();
+        let untagged = b.build();
+        assert_eq!(writer.full_key(&tagged), reader.full_key(&untagged));
+
+        assert_eq!(get_key(&writer, &tagged, "v1").await, "v1");
+        assert_eq!(get_key(&reader, &untagged, "unused").await, "v1");
+        until_near_hit_of(&reader, &untagged).await;
+
+        writer.invalidate_tag("added-later").await.unwrap();
+        let end = tokio::time::Instant::now() + DEADLINE;
+        while get_key(&reader, &untagged, "v2").await != "v2" {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "{codec:?}: the reader kept serving a value purged by a tag its key does not name"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
     }
 }
 
