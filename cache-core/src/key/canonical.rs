@@ -254,7 +254,11 @@ impl Encoder {
         let out_of_order = mine
             .windows(2)
             .any(|w| buf[w[0].0..w[0].1] > buf[w[1].0..w[1].1]);
-        if out_of_order {
+        if out_of_order && mine.len() == 2 {
+            // Two entries, written one after the other to the end of the buffer: swap them.
+            let (start, first_len) = (mine[0].0, mine[0].1 - mine[0].0);
+            buf[start..].rotate_left(first_len);
+        } else if out_of_order {
             let (start, end) = (mine[0].0, buf.len());
             mine.sort_unstable_by(|a, b| buf[a.0..a.1].cmp(&buf[b.0..b.1]));
             for &(s, e) in mine.iter() {
