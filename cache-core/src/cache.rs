@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -19,12 +20,12 @@ use crate::error::{CacheError, LoadError, StoreError};
 use crate::key::CacheKey;
 use crate::keyspace::Keyspace;
 use crate::load::Share;
-use crate::near::{Event, Typed};
+use crate::near::{Event, Held, Typed};
 use crate::outcome::{Loaded, Outcome};
 use crate::policy::{Policy, RefreshMode};
 use crate::refresh::{RefreshFuture, Refreshing, Work};
 use crate::soft;
-use crate::stats::{InFlight, Stats};
+use crate::stats::{Counters, InFlight, Stats};
 
 /// A stale-while-revalidate cache over a [`Store`](crate::store::Store). Cheap to clone: clones share the store,
 /// the counters, the in-flight loads and the background refreshes.
@@ -441,57 +442,89 @@ impl Cache {
         LFut: Future<Output = Result<Loaded<T>, E>>,
         R: FnOnce() -> Work<T, E>,
     {
-        let s = &self.inner.engine;
         let full = self.full_key(key);
+        let clone = share.as_ref().and_then(|share| share.value);
+        let codec = self.inner.engine.codec(policy);
+        let read = match self.read_near::<T>(&full, clone, codec) {
+            NearLookup::Hit(found, now, held) => {
+                // Answered without awaiting any I/O: spend the task's cooperative budget, or a
+                // hot loop of such hits would never yield and starve other tasks and the timers.
+                tokio::task::coop::consume_budget().await;
+                if now.saturating_sub(found.meta.at) < found.meta.fresh {
+                    let read = NearRead {
+                        from_near: true,
+                        epoch: 0,
+                        now,
+                    };
+                    let named = held.named.as_deref();
+                    let value =
+                        self.fresh_hit(key, full, policy, found, read, named, clone, refresh);
+                    return Ok((value, Outcome::Fresh));
+                }
+                Read::Near(found, now)
+            }
+            NearLookup::Miss { epoch } => Read::Store { epoch },
+        };
+        // Boxed: everything past an in-process hit (the store read, the stale and miss paths)
+        // kept inline made every call's future kilobytes large, in-process hits included, which
+        // then paid for copying it. A call that reaches the store pays one allocation instead.
+        Box::pin(self.fetch_further(key, full, policy, load, refresh, share, read)).await
+    }
+
+    /// [`Cache::fetch`] past an in-process hit: reads the store unless the in-process tier
+    /// answered, then serves a fresh or stale entry or loads.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_further<T, E, L, LFut, R>(
+        &self,
+        key: &CacheKey,
+        full: String,
+        policy: &Policy,
+        load: L,
+        refresh: R,
+        share: Option<Share<T, E>>,
+        read: Read<T>,
+    ) -> Result<(T, Outcome), LoadError<E>>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        L: FnOnce() -> LFut,
+        LFut: Future<Output = Result<Loaded<T>, E>>,
+        R: FnOnce() -> Work<T, E>,
+    {
+        let s = &self.inner.engine;
         let mut stale_value = None;
         let clone = share.as_ref().and_then(|share| share.value);
-        let codec = s.codec(policy);
-        let NearRead {
-            found,
-            from_near,
-            epoch,
-            near_now,
-        } = self.read_through_near::<T>(&full, clone, codec).await;
-        if from_near || s.in_process() {
-            // Answered without awaiting any I/O: spend the task's cooperative budget, or a hot
-            // loop of such hits would never yield and starve other tasks and the timers.
-            tokio::task::coop::consume_budget().await;
-        }
+        let (found, read) = match read {
+            Read::Near(found, now) => {
+                let read = NearRead {
+                    from_near: true,
+                    epoch: 0,
+                    now,
+                };
+                (Some(found), read)
+            }
+            Read::Store { epoch } => {
+                let found = s.read(&full, s.codec(policy)).await;
+                if s.in_process() {
+                    // No I/O was awaited: as for a near hit, spend the cooperative budget.
+                    tokio::task::coop::consume_budget().await;
+                }
+                // Timed after the read returns.
+                let now = s.clock().now_ms();
+                let read = NearRead {
+                    from_near: false,
+                    epoch,
+                    now,
+                };
+                (found, read)
+            }
+        };
         if let Some(found) = found {
-            // A near hit read the clock a moment ago; a store read is timed after it returns.
-            let now = near_now.unwrap_or_else(|| s.clock().now_ms());
+            let now = read.now;
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
-                if from_near {
-                    s.count_all(key.name(), &[|c| &c.fresh_hits, |c| &c.near_hits]);
-                } else {
-                    s.count(key.name(), |c| &c.fresh_hits);
-                }
-                if let (false, Some(near)) = (from_near, s.near()) {
-                    // Kept decoded when the value can be cloned: the next hits clone, not decode.
-                    let typed = clone.map(|clone| Arc::new(clone(&found.value)) as Typed);
-                    near.fill(
-                        &full,
-                        Arc::clone(&found.bytes),
-                        &found.meta,
-                        typed,
-                        now,
-                        &s.near_tag_keys(key, &found.bytes),
-                        epoch,
-                    );
-                }
-                tracing::debug!(key = %full, age_ms = age, near = from_near, "fresh hit");
-                if s.early_refresh_due(policy, &found.meta, now) {
-                    tracing::debug!(key = %full, "early refresh (xfetch)");
-                    self.spawn_refresh(
-                        full,
-                        entry::token(&found.bytes).to_vec(),
-                        key,
-                        policy,
-                        refresh,
-                    );
-                }
-                return Ok((found.value, Outcome::Fresh));
+                let value = self.fresh_hit(key, full, policy, found, read, None, clone, refresh);
+                return Ok((value, Outcome::Fresh));
             }
             if age < found.meta.stale {
                 s.count(key.name(), |c| &c.stale_hits);
@@ -556,7 +589,8 @@ impl Cache {
         s.bump(Keyspace::generation(&full)).await?;
         s.store_op("set", s.store().set(&full, &bytes, ttl, &tags))
             .await?;
-        s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
+        s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags)
+            .await?;
         Ok(())
     }
 
@@ -611,7 +645,8 @@ impl Cache {
             .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
         let stored = s.store_op("set", op).await?;
         if stored {
-            s.written(&full, &Arc::new(bytes), &meta, &tags).await?;
+            s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags)
+                .await?;
         }
         Ok(stored)
     }
@@ -748,42 +783,90 @@ impl Cache {
         Ok(n)
     }
 
-    /// Reads from the in-process tier when it holds the key (a clone of the decoded value when
-    /// it holds one of type `T` and `clone` is given, else a decode), else from the store. Also
-    /// returns the tier's epoch from before the store read, for a later fill.
-    async fn read_through_near<T>(
-        &self,
-        full: &str,
-        clone: Option<fn(&T) -> T>,
-        codec: Codec,
-    ) -> NearRead<T>
+    /// Looks `full` up in the in-process tier, without I/O: a hit (a clone of the decoded value
+    /// when it holds one of type `T` and `clone` is given, else a decode) with the clock time
+    /// it was checked at, or a miss with the tier's epoch from before the lookup (for a fill
+    /// from the store read that follows).
+    fn read_near<T>(&self, full: &str, clone: Option<fn(&T) -> T>, codec: Codec) -> NearLookup<T>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
         let s = &self.inner.engine;
-        let from_store = |found, epoch| NearRead {
-            found,
-            from_near: false,
-            epoch,
-            near_now: None,
-        };
         let Some(near) = s.near() else {
-            return from_store(s.read(full, codec).await, 0);
+            return NearLookup::Miss { epoch: 0 };
         };
         self.start_near_subscriber();
         let epoch = near.epoch();
         let now = s.clock().now_ms();
         if let Some(held) = near.get_at(full, now) {
             if let Some(found) = s.near_value(near, full, &held, clone, codec, epoch) {
-                return NearRead {
-                    found: Some(found),
-                    from_near: true,
-                    epoch: 0,
-                    near_now: Some(now),
-                };
+                return NearLookup::Hit(found, now, held);
             }
         }
-        from_store(s.read(full, codec).await, epoch)
+        NearLookup::Miss { epoch }
+    }
+
+    /// Serves a fresh entry: counts the hit, keeps an entry read from the store near, and
+    /// starts an early refresh when one is due.
+    #[allow(clippy::too_many_arguments)]
+    fn fresh_hit<T, E, R>(
+        &self,
+        key: &CacheKey,
+        full: String,
+        policy: &Policy,
+        found: Found<T>,
+        read: NearRead,
+        named: Option<&Counters>,
+        clone: Option<fn(&T) -> T>,
+        refresh: R,
+    ) -> T
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E: fmt::Debug + Send + 'static,
+        R: FnOnce() -> Work<T, E>,
+    {
+        let s = &self.inner.engine;
+        let NearRead {
+            from_near,
+            epoch,
+            now,
+        } = read;
+        if from_near {
+            let both: [fn(&Counters) -> &AtomicU64; 2] = [|c| &c.fresh_hits, |c| &c.near_hits];
+            match named {
+                Some(named) => s.count_all_in(Some(named), &both),
+                None => s.count_all(key.name(), &both),
+            }
+        } else {
+            s.count(key.name(), |c| &c.fresh_hits);
+        }
+        if let (false, Some(near)) = (from_near, s.near()) {
+            // Kept decoded when the value can be cloned: the next hits clone, not decode.
+            let typed = clone.map(|clone| Arc::new(clone(&found.value)) as Typed);
+            near.fill(
+                &full,
+                Arc::clone(&found.bytes),
+                &found.meta,
+                typed,
+                now,
+                &s.near_tag_keys(key, &found.bytes),
+                s.named(key.name()),
+                epoch,
+            );
+        }
+        let age = now.saturating_sub(found.meta.at);
+        tracing::debug!(key = %full, age_ms = age, near = from_near, "fresh hit");
+        if s.early_refresh_due(policy, &found.meta, now) {
+            tracing::debug!(key = %full, "early refresh (xfetch)");
+            self.spawn_refresh(
+                full,
+                entry::token(&found.bytes).to_vec(),
+                key,
+                policy,
+                refresh,
+            );
+        }
+        found.value
     }
 
     fn start_near_subscriber(&self) {
@@ -866,14 +949,30 @@ pub struct PurgeMark {
     guards: Vec<(String, u64)>,
 }
 
-/// What [`Cache::read_through_near`] found.
-struct NearRead<T> {
-    found: Option<Found<T>>,
-    /// Answered by the near tier (no I/O).
+/// What the in-process tier answered.
+enum NearLookup<T> {
+    /// It held the key: the entry, the clock time it was checked at, and what the tier holds.
+    Hit(Found<T>, u64, Arc<Held>),
+    /// It did not (or there is none): its epoch from before the lookup, 0 without a tier.
+    Miss { epoch: u64 },
+}
+
+/// What [`Cache::fetch_further`] starts from.
+enum Read<T> {
+    /// An in-process hit past its fresh window, and the time it was checked at.
+    Near(Found<T>, u64),
+    /// The store is to be read; the in-process tier's epoch from before its lookup.
+    Store { epoch: u64 },
+}
+
+/// How an entry was read.
+#[derive(Clone, Copy)]
+struct NearRead {
+    /// Answered by the in-process tier (no I/O).
     from_near: bool,
-    /// The near tier's epoch when a store read began (a fill from it is dropped if an event
-    /// came since); 0 otherwise.
+    /// The in-process tier's epoch when a store read began (a fill from it is dropped if an
+    /// event came since); 0 otherwise.
     epoch: u64,
-    /// The clock time a near hit was checked at.
-    near_now: Option<u64>,
+    /// The clock time the entry was checked at: a near hit's lookup, or after a store read.
+    now: u64,
 }

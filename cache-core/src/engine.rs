@@ -27,6 +27,9 @@ use crate::settings::Settings;
 use crate::stats::Counters;
 use crate::store::Store;
 
+/// How many key names get counters of their own.
+const MAX_NAMES: usize = 1_000;
+
 /// What the cache and its background tasks share.
 pub(crate) struct Engine {
     store: Arc<dyn Store>,
@@ -38,7 +41,7 @@ pub(crate) struct Engine {
     /// The same counters per key name (function or route), for the first `MAX_NAMES` names.
     /// FxHash: the names are the application's own function and route names, not input an
     /// attacker chooses, and SipHash of the name showed in the hit path's profile.
-    by_name: RwLock<FxHashMap<String, Counters>>,
+    by_name: RwLock<FxHashMap<String, Arc<Counters>>>,
     breaker: Breaker,
     flights: Arc<Flights>,
     /// The optional in-process tier.
@@ -113,7 +116,6 @@ impl Engine {
     /// [`Engine::count`] for several events of one call (a near hit is also a fresh hit), with
     /// one lookup of the name.
     pub(crate) fn count_all(&self, name: &str, counters: &[fn(&Counters) -> &AtomicU64]) {
-        const MAX_NAMES: usize = 1_000;
         for counter in counters {
             Counters::incr(counter(&self.counters));
         }
@@ -129,17 +131,52 @@ impl Engine {
                 return;
             }
         }
-        let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
-        let named = map.entry(name.to_string()).or_default();
-        for counter in counters {
-            Counters::incr(counter(named));
+        if let Some(named) = self.named(name) {
+            for counter in counters {
+                Counters::incr(counter(&named));
+            }
         }
+    }
+
+    /// [`Engine::count_all`] with the name's counters at hand (an in-process entry keeps them):
+    /// no lookup.
+    pub(crate) fn count_all_in(
+        &self,
+        named: Option<&Counters>,
+        counters: &[fn(&Counters) -> &AtomicU64],
+    ) {
+        for counter in counters {
+            Counters::incr(counter(&self.counters));
+            if let Some(named) = named {
+                Counters::incr(counter(named));
+            }
+        }
+    }
+
+    /// The counters of the key name `name`, made on first use; `None` past `MAX_NAMES` names.
+    pub(crate) fn named(&self, name: &str) -> Option<Arc<Counters>> {
+        if let Some(named) = self
+            .by_name
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Some(Arc::clone(named));
+        }
+        let mut map = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(named) = map.get(name) {
+            return Some(Arc::clone(named));
+        }
+        if map.len() >= MAX_NAMES {
+            return None;
+        }
+        Some(Arc::clone(map.entry(name.to_string()).or_default()))
     }
 
     /// The counters of one key name, if it was counted.
     pub(crate) fn stats_for(&self, name: &str) -> Option<crate::stats::Stats> {
         let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
-        map.get(name).map(Counters::snapshot)
+        map.get(name).map(|named| named.snapshot())
     }
 
     /// The counters of every key name seen, sorted by name.
@@ -391,6 +428,7 @@ impl Engine {
     /// may answer with what they hold, so a put or purge must not be acknowledged as done.
     pub(crate) async fn written(
         &self,
+        name: &str,
         full: &str,
         bytes: &Arc<Vec<u8>>,
         meta: &Meta,
@@ -406,6 +444,7 @@ impl Engine {
             None,
             self.clock.now_ms(),
             tag_keys,
+            self.named(name),
             near.epoch(),
         );
         self.publish(near, Event::Key(full)).await

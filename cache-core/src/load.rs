@@ -84,7 +84,9 @@ impl Engine {
             Ok(true) => {
                 // A lost announcement costs nothing here: no other process holds a fresh copy of
                 // an entry that was missing, and a later purge announces again.
-                let _ = self.written(full, &bytes, &meta, &tag_keys).await;
+                let _ = self
+                    .written(key.name(), full, &bytes, &meta, &tag_keys)
+                    .await;
                 Stored::Yes
             }
             Ok(false) => {

@@ -51,6 +51,8 @@ pub(crate) struct Held {
     keep: Duration,
     /// The tag sets it belongs to, for tag purges.
     tag_keys: Box<[String]>,
+    /// The counters of its key's name, so that a hit counts without looking the name up.
+    pub(crate) named: Option<Arc<Counters>>,
 }
 
 /// Keeps each entry no longer than the fresh window it had left when it was filled.
@@ -237,6 +239,7 @@ impl Near {
         value: Option<Typed>,
         now: u64,
         tag_keys: &[String],
+        named: Option<Arc<Counters>>,
         epoch: u64,
     ) {
         let until = meta.at.saturating_add(meta.fresh);
@@ -251,6 +254,7 @@ impl Near {
             until,
             keep: Duration::from_millis(left),
             tag_keys: tag_keys.into(),
+            named,
         };
         self.insert(full, held, epoch);
     }
@@ -269,6 +273,7 @@ impl Near {
             until: held.until,
             keep: Duration::from_millis(left),
             tag_keys: held.tag_keys.clone(),
+            named: held.named.clone(),
         };
         self.insert(full, typed, epoch);
     }
@@ -427,7 +432,7 @@ mod tests {
     fn fill(near: &Near, full: &str, bytes: Arc<Vec<u8>>, typed: bool) {
         let now = now();
         let value = typed.then(|| Arc::new(bytes.len()) as Typed);
-        near.fill(full, bytes, &meta(now), value, now, &[], near.epoch());
+        near.fill(full, bytes, &meta(now), value, now, &[], None, near.epoch());
     }
 
     fn local(bounds: Bounds) -> Near {

@@ -243,7 +243,7 @@ where
                 // Other near caches may keep the value this refresh replaced until its fresh
                 // window ends: still a value no purge removed.
                 let _ = shared
-                    .written(&full, &Arc::new(bytes), &meta, &tag_keys)
+                    .written(&name, &full, &Arc::new(bytes), &meta, &tag_keys)
                     .await;
                 tracing::debug!(key = %full, "refreshed");
                 Ended::Succeeded
