@@ -3,9 +3,9 @@
 //! calls. The local upstream answers `GET /api/items/{id}` with the `Cache-Control` (and
 //! `Age`) the test set for that id.
 
-use action_cache::{Cache, ManualClock};
-use action_cache_proxy::{Config, Proxy};
-use action_cache_testing::{eventually, RedisServer};
+mod support;
+
+use action_cache_testing::eventually;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{Logs, Running};
 
 /// The `Cache-Control` lines and `Age` of one id's answers.
 type Headers = (Vec<String>, Option<u64>);
@@ -96,38 +97,24 @@ stale = "15m"
 jitter = 0.0
 "#;
 
-struct Running {
-    base: String,
-    http: reqwest::Client,
-    upstream: Arc<Upstream>,
-    clock: ManualClock,
-    _redis: RedisServer,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+async fn start() -> Running<Arc<Upstream>> {
+    let upstream = Arc::new(Upstream::default());
+    let fake = support::serve(
+        Router::new()
+            .route("/api/items/{id}", get(item))
+            .with_state(upstream.clone()),
+    )
+    .await;
+    let config = support::config(CONFIG, &format!("http://{}/api", fake.addr));
+    support::start_fake(config, upstream, fake).await
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        for s in &self.servers {
-            s.abort();
-        }
-    }
-}
-
-impl Running {
+/// What these tests read of the proxy and of their upstream.
+impl Running<Arc<Upstream>> {
     /// `GET path` → (status, X-Cache).
     async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let cache = r
-            .headers()
-            .get("x-cache")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (r.status().as_u16(), cache)
+        let r = self.raw(&format!("GET {path} HTTP/1.1"), b"").await;
+        (r.status, r.cache().to_owned())
     }
 
     fn answer(&self, id: &str, cache_control: &[&str], age: Option<u64>) {
@@ -145,85 +132,6 @@ impl Running {
             .get(id)
             .copied()
             .unwrap_or(0)
-    }
-
-    fn advance(&self, secs: u64) {
-        self.clock.advance(Duration::from_secs(secs));
-    }
-}
-
-/// Everything logged on this thread while the guard lives (the tests run on a current-thread
-/// runtime, so the cache's background refreshes log here too).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-async fn start() -> Running {
-    let upstream = Arc::new(Upstream::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}/api", listener.local_addr().unwrap());
-    let router = Router::new()
-        .route("/api/items/{id}", get(item))
-        .with_state(upstream.clone());
-    let mut servers = vec![tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap()
-    })];
-    let config = Config::from_toml(CONFIG, "cc.toml", &move |name| {
-        (name == "UPSTREAM").then(|| base_url.clone())
-    })
-    .unwrap();
-    let redis = RedisServer::start();
-    let clock = ManualClock::new();
-    let cache = Cache::builder()
-        .redis_url(redis.url())
-        .op_timeout(Duration::from_secs(2))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let proxy = Proxy::builder(config)
-        .cache(cache)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = proxy.router();
-    servers.push(tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap()
-    }));
-    Running {
-        base,
-        http: reqwest::Client::new(),
-        upstream,
-        clock,
-        _redis: redis,
-        servers,
     }
 }
 

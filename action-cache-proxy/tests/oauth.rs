@@ -8,18 +8,17 @@
 //! - a token endpoint that fails or refuses the credentials gives a clear 502, no upstream
 //!   call, and the secret appears in no response and no log line.
 
-use action_cache::{Cache, ManualClock};
-use action_cache_proxy::{Config, Proxy};
-use action_cache_testing::RedisServer;
+mod support;
+
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::{Logs, Running};
 use tokio::time::Instant;
 
 const CLIENT_ID: &str = "proxy-client";
@@ -142,69 +141,7 @@ fresh = "5m"
 jitter = 0.0
 "#;
 
-/// Log lines written while a test runs (its thread's default subscriber).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-struct Running {
-    base: String,
-    http: reqwest::Client,
-    state: Shared,
-    _redis: RedisServer,
-    servers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for s in &self.servers {
-            s.abort();
-        }
-    }
-}
-
-impl Running {
-    async fn get(&self, path: &str) -> (u16, String, String) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let cache_status = r
-            .headers()
-            .get("cache-status")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (status, cache_status, r.text().await.unwrap())
-    }
-
-    fn token_requests(&self) -> usize {
-        self.state.token_requests.load(Ordering::SeqCst)
-    }
-
-    fn calls(&self) -> Vec<(String, u64)> {
-        self.state.calls.lock().unwrap().clone()
-    }
-}
-
-async fn start(token_url: Option<&str>) -> Running {
+async fn start(token_url: Option<&str>) -> Running<Shared> {
     let state: Shared = Arc::new(State_ {
         token_requests: AtomicUsize::new(0),
         gate: tokio::sync::Semaphore::new(0),
@@ -216,72 +153,54 @@ async fn start(token_url: Option<&str>) -> Running {
         refuse_all: AtomicBool::new(false),
         calls: Mutex::new(Vec::new()),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake = listener.local_addr().unwrap();
-    let router = Router::new()
-        .route("/oauth2/token", post(token))
-        .route("/api/v1/accounts/{id}", get(account))
-        .with_state(state.clone());
-    let mut servers = vec![tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap()
-    })];
+    let fake = support::serve(
+        Router::new()
+            .route("/oauth2/token", post(token))
+            .route("/api/v1/accounts/{id}", get(account))
+            .with_state(state.clone()),
+    )
+    .await;
     let token_url = token_url
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("http://{fake}/oauth2/token"));
-    let upstream = format!("http://{fake}/api");
-    let config = Config::from_toml(CONFIG, "oauth.toml", &move |name| match name {
-        "UPSTREAM" => Some(upstream.clone()),
-        "TOKEN_URL" => Some(token_url.clone()),
-        "CRM_OAUTH_SECRET" => Some(SECRET.to_owned()),
-        _ => None,
-    })
-    .unwrap();
+        .unwrap_or_else(|| format!("http://{}/oauth2/token", fake.addr));
+    let upstream = format!("http://{}/api", fake.addr);
+    let config = support::config_with(
+        CONFIG,
+        &[
+            ("UPSTREAM", &upstream),
+            ("TOKEN_URL", &token_url),
+            ("CRM_OAUTH_SECRET", SECRET),
+        ],
+    );
     assert!(
         !format!("{config:?}").contains(SECRET),
         "the secret never prints"
     );
-    let redis = RedisServer::start();
-    let clock = ManualClock::new();
-    let cache = Cache::builder()
-        .redis_url(redis.url())
-        .op_timeout(Duration::from_secs(2))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let proxy = Proxy::builder(config)
-        .cache(cache)
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = proxy.router();
-    servers.push(tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap()
-    }));
-    Running {
-        base,
-        http: reqwest::Client::new(),
-        state,
-        _redis: redis,
-        servers,
-    }
+    support::start_fake(config, state, fake).await
 }
 
-fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
+/// What these tests read of the proxy and of their fake.
+impl Running<Shared> {
+    /// `GET path` → (status, Cache-Status, body).
+    async fn get(&self, path: &str) -> (u16, String, String) {
+        let r = self.raw(&format!("GET {path} HTTP/1.1"), b"").await;
+        let cache_status = r.header("cache-status").unwrap_or_default().to_owned();
+        (r.status, cache_status, r.text())
+    }
+
+    fn token_requests(&self) -> usize {
+        self.upstream.token_requests.load(Ordering::SeqCst)
+    }
+
+    fn calls(&self) -> Vec<(String, u64)> {
+        self.upstream.calls.lock().unwrap().clone()
+    }
 }
 
 #[tokio::test]
 async fn concurrent_calls_share_one_token_request() {
     let p = Arc::new(start(None).await);
-    p.state.hold.store(true, Ordering::SeqCst);
+    p.upstream.hold.store(true, Ordering::SeqCst);
     let mut tasks = Vec::new();
     for i in 0..8 {
         let p = p.clone();
@@ -292,15 +211,7 @@ async fn concurrent_calls_share_one_token_request() {
     // All eight are inside the upstream's bulkhead, waiting for the one token request.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let health: serde_json::Value = p
-            .http
-            .get(format!("{}/healthz", p.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health: serde_json::Value = serde_json::from_str(&p.get("/healthz").await.2).unwrap();
         if health["upstreams"]["crm"]["in_flight"] == 8 {
             break;
         }
@@ -308,7 +219,7 @@ async fn concurrent_calls_share_one_token_request() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert_eq!(p.token_requests(), 1);
-    p.state.gate.add_permits(100);
+    p.upstream.gate.add_permits(100);
     for t in tasks {
         let (status, _, body) = t.await.unwrap();
         assert_eq!(status, 200, "{body}");
@@ -322,7 +233,7 @@ async fn concurrent_calls_share_one_token_request() {
 #[tokio::test]
 async fn a_token_is_replaced_before_it_expires() {
     let p = start(None).await;
-    p.state.expires_in.store(120, Ordering::SeqCst);
+    p.upstream.expires_in.store(120, Ordering::SeqCst);
     assert_eq!(p.get("/accounts/a").await.0, 200);
     assert_eq!(p.get("/accounts/b").await.0, 200);
     assert_eq!(p.token_requests(), 1, "the token is cached");
@@ -350,7 +261,7 @@ async fn a_401_drops_the_token_and_retries_once() {
     let p = start(None).await;
     assert_eq!(p.get("/accounts/a").await.0, 200);
     // The upstream revokes token 1 (a key rotation, say).
-    p.state.revoked_up_to.store(1, Ordering::SeqCst);
+    p.upstream.revoked_up_to.store(1, Ordering::SeqCst);
     let (status, cache_status, body) = p.get("/accounts/b").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""token":2"#), "{body}");
@@ -362,7 +273,7 @@ async fn a_401_drops_the_token_and_retries_once() {
     );
     // An upstream that refuses every token: one refresh and one retry, then its 401 is passed
     // on and not cached.
-    p.state.refuse_all.store(true, Ordering::SeqCst);
+    p.upstream.refuse_all.store(true, Ordering::SeqCst);
     let (status, _, _) = p.get("/accounts/c").await;
     assert_eq!(status, 401);
     assert_eq!(p.token_requests(), 3);
@@ -372,15 +283,15 @@ async fn a_401_drops_the_token_and_retries_once() {
         vec![("c".into(), 2), ("c".into(), 3)],
         "retried once only"
     );
-    p.state.refuse_all.store(false, Ordering::SeqCst);
+    p.upstream.refuse_all.store(false, Ordering::SeqCst);
     assert_eq!(p.get("/accounts/c").await.0, 200, "the 401 was not cached");
 }
 
 #[tokio::test]
 async fn a_failing_token_endpoint_is_a_clear_502_without_the_secret() {
-    let (logs, _guard) = capture();
+    let (logs, _guard) = Logs::capture();
     let p = start(None).await;
-    *p.state.mode.lock().unwrap() = Mode::Down;
+    *p.upstream.mode.lock().unwrap() = Mode::Down;
     let (status, cache_status, body) = p.get("/accounts/a").await;
     assert_eq!(status, 502, "{body}");
     assert!(
@@ -394,7 +305,7 @@ async fn a_failing_token_endpoint_is_a_clear_502_without_the_secret() {
         "{cache_status}"
     );
     // Credentials refused: the OAuth error code is named, with the client id.
-    *p.state.mode.lock().unwrap() = Mode::Reject;
+    *p.upstream.mode.lock().unwrap() = Mode::Reject;
     let (status, _, body) = p.get("/accounts/a").await;
     assert_eq!(status, 502, "{body}");
     assert!(
@@ -404,7 +315,7 @@ async fn a_failing_token_endpoint_is_a_clear_502_without_the_secret() {
     assert_eq!(p.token_requests(), 2, "a failed refresh is not cached");
     assert!(p.calls().is_empty(), "no upstream call without a token");
     // Back up: the next call gets a token and its answer.
-    *p.state.mode.lock().unwrap() = Mode::Issue;
+    *p.upstream.mode.lock().unwrap() = Mode::Issue;
     assert_eq!(p.get("/accounts/a").await.0, 200);
     let logs = logs.text();
     assert!(

@@ -2,6 +2,8 @@
 //! their value is kept (`Cache::get_or_load_with_loader_policy`): their windows, or no entry at
 //! all, on a miss and in a background refresh. Real Redis, a manual clock for entry ages.
 
+mod support;
+
 use action_cache_core::{
     Cache, CacheKey, LoadError, Loaded, ManualClock, Outcome, Policy, RefreshFuture, RefreshMode,
 };
@@ -9,32 +11,9 @@ use action_cache_testing::{eventually, until_coalesced, RedisServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::{cache_on, key, on_redis, windows};
 
 const DEADLINE: Duration = Duration::from_secs(10);
-
-fn key(name: &str, id: u32) -> CacheKey {
-    let mut b = CacheKey::builder(name);
-    b.arg("id", &id).unwrap();
-    b.build()
-}
-
-fn windows(fresh: u64, stale: u64) -> Policy {
-    Policy::builder()
-        .fresh(Duration::from_secs(fresh))
-        .stale(Duration::from_secs(stale))
-        .jitter(0.0)
-        .build()
-        .unwrap()
-}
-
-fn cache_on(server: &RedisServer, clock: &ManualClock) -> Cache {
-    Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap()
-}
 
 /// One call with a counting plain loader that answers `v{n}`.
 async fn call(
@@ -452,9 +431,7 @@ async fn a_loader_error_is_never_stored_and_a_failed_refresh_keeps_the_entry() {
 async fn a_loader_chosen_window_is_still_a_guarded_bounded_write() {
     let server = RedisServer::start();
     let clock = ManualClock::new();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
+    let cache = on_redis(&server)
         .clock(Arc::new(clock.clone()))
         .max_entry_bytes(1_000)
         .build()

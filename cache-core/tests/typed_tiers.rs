@@ -2,10 +2,13 @@
 //! decode (counted in `Stats::decodes`), a reader of another type falls back to decoding the
 //! bytes, and a Redis hit is exactly one round trip and one decode.
 
+mod support;
+
 use action_cache_core::{Cache, CacheKey, Policy};
 use action_cache_testing::RedisServer;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use support::{on_redis, windows};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -31,12 +34,7 @@ fn key(id: u32) -> CacheKey {
 }
 
 fn policy() -> Policy {
-    Policy::builder()
-        .fresh(Duration::from_secs(60))
-        .stale(Duration::from_secs(120))
-        .jitter(0.0)
-        .build()
-        .unwrap()
+    windows(60, 120)
 }
 
 async fn get(cache: &Cache, id: u32) -> Account {
@@ -79,12 +77,7 @@ fn redis_commands(server: &RedisServer) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typed_near_hit_decodes_nothing_and_sends_nothing() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .near_cache(100)
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).near_cache(100).build().unwrap();
     assert_eq!(get(&cache, 1).await, account(1));
     until_near_hit(&cache, 1).await;
     // The first near hit of a loaded entry may decode once (the load kept its bytes); from then
@@ -107,12 +100,7 @@ async fn a_typed_near_hit_decodes_nothing_and_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_of_another_type_decodes_the_bytes_and_leaves_the_typed_value() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .near_cache(100)
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).near_cache(100).build().unwrap();
     get(&cache, 1).await;
     until_near_hit(&cache, 1).await;
     get(&cache, 1).await;
@@ -144,11 +132,7 @@ async fn a_reader_of_another_type_decodes_the_bytes_and_leaves_the_typed_value()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_hit_is_one_round_trip_and_one_decode() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).build().unwrap();
     assert_eq!(get(&cache, 1).await, account(1));
     let (before, commands) = (cache.stats(), redis_commands(&server));
     for _ in 0..50 {

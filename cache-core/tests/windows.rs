@@ -1,19 +1,16 @@
 //! Fresh, stale and miss windows, jitter and write-through, against a real Redis with a manual
 //! clock.
 
+mod support;
+
 use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
 use action_cache_testing::{eventually, RedisServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::{cache_on, key, on_redis, windows};
 
 const DEADLINE: Duration = Duration::from_secs(5);
-
-fn key(name: &str, id: u32) -> CacheKey {
-    let mut b = CacheKey::builder(name);
-    b.arg("id", &id).unwrap();
-    b.build()
-}
 
 async fn get(cache: &Cache, key: &CacheKey, policy: &Policy, calls: &Arc<AtomicUsize>) -> String {
     let calls = Arc::clone(calls);
@@ -30,18 +27,8 @@ async fn get(cache: &Cache, key: &CacheKey, policy: &Policy, calls: &Arc<AtomicU
 async fn fresh_then_stale_with_one_refresh_then_miss() {
     let server = RedisServer::start();
     let clock = ManualClock::new();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
-    let policy = Policy::builder()
-        .fresh(Duration::from_secs(10))
-        .stale(Duration::from_secs(60))
-        .jitter(0.0)
-        .build()
-        .unwrap();
+    let cache = cache_on(&server, &clock);
+    let policy = windows(10, 60);
     let k = key("windows", 1);
     let calls = Arc::new(AtomicUsize::new(0));
 
@@ -89,12 +76,7 @@ async fn fresh_then_stale_with_one_refresh_then_miss() {
 #[tokio::test]
 async fn the_redis_expiry_is_the_drawn_stale_window_within_jitter_bounds() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .rng_seed(7)
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).rng_seed(7).build().unwrap();
     let policy = Policy::builder()
         .fresh(Duration::from_secs(100))
         .stale(Duration::from_secs(200))
@@ -119,12 +101,7 @@ async fn the_redis_expiry_is_the_drawn_stale_window_within_jitter_bounds() {
     );
     assert!(max - min > 50_000, "jitter spreads expiries: {min}..{max}");
 
-    let none = Policy::builder()
-        .fresh(Duration::from_secs(100))
-        .stale(Duration::from_secs(200))
-        .jitter(0.0)
-        .build()
-        .unwrap();
+    let none = windows(100, 200);
     let k = key("jitter-off", 0);
     cache.put(&k, &none, &0).await.unwrap();
     let ttl: u64 = server.cli(&["PTTL", &cache.full_key(&k)]).parse().unwrap();
@@ -134,11 +111,7 @@ async fn the_redis_expiry_is_the_drawn_stale_window_within_jitter_bounds() {
 #[tokio::test]
 async fn put_writes_through_as_if_freshly_loaded() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).build().unwrap();
     let policy = Policy::new(Duration::from_secs(10), Duration::from_secs(20)).unwrap();
     let k = key("put", 1);
     let calls = Arc::new(AtomicUsize::new(0));
@@ -152,12 +125,7 @@ async fn put_writes_through_as_if_freshly_loaded() {
 #[tokio::test]
 async fn values_over_the_size_limit_are_returned_but_not_stored() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .max_entry_bytes(1024)
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).max_entry_bytes(1024).build().unwrap();
     let policy = Policy::default();
     let k = key("big", 1);
     let big = "x".repeat(4096);
@@ -178,11 +146,7 @@ async fn values_over_the_size_limit_are_returned_but_not_stored() {
 #[tokio::test]
 async fn five_megabyte_values_round_trip_under_the_default_limit() {
     let server = RedisServer::start();
-    let cache = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let cache = on_redis(&server).build().unwrap();
     let policy = Policy::default();
     let k = key("five-mb", 1);
     let big = "y".repeat(5 << 20);

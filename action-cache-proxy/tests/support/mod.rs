@@ -1,6 +1,8 @@
 //! Shared by the proxy's integration tests: a real redis-server, a local fake upstream that
 //! counts and records its calls, the proxy on a manual clock, and a raw HTTP/1.1 client (so
-//! that hostile paths such as `/accounts/..` reach the proxy exactly as written).
+//! that hostile paths such as `/accounts/..` reach the proxy exactly as written). A test with
+//! a fake of its own serves it with [`serve`] and puts the proxy in front with [`start_fake`];
+//! [`Logs`] captures what is logged.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -36,13 +38,27 @@ pub struct UpstreamState {
 pub struct FakeUpstream {
     pub base: String,
     pub state: Arc<UpstreamState>,
-    server: tokio::task::JoinHandle<()>,
+    server: Served,
 }
 
-impl Drop for FakeUpstream {
+/// An axum server on a local port, stopped when dropped.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
-        self.server.abort();
+        self.task.abort();
     }
+}
+
+/// Serves `router` on a free local port.
+pub async fn serve(router: Router) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Served { addr, task }
 }
 
 async fn upstream(State(state): State<Arc<UpstreamState>>, request: Request) -> Response {
@@ -102,10 +118,8 @@ impl FakeUpstream {
             seen: Mutex::new(Vec::new()),
             headers: Mutex::new(Vec::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/api", listener.local_addr().unwrap());
-        let router = Router::new().fallback(upstream).with_state(state.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let server = serve(Router::new().fallback(upstream).with_state(state.clone())).await;
+        let base = format!("http://{}/api", server.addr);
         FakeUpstream {
             base,
             state,
@@ -162,32 +176,39 @@ path = "/webhooks/crm"
 secret_env = "HOOK_SECRET"
 "#;
 
+/// `text` with `${UPSTREAM}` the fake at `upstream`, and the key and secret [`CONFIG`] reads.
 pub fn config(text: &str, upstream: &str) -> Config {
-    let upstream = upstream.to_owned();
-    Config::from_toml(text, "test.toml", &move |name| match name {
-        "UPSTREAM" => Some(upstream.clone()),
-        "CRM_KEY" => Some("k3y".to_owned()),
-        "HOOK_SECRET" => Some(SECRET.to_owned()),
-        _ => None,
+    config_with(
+        text,
+        &[
+            ("UPSTREAM", upstream),
+            ("CRM_KEY", "k3y"),
+            ("HOOK_SECRET", SECRET),
+        ],
+    )
+}
+
+/// `text` with these environment variables, and no others.
+pub fn config_with(text: &str, vars: &[(&str, &str)]) -> Config {
+    Config::from_toml(text, "test.toml", &|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
     })
     .unwrap()
 }
 
-pub struct Running {
+/// The proxy, served, in front of `upstream`: the shared [`FakeUpstream`] or a test's own fake.
+pub struct Running<U = FakeUpstream> {
     pub addr: std::net::SocketAddr,
-    pub upstream: FakeUpstream,
+    pub upstream: U,
     pub clock: ManualClock,
     pub proxy: Proxy,
     /// The proxy's cache (a clone), for its counters.
     pub cache: Cache,
     pub redis: Arc<RedisServer>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    /// The proxy's server, and a test's own fake when it brought one.
+    servers: Vec<Served>,
 }
 
 pub async fn start() -> Running {
@@ -203,6 +224,23 @@ pub async fn start_with(text: &str) -> Running {
 pub async fn start_on(text: &str, redis: Arc<RedisServer>, clock: ManualClock) -> Running {
     let upstream = FakeUpstream::start().await;
     let config = config(text, &upstream.base);
+    run(config, upstream, None, redis, clock).await
+}
+
+/// The proxy on `config`, a fresh Redis and a manual clock, in front of a test's own `fake`;
+/// `upstream` is what the test reads of that fake (its state, say).
+pub async fn start_fake<U>(config: Config, upstream: U, fake: Served) -> Running<U> {
+    let redis = Arc::new(RedisServer::start());
+    run(config, upstream, Some(fake), redis, ManualClock::new()).await
+}
+
+async fn run<U>(
+    config: Config,
+    upstream: U,
+    fake: Option<Served>,
+    redis: Arc<RedisServer>,
+    clock: ManualClock,
+) -> Running<U> {
     let cache = Cache::builder()
         .redis_url(redis.url())
         .op_timeout(Duration::from_secs(2))
@@ -216,18 +254,15 @@ pub async fn start_on(text: &str, redis: Arc<RedisServer>, clock: ManualClock) -
         .replay_guard(guard)
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = proxy.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let server = serve(proxy.router()).await;
     Running {
-        addr,
+        addr: server.addr,
         upstream,
         clock,
         proxy,
         cache,
         redis,
-        server,
+        servers: std::iter::once(server).chain(fake).collect(),
     }
 }
 
@@ -260,7 +295,7 @@ impl Raw {
     }
 }
 
-impl Running {
+impl<U> Running<U> {
     /// Sends `request_head` (without the final blank line) and `body` as written.
     pub async fn raw(&self, head: &str, body: &[u8]) -> Raw {
         let mut stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
@@ -280,6 +315,13 @@ impl Running {
         parse(&out)
     }
 
+    /// Moves the proxy's clock on by `secs` seconds.
+    pub fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+}
+
+impl Running {
     /// `GET path` with extra header lines (`"X-Tenant: t1"`).
     pub async fn get(&self, path: &str, headers: &[&str]) -> Raw {
         let mut head = format!("GET {path} HTTP/1.1");
@@ -359,5 +401,38 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(&data[end + 2..end + 2 + size]);
         data = &data[end + 2 + size + 2..];
+    }
+}
+
+/// Everything logged on this thread while the guard lives (a current-thread runtime's tasks,
+/// the cache's background refreshes among them, log here too).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Captures this thread's events, `DEBUG` and up, as plain text.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
