@@ -358,8 +358,8 @@ impl CacheBuilder {
     /// Uses the in-memory store, bounded to about `max_bytes` (default: no byte bound, only
     /// the key count of [`CacheBuilder::memory_capacity`], which still applies).
     ///
-    /// Two bounds see it: the store, whose entries weigh [`MemoryStore::weight`] (twice the key,
-    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 240 B), evicting the entries
+    /// Two bounds see it: the store, whose entries weigh [`MemoryStore::weight`] (the key,
+    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 192 B), evicting the entries
     /// closest to expiry; and the typed tier in front of it, which keeps decoded values and
     /// evicts as `moka` does (TinyLFU), its entries weighing the key, the encoded entry, as much
     /// again when the decoded value is held, and a constant 1,024 B. The decoded value's heap

@@ -42,9 +42,10 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    entries: HashMap<String, Slot>,
+    /// Each key is allocated once, shared by the map and the eviction order.
+    entries: HashMap<Arc<str>, Slot>,
     /// (expires_at, seq, key): the eviction order.
-    by_expiry: BTreeSet<(u64, u64, String)>,
+    by_expiry: BTreeSet<(u64, u64, Arc<str>)>,
     tags: HashMap<String, (HashSet<String>, u64)>,
     /// Purge generations: value and expiry. Not counted against the capacity (one small
     /// counter per purged key or tag, kept for its TTL).
@@ -56,7 +57,7 @@ struct State {
 
 #[derive(Debug)]
 struct Slot {
-    value: Vec<u8>,
+    value: Box<[u8]>,
     expires_at: u64,
     seq: u64,
 }
@@ -67,15 +68,15 @@ impl MemoryStore {
 
     /// What an entry costs besides its key and value, in [`MemoryStore::weight`]: its slot in
     /// the key map and its place in the eviction order, and the allocations' headers.
-    /// `examples/memory_report` measured 224 B (RSS per entry less the value and twice the
-    /// key), rounded up.
-    pub const ENTRY_OVERHEAD: usize = 240;
+    /// `examples/memory_report` measured 186 B (RSS per entry less the value and the key),
+    /// rounded up.
+    pub const ENTRY_OVERHEAD: usize = 192;
 
-    /// An entry's weight against the byte bound: `2 * key.len() + value.len() +`
-    /// [`MemoryStore::ENTRY_OVERHEAD`] (the key is held twice: in the map and in the eviction
-    /// order). Tag sets and purge generations are not weighed.
+    /// An entry's weight against the byte bound: `key.len() + value.len() +`
+    /// [`MemoryStore::ENTRY_OVERHEAD`] (the key is held once, shared by the map and the
+    /// eviction order). Tag sets and purge generations are not weighed.
     pub fn weight(key: &str, value: &[u8]) -> usize {
-        2 * key.len() + value.len() + MemoryStore::ENTRY_OVERHEAD
+        key.len() + value.len() + MemoryStore::ENTRY_OVERHEAD
     }
 
     /// A store holding at most `capacity` keys (at least 1), on the system clock.
@@ -164,11 +165,10 @@ impl State {
     }
 
     fn remove(&mut self, key: &str) -> bool {
-        match self.entries.remove(key) {
-            Some(slot) => {
-                self.weight -= MemoryStore::weight(key, &slot.value);
-                self.by_expiry
-                    .remove(&(slot.expires_at, slot.seq, key.to_string()));
+        match self.entries.remove_entry(key) {
+            Some((key, slot)) => {
+                self.weight -= MemoryStore::weight(&key, &slot.value);
+                self.by_expiry.remove(&(slot.expires_at, slot.seq, key));
                 true
             }
             None => false,
@@ -203,11 +203,12 @@ impl State {
         self.weight += weight;
         self.seq += 1;
         let seq = self.seq;
-        self.by_expiry.insert((expires_at, seq, key.to_string()));
+        let key: Arc<str> = Arc::from(key);
+        self.by_expiry.insert((expires_at, seq, Arc::clone(&key)));
         self.entries.insert(
-            key.to_string(),
+            key,
             Slot {
-                value: value.to_vec(),
+                value: value.into(),
                 expires_at,
                 seq,
             },
@@ -242,7 +243,7 @@ impl State {
 impl Store for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let now = self.clock.now_ms();
-        Ok(self.lock().live(key, now).map(|s| s.value.clone()))
+        Ok(self.lock().live(key, now).map(|s| s.value.to_vec()))
     }
 
     async fn set(
@@ -331,7 +332,7 @@ impl Store for MemoryStore {
         let mut st = self.lock();
         let held = st
             .live(key, now)
-            .is_some_and(|s| s.value == token.as_bytes());
+            .is_some_and(|s| *s.value == *token.as_bytes());
         if held {
             st.insert(
                 key,
@@ -373,7 +374,7 @@ impl Store for MemoryStore {
         let mut st = self.lock();
         if st
             .live(key, now)
-            .is_some_and(|s| s.value == token.as_bytes())
+            .is_some_and(|s| *s.value == *token.as_bytes())
         {
             st.remove(key);
         }
@@ -407,7 +408,7 @@ impl Store for MemoryStore {
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
         let mut st = self.lock();
-        let doomed: Vec<String> = st
+        let doomed: Vec<Arc<str>> = st
             .entries
             .keys()
             .filter(|k| k.starts_with(prefix))
