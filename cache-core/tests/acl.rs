@@ -3,10 +3,10 @@
 //! clearly, never with the password, while callers keep getting their values (fail-open).
 
 use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_testing::logs::Logs;
 use action_cache_testing::RedisServer;
-use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const PASSWORD: &str = "s3cret-Pw-4f9a";
@@ -77,41 +77,10 @@ async fn get(cache: &Cache, id: u32, calls: &Arc<AtomicU32>) -> String {
         .expect("fail-open: never an error")
 }
 
-/// Everything logged while the guard lives, on this thread (the tests run on a current-thread
-/// runtime, so the client's own tasks log here too).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let logs = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || logs.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn a_user_with_the_documented_permissions_caches_and_purges() {
     let server = RedisServer::start();
-    let logs = Logs::default();
-    let _guard = logs.capture();
+    let (logs, _guard) = Logs::capture();
     // With a near cache, so its PUBLISH and SUBSCRIBE are covered too.
     let cache = Cache::builder()
         .redis_url(user(&server, "cache", DOCUMENTED))
@@ -152,8 +121,7 @@ async fn a_user_with_the_documented_permissions_caches_and_purges() {
 async fn a_wrong_password_is_reported_once_without_the_password() {
     let server = RedisServer::start();
     let good = user(&server, "cache", &["~*", "&*", "+@all"]);
-    let logs = Logs::default();
-    let _guard = logs.capture();
+    let (logs, _guard) = Logs::capture();
     let cache = cache(good.replace(PASSWORD, "wrong-Pw-77e1"));
     let calls = Arc::new(AtomicU32::new(0));
     for _ in 0..5 {
@@ -178,8 +146,7 @@ async fn a_wrong_password_is_reported_once_without_the_password() {
 async fn a_user_without_write_permissions_is_reported_once_and_fails_open() {
     let server = RedisServer::start();
     let read_only = user(&server, "reader", &["~*", "&*", "+get", "+mget", "+ping"]);
-    let logs = Logs::default();
-    let _guard = logs.capture();
+    let (logs, _guard) = Logs::capture();
     let cache = cache(read_only);
     let calls = Arc::new(AtomicU32::new(0));
     for _ in 0..5 {

@@ -1,7 +1,8 @@
 //! Real Redis processes for action-cache's tests: a `redis-server` started on a free port and
 //! killed on drop, a Redis Cluster ([`RedisCluster`]), a TLS server with certificates made at
 //! test time ([`tls`]) and a Sentinel deployment ([`sentinel`]), plus the polling helpers tests
-//! wait with ([`eventually`], [`bounded`], [`until_coalesced`]).
+//! wait with ([`eventually`], [`bounded`], [`until_coalesced`]) and a capture of what a test logs
+//! ([`logs`]).
 //!
 //! A `publish = false` crate of the workspace, used as a dev-dependency only. Every test that
 //! needs Redis starts its own server through [`RedisServer`], so tests are hermetic and run in
@@ -19,6 +20,7 @@
 //! // The server is killed when `server` goes out of scope.
 //! ```
 
+pub mod logs;
 pub mod sentinel;
 pub mod tls;
 

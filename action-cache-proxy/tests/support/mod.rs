@@ -404,35 +404,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Everything logged on this thread while the guard lives (a current-thread runtime's tasks,
-/// the cache's background refreshes among them, log here too).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    /// Captures this thread's events, `DEBUG` and up, as plain text.
-    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+/// What a test logged (shared with the other crates' tests).
+#[allow(unused_imports)] // not every test binary that includes `support` captures logs
+pub use action_cache_testing::logs::Logs;
