@@ -235,47 +235,48 @@ pub mod __private {
 
     /// `get_or_load_with`, with bounds that explain themselves; a caller whose patience runs
     /// out runs the body itself (the function cannot return `LoadError::TimedOut`).
-    pub async fn load_coalesced<T, E, L, LFut, R>(
-        cache: &Cache,
-        key: &CacheKey,
-        policy: &Policy,
+    ///
+    /// A plain function returning the cache's future, not an `async fn` awaiting it: a layer
+    /// less of nested futures, each of which copies the one inside it when it starts.
+    pub fn load_coalesced<'a, T, E, L, LFut, R>(
+        cache: &'a Cache,
+        key: &'a CacheKey,
+        policy: &'a Policy,
         load: L,
         refresh: R,
         clone_value: Option<fn(&T) -> T>,
-    ) -> Result<T, LoadError<E>>
+    ) -> impl Future<Output = Result<T, LoadError<E>>> + 'a
     where
         T: Cacheable,
         E: CoalescableError,
-        L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
-        R: FnOnce() -> RefreshFuture<T, E>,
+        L: FnOnce() -> LFut + 'a,
+        LFut: Future<Output = Result<T, E>> + 'a,
+        R: FnOnce() -> RefreshFuture<T, E> + 'a,
     {
         // Waiters get a clone of the leader's value when `T: Clone`, else a decode of its entry
         // (then a value that cannot be stored faithfully is loaded again by its waiters).
-        cache
-            .get_or_load_for_macro(key, policy, load, refresh, clone_value)
-            .await
+        cache.get_or_load_for_macro(key, policy, load, refresh, clone_value)
     }
 
     /// `get_or_load_uncoalesced_with`, with bounds that explain themselves.
-    pub async fn load_uncoalesced<T, E, L, LFut, R>(
-        cache: &Cache,
-        key: &CacheKey,
-        policy: &Policy,
+    ///
+    /// A plain function returning the cache's future, as [`load_coalesced`] is.
+    pub fn load_uncoalesced<'a, T, E, L, LFut, R>(
+        cache: &'a Cache,
+        key: &'a CacheKey,
+        policy: &'a Policy,
         load: L,
         refresh: R,
         _clone_value: Option<fn(&T) -> T>,
-    ) -> Result<T, LoadError<E>>
+    ) -> impl Future<Output = Result<T, LoadError<E>>> + 'a
     where
         T: Cacheable,
         E: UncoalescedError,
-        L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
-        R: FnOnce() -> RefreshFuture<T, E>,
+        L: FnOnce() -> LFut + 'a,
+        LFut: Future<Output = Result<T, E>> + 'a,
+        R: FnOnce() -> RefreshFuture<T, E> + 'a,
     {
-        cache
-            .get_or_load_uncoalesced_with(key, policy, load, refresh)
-            .await
+        cache.get_or_load_uncoalesced_with(key, policy, load, refresh)
     }
 
     /// `Cache::put`, with bounds that explain themselves.

@@ -373,21 +373,24 @@ impl Cache {
     /// [`Cache::get_or_load_with`] for `#[cached_action]`, whose functions cannot return
     /// [`LoadError::TimedOut`] (a caller whose patience runs out loads on its own instead) and
     /// whose values need not be `Clone` (`clone_value`: how to share one, if it is).
+    ///
+    /// A plain function returning `fetch`'s own future (not an `async fn` around it), so a call
+    /// nests one future less: each layer would copy the one inside it when it starts.
     #[doc(hidden)]
-    pub async fn get_or_load_for_macro<T, E, L, LFut, R>(
-        &self,
-        key: &CacheKey,
-        policy: &Policy,
+    pub fn get_or_load_for_macro<'a, T, E, L, LFut, R>(
+        &'a self,
+        key: &'a CacheKey,
+        policy: &'a Policy,
         load: L,
         refresh: R,
         clone_value: Option<fn(&T) -> T>,
-    ) -> Result<T, LoadError<E>>
+    ) -> impl Future<Output = Result<T, LoadError<E>>> + 'a
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
         E: Clone + fmt::Debug + Send + Sync + 'static,
-        L: FnOnce() -> LFut,
-        LFut: Future<Output = Result<T, E>>,
-        R: FnOnce() -> RefreshFuture<T, E>,
+        L: FnOnce() -> LFut + 'a,
+        LFut: Future<Output = Result<T, E>> + 'a,
+        R: FnOnce() -> RefreshFuture<T, E> + 'a,
     {
         let share = Share {
             value: clone_value,
@@ -396,8 +399,7 @@ impl Cache {
         };
         let refresh = || Work::Plain(refresh());
         self.fetch(key, policy, plain(load), refresh, Some(share))
-            .await
-            .map(|(value, _)| value)
+            .map(|result| result.map(|(value, _)| value))
     }
 
     /// Like [`Cache::get_or_load_with`] without miss coalescing, for error types that are not
