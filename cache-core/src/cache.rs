@@ -834,10 +834,11 @@ impl Cache {
             now,
         } = read;
         if from_near {
-            let both: [fn(&Counters) -> &AtomicU64; 2] = [|c| &c.fresh_hits, |c| &c.near_hits];
+            // Also a fresh hit: `Counters::snapshot` adds near hits to the fresh ones.
+            let near_hit: [fn(&Counters) -> &AtomicU64; 1] = [|c| &c.near_hits];
             match named {
-                Some(named) => s.count_all_in(Some(named), &both),
-                None => s.count_all(key.name(), &both),
+                Some(named) => s.count_all_in(Some(named), &near_hit),
+                None => s.count_all(key.name(), &near_hit),
             }
         } else {
             s.count(key.name(), |c| &c.fresh_hits);
