@@ -589,9 +589,10 @@ impl Cache {
         let tags = s.keys().tags(key);
         // First the generation, so that a load in flight does not replace this value.
         s.bump(Keyspace::generation(&full)).await?;
+        let epoch = s.near_epoch();
         s.store_op("set", s.store().set(&full, &bytes, ttl, &tags))
             .await?;
-        s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags)
+        s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags, epoch)
             .await?;
         Ok(())
     }
@@ -642,12 +643,13 @@ impl Cache {
         let (bytes, meta) = s.encode(&full, value, key.tags(), policy, 0)?;
         let ttl = Duration::from_millis(meta.stale);
         let tags = s.keys().tags(key);
+        let epoch = s.near_epoch();
         let op = s
             .store()
             .set_guarded(&full, &bytes, ttl, &tags, &mark.guards);
         let stored = s.store_op("set", op).await?;
         if stored {
-            s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags)
+            s.written(key.name(), &full, &Arc::new(bytes), &meta, &tags, epoch)
                 .await?;
         }
         Ok(stored)

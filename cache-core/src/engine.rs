@@ -422,7 +422,15 @@ impl Engine {
         tag_keys
     }
 
-    /// After this process wrote an entry: keep it near, and tell other processes to drop theirs.
+    /// The in-process tier's epoch (0 without one): taken before a store write and handed to
+    /// [`Engine::written`], so that a purge applied here between the write and the fill (from
+    /// this process, or announced by another) keeps the written value out of the tier.
+    pub(crate) fn near_epoch(&self) -> u64 {
+        self.near.as_ref().map_or(0, |near| near.epoch())
+    }
+
+    /// After this process wrote an entry: keep it near (unless an event arrived since `epoch`,
+    /// [`Engine::near_epoch`] from before the write), and tell other processes to drop theirs.
     ///
     /// Returns the announcement's failure: until other processes hear it, their near caches
     /// may answer with what they hold, so a put or purge must not be acknowledged as done.
@@ -433,6 +441,7 @@ impl Engine {
         bytes: &Arc<Vec<u8>>,
         meta: &Meta,
         tag_keys: &[String],
+        epoch: u64,
     ) -> Result<(), StoreError> {
         let Some(near) = &self.near else {
             return Ok(());
@@ -445,7 +454,7 @@ impl Engine {
             self.clock.now_ms(),
             tag_keys,
             self.named(name),
-            near.epoch(),
+            epoch,
         );
         self.publish(near, Event::Key(full)).await
     }

@@ -76,6 +76,7 @@ impl Engine {
         let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
         let ttl = Duration::from_millis(meta.stale);
         let tag_keys = self.keys().tags(key);
+        let epoch = self.near_epoch();
         let op = self
             .store()
             .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
@@ -85,7 +86,7 @@ impl Engine {
                 // A lost announcement costs nothing here: no other process holds a fresh copy of
                 // an entry that was missing, and a later purge announces again.
                 let _ = self
-                    .written(key.name(), full, &bytes, &meta, &tag_keys)
+                    .written(key.name(), full, &bytes, &meta, &tag_keys, epoch)
                     .await;
                 Stored::Yes
             }

@@ -235,6 +235,7 @@ where
             }
         };
         let ttl = Duration::from_millis(meta.stale);
+        let epoch = shared.near_epoch();
         let op = shared
             .store()
             .replace_if(&full, &token, &bytes, ttl, &tag_keys);
@@ -243,7 +244,7 @@ where
                 // Other near caches may keep the value this refresh replaced until its fresh
                 // window ends: still a value no purge removed.
                 let _ = shared
-                    .written(&name, &full, &Arc::new(bytes), &meta, &tag_keys)
+                    .written(&name, &full, &Arc::new(bytes), &meta, &tag_keys, epoch)
                     .await;
                 tracing::debug!(key = %full, "refreshed");
                 Ended::Succeeded

@@ -3,9 +3,11 @@
 //! or another, and ended after it, hands its value to its own caller but does not store it.
 //! Real Redis throughout; "another process" is a second `Cache` value sharing nothing in process.
 
-use action_cache_core::{Cache, CacheKey, Policy};
+use action_cache_core::store::{RedisStore, Store, Subscription};
+use action_cache_core::{Cache, CacheKey, Policy, StoreError};
 use action_cache_testing::{bounded, RedisServer};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
@@ -258,4 +260,155 @@ async fn a_write_guarded_by_a_purge_mark_loses_to_a_purge_in_between() {
         .put_unless_purged(&key("mark.other", 11), &policy(), "x", &mark)
         .await
         .is_err());
+}
+
+/// The real Redis store, with one injection: once armed, a guarded write that succeeded is held
+/// after Redis applied it, before the cache hears back, until released. That is the moment a
+/// purge can slip in between a load's write and its fill of the near cache.
+#[derive(Debug)]
+struct HeldWrite {
+    redis: RedisStore,
+    armed: AtomicBool,
+    written: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl Store for HeldWrite {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.redis.get(key).await
+    }
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<(), StoreError> {
+        self.redis.set(key, value, ttl, tags).await
+    }
+    async fn replace_if(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        ttl: Duration,
+        tags: &[String],
+    ) -> Result<bool, StoreError> {
+        self.redis.replace_if(key, expected, value, ttl, tags).await
+    }
+    async fn set_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[String],
+        guards: &[(String, u64)],
+    ) -> Result<bool, StoreError> {
+        let stored = self.redis.set_guarded(key, value, ttl, tags, guards).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.written.notify_one();
+            self.release.notified().await;
+        }
+        stored
+    }
+    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.redis.generations(keys).await
+    }
+    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
+        self.redis.bump_generations(keys, ttl).await
+    }
+    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.redis.renew_lock(key, token, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.redis.delete(key).await
+    }
+    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.redis.try_lock(key, token, ttl).await
+    }
+    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        self.redis.unlock(key, token).await
+    }
+    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
+        self.redis.delete_tagged(tag_key).await
+    }
+    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
+        self.redis.tag_members(tag_key).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        self.redis.delete_prefix(prefix).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
+    }
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
+        self.redis.publish(channel, message).await
+    }
+    async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
+        self.redis.subscribe(channel).await
+    }
+}
+
+/// A purge that lands after a load's write reached Redis but before the load kept its value in
+/// the near cache: the write is undone by the purge in Redis, and must not live on in the near
+/// cache either (it would be served until its fresh window ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
+    let server = RedisServer::start();
+    let store = Arc::new(HeldWrite {
+        redis: RedisStore::open(&server.url()).unwrap(),
+        armed: AtomicBool::new(false),
+        written: Notify::new(),
+        release: Notify::new(),
+    });
+    let cache = Cache::builder()
+        .store(Arc::clone(&store) as Arc<dyn Store>)
+        .op_timeout(Duration::from_secs(2))
+        .near_cache(100)
+        .build()
+        .unwrap();
+    // The near cache trusts itself once its subscription is up: a first round trip of a warm-up
+    // key until it answers from process.
+    let warm = key("race.near.warm", 1);
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while cache.stats().near_hits == 0 {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no near hit: {:?}",
+            cache.stats()
+        );
+        next_read(&cache, &warm).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let k = key("race.near", 42);
+    store.armed.store(true, Ordering::SeqCst);
+    let written = store.written.notified();
+    let load = {
+        let (cache, k) = (cache.clone(), k.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load(&k, &policy(), || async {
+                    Ok::<_, String>("old".to_string())
+                })
+                .await
+                .unwrap()
+        })
+    };
+    bounded("the load's write", DEADLINE, written).await;
+    // Redis holds "old" now; the CRM says it changed, and the purge removes it.
+    assert!(
+        cache.invalidate(&k).await.unwrap(),
+        "the load's entry was in Redis"
+    );
+    store.release.notify_one();
+    assert_eq!(bounded("the load", DEADLINE, load).await.unwrap(), "old");
+
+    let (v, loads) = next_read(&cache, &k).await;
+    assert_eq!(
+        (v.as_str(), loads),
+        ("new", 1),
+        "the near cache served a value the purge removed"
+    );
 }
