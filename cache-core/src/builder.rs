@@ -359,9 +359,10 @@ impl CacheBuilder {
     /// the key count of [`CacheBuilder::memory_capacity`], which still applies).
     ///
     /// Two bounds see it: the store, whose entries weigh [`MemoryStore::weight`] (the key,
-    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 192 B), evicting the entries
+    /// the encoded entry and [`MemoryStore::ENTRY_OVERHEAD`], 232 B), evicting the entries
     /// closest to expiry; and the typed tier in front of it, which keeps decoded values and
-    /// evicts as `moka` does (TinyLFU), its entries weighing the key, the encoded entry, as much
+    /// evicts as `moka` does (TinyLFU), its entries weighing the key, the encoded entry (one
+    /// allocation shared with the store, but weighed by both bounds), as much
     /// again when the decoded value is held, and a constant 1,024 B. The decoded value's heap
     /// size is not known: the encoded size approximates it. So the process holds up to about
     /// twice `max_bytes` for the cache (`examples/memory_report` measures it). An entry heavier

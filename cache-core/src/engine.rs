@@ -349,8 +349,7 @@ impl Engine {
     }
 
     async fn own_read(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
-        let got = self.store_op("get", self.store.get(full)).await;
-        got.map(|bytes| bytes.map(Arc::new))
+        self.store_op("get", self.store.get_shared(full)).await
     }
 
     /// Encodes a value with windows drawn from `policy`, whatever its size; returns the entry
@@ -446,9 +445,19 @@ impl Engine {
         let Some(near) = &self.near else {
             return Ok(());
         };
+        let mut bytes = Arc::clone(bytes);
+        if self.in_process() {
+            // Keep the store's own allocation of this very write (same token), not a second
+            // copy; after another write, our bytes as they are.
+            if let Ok(Some(stored)) = self.store.get_shared(full).await {
+                if entry::token(&stored) == entry::token(&bytes) && *stored == *bytes {
+                    bytes = stored;
+                }
+            }
+        }
         near.fill(
             full,
-            Arc::clone(bytes),
+            bytes,
             meta,
             None,
             self.clock.now_ms(),

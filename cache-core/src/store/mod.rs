@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use std::fmt::Debug;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -32,6 +33,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// [`StoreError::WrongType`] when the key holds another type; other errors when the store
     /// cannot be reached.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`Store::get`], as a shared allocation. The default wraps `get`'s bytes; a store in this
+    /// process that keeps each entry in an `Arc` (the memory store) returns its own, so the
+    /// typed tier in front of it holds the same bytes instead of a second copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::get`].
+    async fn get_shared(&self, key: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        Ok(self.get(key).await?.map(Arc::new))
+    }
 
     /// Stores `value` under `key` for `ttl`, and adds `key` to each tag set in `tag_keys`
     /// (whose own expiry is extended to at least `ttl`).
