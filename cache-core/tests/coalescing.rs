@@ -1,13 +1,16 @@
 //! Miss coalescing in one process and across processes, and what happens when the shared load
 //! fails, panics, is abandoned or never returns. Real Redis throughout.
 
-use action_cache_core::store::{RedisStore, Store};
+mod support;
+
+use action_cache_core::store::Store;
 use action_cache_core::{Cache, CacheKey, LoadError, Policy, StoreError};
 use action_cache_testing::{eventually, until_coalesced, RedisServer};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::hooked::{Hooked, Hooks};
 use tokio::sync::Semaphore;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -350,93 +353,36 @@ async fn waiters_outlasting_the_lock_wait_get_a_time_out_and_none_loads() {
     assert_eq!(b_loads.load(Ordering::SeqCst), 0, "B's waiters loaded");
 }
 
-/// The real Redis store with two injections: its first read can answer "absent" (a read that
+/// Two injections into the real Redis store: its first read can answer "absent" (a read that
 /// reached Redis just before another process's write), and reads can be held at a gate. It
 /// counts the reads that reach it.
 #[derive(Debug)]
 struct Injected {
-    redis: RedisStore,
     first_read_absent: AtomicBool,
     gate: Semaphore,
     gets: AtomicUsize,
 }
 
 impl Injected {
-    fn new(server: &RedisServer, first_read_absent: bool, gate_open: bool) -> Injected {
-        Injected {
-            redis: RedisStore::open(&server.url()).unwrap(),
+    fn new(server: &RedisServer, first_read_absent: bool, gate_open: bool) -> Hooked<Injected> {
+        let hooks = Injected {
             first_read_absent: AtomicBool::new(first_read_absent),
             gate: Semaphore::new(if gate_open { Semaphore::MAX_PERMITS } else { 0 }),
             gets: AtomicUsize::new(0),
-        }
+        };
+        Hooked::new(server, hooks)
     }
 }
 
 #[async_trait]
-impl Store for Injected {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl Hooks for Injected {
+    async fn before_get(&self, _key: &str) -> Option<Result<Option<Vec<u8>>, StoreError>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         let _pass = self.gate.acquire().await.expect("gate open");
         if self.first_read_absent.swap(false, Ordering::SeqCst) {
-            return Ok(None);
+            return Some(Ok(None));
         }
-        self.redis.get(key).await
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<(), StoreError> {
-        self.redis.set(key, value, ttl, tags).await
-    }
-    async fn replace_if(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<bool, StoreError> {
-        self.redis.replace_if(key, expected, value, ttl, tags).await
-    }
-    async fn set_guarded(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-        guards: &[(String, u64)],
-    ) -> Result<bool, StoreError> {
-        self.redis.set_guarded(key, value, ttl, tags, guards).await
-    }
-    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.redis.generations(keys).await
-    }
-    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
-        self.redis.bump_generations(keys, ttl).await
-    }
-    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.renew_lock(key, token, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.redis.delete(key).await
-    }
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.try_lock(key, token, ttl).await
-    }
-    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        self.redis.unlock(key, token).await
-    }
-    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
-        self.redis.delete_tagged(tag_key).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.redis.delete_prefix(prefix).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.redis.ping().await
+        None
     }
 }
 
@@ -510,14 +456,14 @@ async fn concurrent_readers_of_one_key_share_one_get() {
         tokio::task::yield_now().await;
     }
     assert_eq!(
-        store.gets.load(Ordering::SeqCst),
+        store.hooks.gets.load(Ordering::SeqCst),
         1,
         "one read reached the store"
     );
-    store.gate.add_permits(Semaphore::MAX_PERMITS);
+    store.hooks.gate.add_permits(Semaphore::MAX_PERMITS);
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), "v");
     }
-    assert_eq!(store.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(store.hooks.gets.load(Ordering::SeqCst), 1);
     assert_eq!(cache.stats().fresh_hits, 100);
 }

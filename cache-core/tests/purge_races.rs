@@ -3,13 +3,16 @@
 //! or another, and ended after it, hands its value to its own caller but does not store it.
 //! Real Redis throughout; "another process" is a second `Cache` value sharing nothing in process.
 
-use action_cache_core::store::{RedisStore, Store, Subscription};
-use action_cache_core::{Cache, CacheKey, Policy, StoreError};
+mod support;
+
+use action_cache_core::store::Store;
+use action_cache_core::{Cache, CacheKey, Policy};
 use action_cache_testing::{bounded, RedisServer};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use support::hooked::{Hooked, Hooks};
 use tokio::sync::{oneshot, Notify};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -262,91 +265,23 @@ async fn a_write_guarded_by_a_purge_mark_loses_to_a_purge_in_between() {
         .is_err());
 }
 
-/// The real Redis store, with one injection: once armed, a guarded write that succeeded is held
-/// after Redis applied it, before the cache hears back, until released. That is the moment a
-/// purge can slip in between a load's write and its fill of the near cache.
-#[derive(Debug)]
+/// Once armed, holds a guarded write that succeeded after Redis applied it, before the cache
+/// hears back, until released. That is the moment a purge can slip in between a load's write
+/// and its fill of the near cache.
+#[derive(Debug, Default)]
 struct HeldWrite {
-    redis: RedisStore,
     armed: AtomicBool,
     written: Notify,
     release: Notify,
 }
 
 #[async_trait]
-impl Store for HeldWrite {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.redis.get(key).await
-    }
-    async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<(), StoreError> {
-        self.redis.set(key, value, ttl, tags).await
-    }
-    async fn replace_if(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<bool, StoreError> {
-        self.redis.replace_if(key, expected, value, ttl, tags).await
-    }
-    async fn set_guarded(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-        guards: &[(String, u64)],
-    ) -> Result<bool, StoreError> {
-        let stored = self.redis.set_guarded(key, value, ttl, tags, guards).await;
+impl Hooks for HeldWrite {
+    async fn after_set_guarded(&self, _key: &str) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.written.notify_one();
             self.release.notified().await;
         }
-        stored
-    }
-    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.redis.generations(keys).await
-    }
-    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
-        self.redis.bump_generations(keys, ttl).await
-    }
-    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.renew_lock(key, token, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.redis.delete(key).await
-    }
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.try_lock(key, token, ttl).await
-    }
-    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        self.redis.unlock(key, token).await
-    }
-    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
-        self.redis.delete_tagged(tag_key).await
-    }
-    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
-        self.redis.tag_members(tag_key).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.redis.delete_prefix(prefix).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.redis.ping().await
-    }
-    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
-        self.redis.publish(channel, message).await
-    }
-    async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
-        self.redis.subscribe(channel).await
     }
 }
 
@@ -356,12 +291,7 @@ impl Store for HeldWrite {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
     let server = RedisServer::start();
-    let store = Arc::new(HeldWrite {
-        redis: RedisStore::open(&server.url()).unwrap(),
-        armed: AtomicBool::new(false),
-        written: Notify::new(),
-        release: Notify::new(),
-    });
+    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
     let cache = Cache::builder()
         .store(Arc::clone(&store) as Arc<dyn Store>)
         .op_timeout(Duration::from_secs(2))
@@ -383,8 +313,8 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
     }
 
     let k = key("race.near", 42);
-    store.armed.store(true, Ordering::SeqCst);
-    let written = store.written.notified();
+    store.hooks.armed.store(true, Ordering::SeqCst);
+    let written = store.hooks.written.notified();
     let load = {
         let (cache, k) = (cache.clone(), k.clone());
         tokio::spawn(async move {
@@ -402,7 +332,7 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
         cache.invalidate(&k).await.unwrap(),
         "the load's entry was in Redis"
     );
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     assert_eq!(bounded("the load", DEADLINE, load).await.unwrap(), "old");
 
     let (v, loads) = next_read(&cache, &k).await;

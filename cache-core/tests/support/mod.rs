@@ -1,6 +1,9 @@
-//! Set-up shared by the tests that run a cache on a real Redis: keys, windows and caches.
+//! Set-up shared by the tests that run a cache on a real Redis: keys, windows and caches, and
+//! the Redis store with test hooks ([`hooked`]).
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod hooked;
 
 use action_cache_core::{Cache, CacheBuilder, CacheKey, ManualClock, Policy};
 use action_cache_testing::RedisServer;
