@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::codec::Codec;
 use crate::engine::{Engine, Found};
-use crate::entry;
+use crate::entry::{self, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
 use crate::key::CacheKey;
 use crate::keyspace::Keyspace;
@@ -448,21 +448,28 @@ impl Cache {
         let clone = share.as_ref().and_then(|share| share.value);
         let codec = self.inner.engine.codec(policy);
         let read = match self.read_near::<T>(&full, clone, codec) {
-            NearLookup::Hit(found, now, held) => {
+            NearLookup::Hit(value, now, held) => {
                 // Answered without awaiting any I/O: spend the task's cooperative budget, or a
                 // hot loop of such hits would never yield and starve other tasks and the timers.
                 tokio::task::coop::consume_budget().await;
-                if now.saturating_sub(found.meta.at) < found.meta.fresh {
+                if now.saturating_sub(held.meta.at) < held.meta.fresh {
                     let read = NearRead {
                         from_near: true,
                         epoch: 0,
                         now,
                     };
                     let named = held.named.as_deref();
-                    let value =
-                        self.fresh_hit(key, full, policy, found, read, named, clone, refresh);
+                    let (meta, bytes) = (&held.meta, &held.bytes);
+                    let value = self.fresh_hit(
+                        key, full, policy, value, meta, bytes, read, named, clone, refresh,
+                    );
                     return Ok((value, Outcome::Fresh));
                 }
+                let found = Found {
+                    value,
+                    meta: held.meta,
+                    bytes: Arc::clone(&held.bytes),
+                };
                 Read::Near(found, now)
             }
             NearLookup::Miss { epoch } => Read::Store { epoch },
@@ -525,7 +532,19 @@ impl Cache {
             let now = read.now;
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
-                let value = self.fresh_hit(key, full, policy, found, read, None, clone, refresh);
+                let (meta, bytes) = (&found.meta, &found.bytes);
+                let value = self.fresh_hit(
+                    key,
+                    full,
+                    policy,
+                    found.value,
+                    meta,
+                    bytes,
+                    read,
+                    None,
+                    clone,
+                    refresh,
+                );
                 return Ok((value, Outcome::Fresh));
             }
             if age < found.meta.stale {
@@ -803,8 +822,8 @@ impl Cache {
         let epoch = near.epoch();
         let now = s.clock().now_ms();
         if let Some(held) = near.get_at(full, now) {
-            if let Some(found) = s.near_value(near, full, &held, clone, codec, epoch) {
-                return NearLookup::Hit(found, now, held);
+            if let Some(value) = s.near_value(near, full, &held, clone, codec, epoch) {
+                return NearLookup::Hit(value, now, held);
             }
         }
         NearLookup::Miss { epoch }
@@ -818,7 +837,9 @@ impl Cache {
         key: &CacheKey,
         full: String,
         policy: &Policy,
-        found: Found<T>,
+        value: T,
+        meta: &Meta,
+        bytes: &Arc<Vec<u8>>,
         read: NearRead,
         named: Option<&Counters>,
         clone: Option<fn(&T) -> T>,
@@ -847,31 +868,25 @@ impl Cache {
         }
         if let (false, Some(near)) = (from_near, s.near()) {
             // Kept decoded when the value can be cloned: the next hits clone, not decode.
-            let typed = clone.map(|clone| Arc::new(clone(&found.value)) as Typed);
+            let typed = clone.map(|clone| Arc::new(clone(&value)) as Typed);
             near.fill(
                 &full,
-                Arc::clone(&found.bytes),
-                &found.meta,
+                Arc::clone(bytes),
+                meta,
                 typed,
                 now,
-                &s.near_tag_keys(key, &found.bytes),
+                &s.near_tag_keys(key, bytes),
                 s.named(key.name()),
                 epoch,
             );
         }
-        let age = now.saturating_sub(found.meta.at);
+        let age = now.saturating_sub(meta.at);
         tracing::debug!(key = %full, age_ms = age, near = from_near, "fresh hit");
-        if s.early_refresh_due(policy, &found.meta, now) {
+        if s.early_refresh_due(policy, meta, now) {
             tracing::debug!(key = %full, "early refresh (xfetch)");
-            self.spawn_refresh(
-                full,
-                entry::token(&found.bytes).to_vec(),
-                key,
-                policy,
-                refresh,
-            );
+            self.spawn_refresh(full, entry::token(bytes).to_vec(), key, policy, refresh);
         }
-        found.value
+        value
     }
 
     fn start_near_subscriber(&self) {
@@ -956,8 +971,8 @@ pub struct PurgeMark {
 
 /// What the in-process tier answered.
 enum NearLookup<T> {
-    /// It held the key: the entry, the clock time it was checked at, and what the tier holds.
-    Hit(Found<T>, u64, Arc<Held>),
+    /// It held the key: its value, the clock time it was checked at, and what the tier holds.
+    Hit(T, u64, Arc<Held>),
     /// It did not (or there is none): its epoch from before the lookup, 0 without a tier.
     Miss { epoch: u64 },
 }

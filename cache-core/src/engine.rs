@@ -499,29 +499,23 @@ impl Engine {
         clone: Option<fn(&T) -> T>,
         codec: Codec,
         epoch: u64,
-    ) -> Option<Found<T>>
+    ) -> Option<T>
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        let bytes = Arc::clone(&held.bytes);
         if let (Some(any), Some(clone)) = (&held.value, clone) {
             if let Some(value) = any.downcast_ref::<T>() {
-                let value = clone(value);
-                return Some(Found {
-                    value,
-                    meta: held.meta,
-                    bytes,
-                });
+                return Some(clone(value));
             }
         }
         // Bytes only (written by a put or a load), or another type under the same key.
         Counters::incr(&self.counters.decodes);
-        let (value, meta) = entry::decode::<T>(&held.bytes, codec).ok()?;
+        let (value, _) = entry::decode::<T>(&held.bytes, codec).ok()?;
         if let (None, Some(clone)) = (&held.value, clone) {
             let typed: Typed = Arc::new(clone(&value));
             near.upgrade(full, held, typed, self.clock.now_ms(), epoch);
         }
-        Some(Found { value, meta, bytes })
+        Some(value)
     }
 
     pub(crate) fn early_refresh_due(&self, policy: &Policy, meta: &Meta, now: u64) -> bool {
