@@ -6,8 +6,8 @@
 mod support;
 
 use action_cache_core::store::Store;
-use action_cache_core::{Cache, CacheKey, Policy};
-use action_cache_testing::{bounded, RedisServer};
+use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_testing::{bounded, eventually, RedisServer};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -275,9 +275,8 @@ struct HeldWrite {
     release: Notify,
 }
 
-#[async_trait]
-impl Hooks for HeldWrite {
-    async fn after_set_guarded(&self, _key: &str) {
+impl HeldWrite {
+    async fn hold(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
             self.written.notify_one();
             self.release.notified().await;
@@ -285,21 +284,26 @@ impl Hooks for HeldWrite {
     }
 }
 
-/// A purge that lands after a load's write reached Redis but before the load kept its value in
-/// the near cache: the write is undone by the purge in Redis, and must not live on in the near
-/// cache either (it would be served until its fresh window ended).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
-    let server = RedisServer::start();
-    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
-    let cache = Cache::builder()
-        .store(Arc::clone(&store) as Arc<dyn Store>)
+#[async_trait]
+impl Hooks for HeldWrite {
+    async fn after_set_guarded(&self, _key: &str) {
+        self.hold().await;
+    }
+    async fn after_replace_if(&self, _key: &str) {
+        self.hold().await;
+    }
+}
+
+/// A near-cached cache on `store`, its subscription up (a warm-up key answered from process).
+async fn near_cache_on(store: &Arc<Hooked<HeldWrite>>, clock: Option<&ManualClock>) -> Cache {
+    let mut builder = Cache::builder()
+        .store(Arc::clone(store) as Arc<dyn Store>)
         .op_timeout(Duration::from_secs(2))
-        .near_cache(100)
-        .build()
-        .unwrap();
-    // The near cache trusts itself once its subscription is up: a first round trip of a warm-up
-    // key until it answers from process.
+        .near_cache(100);
+    if let Some(clock) = clock {
+        builder = builder.clock(Arc::new(clock.clone()));
+    }
+    let cache = builder.build().unwrap();
     let warm = key("race.near.warm", 1);
     let end = tokio::time::Instant::now() + DEADLINE;
     while cache.stats().near_hits == 0 {
@@ -311,6 +315,17 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
         next_read(&cache, &warm).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    cache
+}
+
+/// A purge that lands after a load's write reached Redis but before the load kept its value in
+/// the near cache: the write is undone by the purge in Redis, and must not live on in the near
+/// cache either (it would be served until its fresh window ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
+    let server = RedisServer::start();
+    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
+    let cache = near_cache_on(&store, None).await;
 
     let k = key("race.near", 42);
     store.hooks.armed.store(true, Ordering::SeqCst);
@@ -340,5 +355,58 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
         (v.as_str(), loads),
         ("new", 1),
         "the near cache served a value the purge removed"
+    );
+}
+
+/// The same moment for a background refresh: its compare-and-set write reached Redis, then a
+/// purge removed it before the refresh kept its value near.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_between_a_refreshs_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache()
+{
+    let server = RedisServer::start();
+    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
+    let clock = ManualClock::new();
+    let cache = near_cache_on(&store, Some(&clock)).await;
+    let k = key("race.near.refresh", 7);
+    let windows = Policy::builder()
+        .fresh(Duration::from_secs(10))
+        .stale(Duration::from_secs(60))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let read = |loaded: &'static str| {
+        let (cache, k, windows) = (cache.clone(), k.clone(), windows.clone());
+        async move {
+            cache
+                .get_or_load(&k, &windows, move || async move {
+                    Ok::<_, String>(loaded.to_string())
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read("v1").await, "v1");
+
+    // Past the fresh window: the read answers stale and starts a refresh, whose write is held
+    // after Redis applied it.
+    clock.advance(Duration::from_secs(11));
+    store.hooks.armed.store(true, Ordering::SeqCst);
+    let written = store.hooks.written.notified();
+    assert_eq!(read("refreshed").await, "v1", "a stale hit answers at once");
+    bounded("the refresh's write", DEADLINE, written).await;
+    assert!(
+        cache.invalidate(&k).await.unwrap(),
+        "the refreshed entry was in Redis"
+    );
+    store.hooks.release.notify_one();
+    eventually("the refresh to end", DEADLINE, || {
+        cache.stats().refreshes_succeeded == 1
+    })
+    .await;
+
+    assert_eq!(
+        read("post-purge").await,
+        "post-purge",
+        "the near cache served a refreshed value the purge removed"
     );
 }

@@ -18,6 +18,9 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
 
     /// Runs after each guarded write, once Redis applied it and before the cache hears back.
     async fn after_set_guarded(&self, _key: &str) {}
+
+    /// Runs after each compare-and-set write (a refresh's), once Redis answered.
+    async fn after_replace_if(&self, _key: &str) {}
 }
 
 /// [`RedisStore`] on a test's server, with `hooks` around its calls.
@@ -62,7 +65,9 @@ impl<H: Hooks> Store for Hooked<H> {
         ttl: Duration,
         tags: &[String],
     ) -> Result<bool, StoreError> {
-        self.redis.replace_if(key, expected, value, ttl, tags).await
+        let replaced = self.redis.replace_if(key, expected, value, ttl, tags).await;
+        self.hooks.after_replace_if(key).await;
+        replaced
     }
     async fn set_guarded(
         &self,
