@@ -113,8 +113,7 @@ impl Engine {
         self.count_all(name, &[counter]);
     }
 
-    /// [`Engine::count`] for several events of one call (a near hit is also a fresh hit), with
-    /// one lookup of the name.
+    /// [`Engine::count`] for several events of one call, with one lookup of the name.
     pub(crate) fn count_all(&self, name: &str, counters: &[fn(&Counters) -> &AtomicU64]) {
         for counter in counters {
             Counters::incr(counter(&self.counters));
