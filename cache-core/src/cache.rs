@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::codec::Codec;
-use crate::engine::{Engine, Found};
+use crate::engine::Engine;
 use crate::entry::{self, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
 use crate::key::CacheKey;
@@ -447,41 +447,35 @@ impl Cache {
         let full = self.full_key(key);
         let clone = share.as_ref().and_then(|share| share.value);
         let codec = self.inner.engine.codec(policy);
-        let read = match self.read_near::<T>(&full, clone, codec) {
+        let epoch = match self.read_near::<T>(&full, clone, codec) {
+            // The tier answers only inside an entry's fresh window (`Near::get_at`): a hit is a
+            // fresh hit.
             NearLookup::Hit(value, now, held) => {
                 // Answered without awaiting any I/O: spend the task's cooperative budget, or a
                 // hot loop of such hits would never yield and starve other tasks and the timers.
                 tokio::task::coop::consume_budget().await;
-                if now.saturating_sub(held.meta.at) < held.meta.fresh {
-                    let read = NearRead {
-                        from_near: true,
-                        epoch: 0,
-                        now,
-                    };
-                    let named = held.named.as_deref();
-                    let (meta, bytes) = (&held.meta, &held.bytes);
-                    let value = self.fresh_hit(
-                        key, full, policy, value, meta, bytes, read, named, clone, refresh,
-                    );
-                    return Ok((value, Outcome::Fresh));
-                }
-                let found = Found {
-                    value,
-                    meta: held.meta,
-                    bytes: Arc::clone(&held.bytes),
+                let read = NearRead {
+                    from_near: true,
+                    epoch: 0,
+                    now,
                 };
-                Read::Near(found, now)
+                let named = held.named.as_deref();
+                let (meta, bytes) = (&held.meta, &held.bytes);
+                let value = self.fresh_hit(
+                    key, full, policy, value, meta, bytes, read, named, clone, refresh,
+                );
+                return Ok((value, Outcome::Fresh));
             }
-            NearLookup::Miss { epoch } => Read::Store { epoch },
+            NearLookup::Miss { epoch } => epoch,
         };
         // Boxed: everything past an in-process hit (the store read, the stale and miss paths)
         // kept inline made every call's future kilobytes large, in-process hits included, which
         // then paid for copying it. A call that reaches the store pays one allocation instead.
-        Box::pin(self.fetch_further(key, full, policy, load, refresh, share, read)).await
+        Box::pin(self.fetch_further(key, full, policy, load, refresh, share, epoch)).await
     }
 
-    /// [`Cache::fetch`] past an in-process hit: reads the store unless the in-process tier
-    /// answered, then serves a fresh or stale entry or loads.
+    /// [`Cache::fetch`] past the in-process tier: reads the store (`epoch` is the tier's from
+    /// before its lookup, for a fill), then serves a fresh or stale entry or loads.
     #[allow(clippy::too_many_arguments)]
     async fn fetch_further<T, E, L, LFut, R>(
         &self,
@@ -491,7 +485,7 @@ impl Cache {
         load: L,
         refresh: R,
         share: Option<Share<T, E>>,
-        read: Read<T>,
+        epoch: u64,
     ) -> Result<(T, Outcome), LoadError<E>>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
@@ -503,33 +497,19 @@ impl Cache {
         let s = &self.inner.engine;
         let mut stale_value = None;
         let clone = share.as_ref().and_then(|share| share.value);
-        let (found, read) = match read {
-            Read::Near(found, now) => {
-                let read = NearRead {
-                    from_near: true,
-                    epoch: 0,
-                    now,
-                };
-                (Some(found), read)
-            }
-            Read::Store { epoch } => {
-                let found = s.read(&full, s.codec(policy)).await;
-                if s.in_process() {
-                    // No I/O was awaited: as for a near hit, spend the cooperative budget.
-                    tokio::task::coop::consume_budget().await;
-                }
-                // Timed after the read returns.
-                let now = s.clock().now_ms();
-                let read = NearRead {
-                    from_near: false,
-                    epoch,
-                    now,
-                };
-                (found, read)
-            }
+        let found = s.read(&full, s.codec(policy)).await;
+        if s.in_process() {
+            // No I/O was awaited: as for a near hit, spend the cooperative budget.
+            tokio::task::coop::consume_budget().await;
+        }
+        // Timed after the read returns.
+        let now = s.clock().now_ms();
+        let read = NearRead {
+            from_near: false,
+            epoch,
+            now,
         };
         if let Some(found) = found {
-            let now = read.now;
             let age = now.saturating_sub(found.meta.at);
             if age < found.meta.fresh {
                 let (meta, bytes) = (&found.meta, &found.bytes);
@@ -975,14 +955,6 @@ enum NearLookup<T> {
     Hit(T, u64, Arc<Held>),
     /// It did not (or there is none): its epoch from before the lookup, 0 without a tier.
     Miss { epoch: u64 },
-}
-
-/// What [`Cache::fetch_further`] starts from.
-enum Read<T> {
-    /// An in-process hit past its fresh window, and the time it was checked at.
-    Near(Found<T>, u64),
-    /// The store is to be read; the in-process tier's epoch from before its lookup.
-    Store { epoch: u64 },
 }
 
 /// How an entry was read.
