@@ -13,14 +13,6 @@ use criterion::{Criterion, Throughput};
 use sha2::{Digest, Sha256};
 use support::{RawRedis, ORDERS};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn redis_hits(c: &mut Criterion, rt: &tokio::runtime::Runtime, raw: &RawRedis) {
     let ids = support::order_ids();
     let mut g = c.benchmark_group("redis_hit");
@@ -140,7 +132,7 @@ fn key_building(c: &mut Criterion) {
 fn main() {
     let server = RedisServer::start();
     support::install(&server.url());
-    let rt = runtime();
+    let rt = support::runtime();
     let raw = rt.block_on(async {
         support::warm().await;
         RawRedis::connect().await

@@ -41,17 +41,9 @@ impl Tally {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn main() {
     let server = RedisServer::start();
-    let rt = runtime();
+    let rt = support::runtime();
     let one = support::processes(&server.url(), 1);
     let four = support::processes(&server.url(), 4);
     // Connected before the stampede, as in a running service.

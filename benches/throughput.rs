@@ -18,14 +18,6 @@ use support::{RawRedis, ORDERS};
 const BATCH: usize = 2_560;
 const CONCURRENCY: [usize; 3] = [1, 64, 256];
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn throughput(c: &mut Criterion, rt: &tokio::runtime::Runtime, raw: &RawRedis) {
     let ids = Arc::new(support::order_ids());
     let mut g = c.benchmark_group("hit_throughput");
@@ -149,7 +141,7 @@ fn many_keys(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
 fn main() {
     let server = RedisServer::start();
     support::install(&server.url());
-    let rt = runtime();
+    let rt = support::runtime();
     let raw = rt.block_on(async {
         support::warm().await;
         RawRedis::connect().await

@@ -35,11 +35,7 @@ fn main() {
     let load_before = support::load_average();
     let server = RedisServer::start();
     support::install(&server.url());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = support::runtime();
     let raw = rt.block_on(async {
         support::warm().await;
         RawRedis::connect().await

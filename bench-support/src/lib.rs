@@ -577,6 +577,20 @@ pub fn processes(url: &str, n: usize) -> Vec<Cache> {
         .collect()
 }
 
+/// The runtime every bench and report measures on: tokio's multi-thread runtime with 2 workers
+/// (the one [`machine`] names).
+///
+/// # Panics
+///
+/// When the runtime cannot be built.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// The machine a report ran on: cores, CPU model, kernel, redis-server version, and the runtime
 /// the reports use.
 pub fn machine() -> String {

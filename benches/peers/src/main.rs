@@ -501,11 +501,7 @@ fn main() {
     let load_before = support::load_average();
     let server = RedisServer::start();
     support::install(&server.url());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = support::runtime();
     let (floors, sizes) = rt.block_on(async {
         install_hitbox(server.port());
         warm().await;
