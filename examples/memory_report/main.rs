@@ -147,37 +147,41 @@ fn main() {
 /// The encoded entry sizes (bytes the store holds for one entry) of the two values, as Redis
 /// holds them.
 fn entry_sizes(url: &str) -> [usize; 2] {
-    let rt = runtime();
-    rt.block_on(async {
-        let cache = Cache::builder()
-            .redis_url(url)
-            .prefix("sizes")
-            .build()
-            .expect("cache");
-        let client = redis::Client::open(url).expect("url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let mut sizes = [0; 2];
-        for (slot, value) in [(0, Value::Catalog), (1, Value::Small)] {
-            load(&cache, value, 0).await;
-            let bytes: Vec<u8> = redis::AsyncCommands::get(&mut conn, cache.full_key(&key(0)))
-                .await
-                .expect("GET");
-            sizes[slot] = bytes.len();
-        }
-        cache.invalidate(&key(0)).await.expect("invalidate");
-        sizes
+    let rt = support::runtime();
+    [
+        (Value::Catalog, "sizes_catalog"),
+        (Value::Small, "sizes_small"),
+    ]
+    .map(|(value, prefix)| {
+        rt.block_on(async {
+            let (_cache, entries) = cache_entries(url, prefix, value, 1).await;
+            entries[0].len()
+        })
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
+/// The cache's own entries of `value` for ids `0..n`, loaded under `prefix` and read back from
+/// Redis, with the cache (whose full keys name them).
+async fn cache_entries(url: &str, prefix: &str, value: Value, n: usize) -> (Cache, Vec<Vec<u8>>) {
+    let cache = Cache::builder()
+        .redis_url(url)
+        .prefix(prefix)
         .build()
-        .expect("tokio runtime")
+        .expect("cache");
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut entries = Vec::new();
+    for i in 0..n {
+        load(&cache, value, i).await;
+        let bytes: Vec<u8> = redis::AsyncCommands::get(&mut conn, cache.full_key(&key(i)))
+            .await
+            .expect("GET");
+        entries.push(bytes);
+    }
+    (cache, entries)
 }
 
 fn key(i: usize) -> CacheKey {
@@ -246,7 +250,7 @@ fn rss_kib() -> u64 {
 /// The store alone: [`ENTRIES`] `set`s of the encoded entry (the same bytes and key shape the
 /// cache writes); `kept` is its `len()` and its `bytes()` (weight).
 fn run_store_case(value: Value, bound: Bound, url: &str) -> Measured {
-    let rt = runtime();
+    let rt = support::runtime();
     let store = MemoryStore::new(match bound {
         Bound::Count => COUNT_BOUND,
         _ => 2 * ENTRIES,
@@ -257,24 +261,7 @@ fn run_store_case(value: Value, bound: Bound, url: &str) -> Measured {
     };
     // The cache's own entries for this value, read back from Redis: the bytes to store.
     let (keys, entries) = rt.block_on(async {
-        let cache = Cache::builder()
-            .redis_url(url)
-            .prefix("memory_report")
-            .build()
-            .expect("cache");
-        let client = redis::Client::open(url).expect("url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let mut entries = Vec::new();
-        for i in 0..2 {
-            load(&cache, value, i).await;
-            let bytes: Vec<u8> = redis::AsyncCommands::get(&mut conn, cache.full_key(&key(i)))
-                .await
-                .expect("GET");
-            entries.push(bytes);
-        }
+        let (cache, entries) = cache_entries(url, "memory_report", value, 2).await;
         let keys: Vec<String> = (0..ENTRIES).map(|i| cache.full_key(&key(i))).collect();
         (keys, entries)
     });
@@ -301,7 +288,7 @@ fn run_case((tier, value, bound): (Tier, Value, Bound), url: &str) -> Measured {
     if tier == Tier::Store {
         return run_store_case(value, bound, url);
     }
-    let rt = runtime();
+    let rt = support::runtime();
     let b = match tier {
         Tier::Store => unreachable!("handled above"),
         Tier::Memory => Cache::builder().memory_capacity(match bound {
