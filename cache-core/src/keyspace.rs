@@ -7,6 +7,7 @@
 //! | entry purge generation | `{{entry}}:gen` | the entry's |
 //! | tag set | `{prefix}#tag:{tag}`, or `{prefix}#tag#{sha256(tag)}` for a tag that is long or not plain printable ASCII | its own |
 //! | tag purge generation | `{{tag set}}:gen` | the tag set's |
+//! | entries of a tag being purged | `{{tag set}}:purging` | the tag set's |
 //! | prefix purge generation | `{prefix}#gen` | its own |
 //! | near-cache channel | `{prefix}:__near` | (pub/sub) |
 //!
@@ -51,6 +52,13 @@ impl Keyspace {
     /// The purge generation of one entry, in the entry's hash slot (like its lock).
     pub(crate) fn generation(full: &str) -> String {
         format!("{{{full}}}:gen")
+    }
+
+    /// The entries of a tag set that a purge has taken off it and not yet deleted, in the tag
+    /// set's hash slot (see `Store::delete_tagged` of the Redis store).
+    #[cfg(feature = "redis")]
+    pub(crate) fn tag_purging(tag_set: &str) -> String {
+        format!("{{{tag_set}}}:purging")
     }
 
     /// The tag set of `tag`. Not under `{prefix}:` so prefix invalidation never eats the tag

@@ -47,6 +47,7 @@ const DOCUMENTED: &[&str] = &[
     "+pttl",
     "+sadd",
     "+spop",
+    "+srem",
     "+smembers",
     "+scan",
     "+eval",

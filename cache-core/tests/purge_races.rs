@@ -410,3 +410,54 @@ async fn a_purge_between_a_refreshs_write_and_its_near_fill_keeps_the_value_out_
         "the near cache served a refreshed value the purge removed"
     );
 }
+
+/// Concurrent purges of one tag, from several processes: each returns only once the tagged
+/// entry is gone, so a read that begins after any of them returned gets post-purge data. The
+/// tag set holds thousands of other members, so the purges overlap over many batches; a purge
+/// that took members out of the set before deleting them let the others find it empty and
+/// return while the entry still existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_purges_of_one_tag_each_return_only_once_its_entry_is_gone() {
+    const ROUNDS: usize = 30;
+    const PURGES: usize = 4;
+    let server = RedisServer::start();
+    // Each purge with a reader of its own, which shares no read with the others.
+    let caches: Vec<(Cache, Cache)> = (0..PURGES)
+        .map(|_| (cache(&server), cache(&server)))
+        .collect();
+    let reader = cache(&server);
+    let k = key("tagrace", 1);
+    let tag = k.tags()[0].clone();
+    let tag_set = format!("{}#tag:{tag}", reader.prefix());
+    let others: Vec<String> = (0..3_000).map(|i| format!("ac:other:{i}")).collect();
+    let mut early = Vec::new();
+    for round in 0..ROUNDS {
+        reader.put(&k, &policy(), &"old".to_string()).await.unwrap();
+        let mut sadd = vec!["SADD", tag_set.as_str()];
+        sadd.extend(others.iter().map(String::as_str));
+        server.cli(&sadd);
+        let purges: Vec<_> = caches
+            .iter()
+            .map(|(c, reader)| {
+                let (c, reader, k, tag) = (c.clone(), reader.clone(), k.clone(), tag.clone());
+                tokio::spawn(async move {
+                    c.invalidate_tag(&tag).await.unwrap();
+                    // Begins after this purge was acknowledged.
+                    next_read(&reader, &k).await.0
+                })
+            })
+            .collect();
+        for p in purges {
+            let seen = bounded("a purge and the read after it", DEADLINE, p)
+                .await
+                .unwrap();
+            if seen != "new" {
+                early.push(round);
+            }
+        }
+    }
+    assert!(
+        early.is_empty(),
+        "a read begun after an acknowledged invalidate_tag got the purged value in rounds {early:?}"
+    );
+}

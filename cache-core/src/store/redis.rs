@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::{Store, Subscription};
 use crate::error::StoreError;
+use crate::keyspace::Keyspace;
 
 /// Replace the value only if it still starts with the expected write token.
 static REPLACE_IF: LazyLock<Script> = LazyLock::new(|| {
@@ -73,6 +74,23 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| {
 return 0",
     )
 });
+
+/// Move up to ARGV[1] members of the tag set KEYS[1] to the tag's set of entries being purged,
+/// KEYS[2] (kept ARGV[2] ms), in one step; returns them.
+static TAG_PURGE_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local m = redis.call('SPOP', KEYS[1], ARGV[1])
+if #m > 0 then
+  redis.call('SADD', KEYS[2], unpack(m))
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return m",
+    )
+});
+
+/// How long a tag's set of entries being purged outlives its last batch: a purge that died
+/// between moving a batch and unlinking it leaves the batch for the next purge of the tag.
+const TAG_PURGING_TTL_MS: u64 = 10 * 60 * 1000;
 
 /// Extend a tag set's expiry to at least ARGV[1] ms (portable: `PEXPIRE … GT` needs Redis 7).
 const EXTEND_TTL: &str = r"local t = redis.call('PTTL', KEYS[1])
@@ -1071,26 +1089,51 @@ impl Store for RedisStore {
 
     async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
         let mut c = self.conn().await?;
+        let purging = Keyspace::tag_purging(tag_key);
         let mut deleted = 0;
-        // SPOP in batches: members added while we work stay in the set for the next purge
-        // instead of being lost between a read and a delete. In a cluster, UNLINK of keys in
-        // several slots is split per slot by the client.
+        // Members are moved, a batch at a time and atomically, from the tag set to the tag's
+        // set of entries being purged, unlinked, and only then taken off that second set. A
+        // member is never in neither set before its entry is gone, so a concurrent purge of the
+        // same tag, which also unlinks what the second set holds, returns only once every entry
+        // tagged before it began is gone. Writes add to the tag set alone: one landing while
+        // this runs stays a member for the next purge (taking members off the tag set after the
+        // unlink would drop it). In a cluster, UNLINK of keys in several slots is split per slot
+        // by the client; both sets share the tag set's slot.
         loop {
-            let members: Vec<String> = redis::cmd("SPOP")
-                .arg(tag_key)
+            let members: Vec<String> = TAG_PURGE_BATCH
+                .key(tag_key)
+                .key(&purging)
                 .arg(500)
-                .query_async(&mut c)
+                .arg(TAG_PURGING_TTL_MS)
+                .invoke_async(&mut c)
                 .await
                 .map_err(|e| self.classify("delete_tagged", tag_key, e))?;
             if members.is_empty() {
-                return Ok(deleted);
+                break;
             }
             let n: u64 = c
                 .unlink(&members)
                 .await
                 .map_err(|e| self.err("delete_tagged", e))?;
             deleted += n;
+            c.srem::<_, _, ()>(&purging, &members)
+                .await
+                .map_err(|e| self.classify("delete_tagged", &purging, e))?;
         }
+        // What other purges of the tag took off the tag set and may not have unlinked yet.
+        let pending: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&purging)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.classify("delete_tagged", &purging, e))?;
+        if !pending.is_empty() {
+            let n: u64 = c
+                .unlink(&pending)
+                .await
+                .map_err(|e| self.err("delete_tagged", e))?;
+            deleted += n;
+        }
+        Ok(deleted)
     }
 
     async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
