@@ -315,26 +315,29 @@ impl Engine {
     }
 
     /// One store `GET`, shared with concurrent readers of the same key when the store is
-    /// remote. A follower waits for the shared read at most the operation timeout, and reads
-    /// itself if the reading caller went away.
+    /// remote, but only with those that arrived before it was sent (see `read_flight`): a
+    /// caller never takes the answer of a read that may predate a purge it saw acknowledged.
+    /// A follower waits at most twice the operation timeout (the read in flight when it
+    /// arrived, then its own), and reads itself if the reading caller went away.
     async fn get(&self, full: &str) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         let Some(reads) = &self.reads else {
             return self.own_read(full).await;
         };
         match reads.join(full) {
-            ReadRole::Reader(guard) => {
+            ReadRole::Reader(mut guard) => {
+                guard.ready(self.settings.op_timeout).await;
                 let result = self.own_read(full).await;
                 guard.publish(&result);
                 result
             }
             ReadRole::Follower(slot) => {
-                let shared = match tokio::time::timeout(self.settings.op_timeout, slot.wait()).await
-                {
+                let patience = self.settings.op_timeout.saturating_mul(2);
+                let shared = match tokio::time::timeout(patience, slot.wait()).await {
                     Ok(shared) => shared,
                     Err(_) => {
                         return Err(StoreError::Timeout {
                             op: "get",
-                            timeout: self.settings.op_timeout,
+                            timeout: patience,
                         })
                     }
                 };
@@ -427,8 +430,11 @@ impl Engine {
         self.near.as_ref().map_or(0, |near| near.epoch())
     }
 
-    /// After this process wrote an entry: keep it near (unless an event arrived since `epoch`,
-    /// [`Engine::near_epoch`] from before the write), and tell other processes to drop theirs.
+    /// After this process wrote an entry: drop what the tier held for it, keep the write near
+    /// (unless an event arrived since `epoch`, [`Engine::near_epoch`] from before the write),
+    /// and tell other processes to drop theirs. Keeping it moves the epoch
+    /// ([`Near::own_write`]), so a read of the key that began before, and may have read the
+    /// replaced entry, does not overwrite it with that.
     ///
     /// Returns the announcement's failure: until other processes hear it, their near caches
     /// may answer with what they hold, so a put or purge must not be acknowledged as done.
@@ -454,16 +460,19 @@ impl Engine {
                 }
             }
         }
-        near.fill(
-            full,
-            bytes,
-            meta,
-            None,
-            self.clock.now_ms(),
-            tag_keys,
-            self.named(name),
-            epoch,
-        );
+        // Whether or not it is kept, what the tier held for the key is older than this write.
+        if let Some(epoch) = near.own_write(full, epoch) {
+            near.fill(
+                full,
+                bytes,
+                meta,
+                None,
+                self.clock.now_ms(),
+                tag_keys,
+                self.named(name),
+                epoch,
+            );
+        }
         self.publish(near, Event::Key(full)).await
     }
 

@@ -297,6 +297,17 @@ impl Near {
         }
     }
 
+    /// Before this process keeps its own write of `full`: drops what the tier holds for it (what
+    /// the write replaced, or a copy a read racing the write just filled) and moves the epoch, so
+    /// that a fill by a read that began before now, which may have read the replaced entry, is
+    /// refused. Returns the epoch to keep the write with, or `None` when an event arrived since
+    /// `epoch` (taken before the write): then the write is not kept here either.
+    pub(crate) fn own_write(&self, full: &str, epoch: u64) -> Option<u64> {
+        let before = self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.l1.invalidate(full);
+        (before == epoch).then_some(before.wrapping_add(1))
+    }
+
     /// Drops what `event` names from this process's tier.
     pub(crate) fn forget(&self, event: Event<'_>) {
         self.epoch.fetch_add(1, Ordering::AcqRel);

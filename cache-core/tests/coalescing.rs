@@ -425,11 +425,12 @@ async fn a_miss_whose_read_raced_the_leaders_write_does_not_load_again() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn concurrent_readers_of_one_key_share_one_get() {
+async fn concurrent_readers_of_one_key_share_the_next_get() {
     // 100 callers read one cached key while the first read is held at the gate. On this
     // single-threaded runtime each spawned caller runs up to its first wait before the next
-    // starts, so all 100 are reading before the gate opens: they must share that one GET
-    // rather than queue 100 identical commands on the connection.
+    // starts, so all 100 are reading before the gate opens. The 99 that found the first read
+    // in flight must not take its answer (it may predate a purge they saw acknowledged), nor
+    // queue 99 identical commands: they share one more GET, sent once the first ended.
     let server = RedisServer::start();
     let store = Arc::new(Injected::new(&server, false, false));
     let cache = Cache::builder()
@@ -458,12 +459,16 @@ async fn concurrent_readers_of_one_key_share_one_get() {
     assert_eq!(
         store.hooks.gets.load(Ordering::SeqCst),
         1,
-        "one read reached the store"
+        "one read reached the store; the next waits for it"
     );
     store.hooks.gate.add_permits(Semaphore::MAX_PERMITS);
     for t in tasks {
         assert_eq!(t.await.unwrap().unwrap(), "v");
     }
-    assert_eq!(store.hooks.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.hooks.gets.load(Ordering::SeqCst),
+        2,
+        "the first read, then one shared by the 99 that arrived while it was in flight"
+    );
     assert_eq!(cache.stats().fresh_hits, 100);
 }
