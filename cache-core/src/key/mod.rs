@@ -91,7 +91,9 @@ impl CacheKey {
         let mut s = String::with_capacity(prefix.len() + self.name.len() + digest.len() + 2);
         s.push_str(prefix);
         s.push(':');
-        if self.name.contains(['{', '}']) {
+        // Braces are ASCII, and no byte of a multi-byte UTF-8 character is: a byte scan finds
+        // them, without decoding characters.
+        if self.name.bytes().any(|b| b == b'{' || b == b'}') {
             s.extend(self.name.chars().map(|c| match c {
                 '{' => '(',
                 '}' => ')',
@@ -603,6 +605,25 @@ mod tests {
             .unwrap();
         let expected = hex::encode(Sha256::digest(b.canonical_bytes()));
         assert_eq!(b.build().digest(), expected);
+    }
+
+    #[test]
+    fn braces_in_the_name_are_written_as_parentheses_in_the_store_key() {
+        let braced = KeyBuilder::new("é{t}.x}{").build();
+        let digest = braced.digest().to_string();
+        assert_eq!(braced.with_prefix("ac"), format!("ac:é(t).x)(:{digest}"));
+        let plain = KeyBuilder::new("é(t).x)(").build();
+        assert_ne!(
+            plain.digest(),
+            digest,
+            "the digest covers the name as given"
+        );
+        assert_eq!(
+            plain.with_prefix("ac"),
+            format!("ac:é(t).x)(:{}", plain.digest())
+        );
+        let k = KeyBuilder::from_static("crm.search").build();
+        assert_eq!(k.with_prefix("p"), format!("p:crm.search:{}", k.digest()));
     }
 
     #[test]
