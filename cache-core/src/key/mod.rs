@@ -152,6 +152,9 @@ struct Scratch {
     encoder: Encoder,
     /// Where each argument lies in `encoder`, in name order.
     args: Vec<ArgSpan>,
+    /// Whether an argument was added before one added earlier (in name order), so that
+    /// `encoder` no longer holds the arguments in name order.
+    shuffled: bool,
 }
 
 /// Buffers larger than this are freed rather than kept for the next builder.
@@ -163,17 +166,13 @@ thread_local! {
 }
 
 impl Scratch {
-    /// Whether the arguments were added out of name order; if so, where the header ends.
+    /// Whether the arguments were added out of name order; if so, where the header ends (where
+    /// the first one added starts).
     fn out_of_order(&self) -> Option<usize> {
-        let header = self.args.iter().map(|a| a.start).min()?;
-        let mut next = header;
-        for a in &self.args {
-            if a.start != next {
-                return Some(header);
-            }
-            next = a.end;
+        if !self.shuffled {
+            return None;
         }
-        None
+        self.args.iter().map(|a| a.start).min()
     }
 
     /// Writes the header (the bytes before `header`) and then the arguments in name order.
@@ -219,6 +218,7 @@ impl Scratch {
         if self.encoder.capacity() <= KEEP_AT_MOST && self.args.capacity() <= 256 {
             self.encoder.truncate(0);
             self.args.clear();
+            self.shuffled = false;
             // Fails only while the thread is being torn down: the buffers are then just freed.
             let _ = SPARE.try_with(|spare| spare.set(Some(self)));
         }
@@ -294,7 +294,11 @@ impl KeyBuilder {
         name: &str,
         value: &V,
     ) -> Result<&mut Self, KeyError> {
-        let Scratch { encoder, args, .. } = &mut self.scratch;
+        let Scratch {
+            encoder,
+            args,
+            shuffled,
+        } = &mut self.scratch;
         let bytes = encoder.bytes();
         // Arguments usually come in name order (the macro emits them so): then the new one goes
         // last, after one comparison.
@@ -333,6 +337,7 @@ impl KeyBuilder {
             args.reserve(8);
         }
         args.insert(at, span);
+        *shuffled |= !after_last;
         Ok(self)
     }
 
