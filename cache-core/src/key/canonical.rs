@@ -120,12 +120,24 @@ impl AsRef<[u8]> for Varint {
 }
 
 /// Length-prefixed bytes: a [`Varint`] length, then the bytes.
-#[inline]
+///
+/// Always inlined: names and most strings are shorter than 128 bytes, and their one-byte length
+/// is then a push, where a call would cost more than the write. Longer ones take a call.
+#[inline(always)]
 pub(super) fn write_len_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
     match u8::try_from(bytes.len()) {
-        Ok(short) if short < 0x80 => buf.push(short),
-        _ => buf.extend_from_slice(Varint::new(bytes.len() as u64).as_ref()),
+        Ok(short) if short < 0x80 => {
+            buf.push(short);
+            buf.extend_from_slice(bytes);
+        }
+        _ => write_long_len_prefixed(buf, bytes),
     }
+}
+
+/// [`write_len_prefixed`] for 128 bytes or more: a length of two bytes or more.
+#[inline(never)]
+fn write_long_len_prefixed(buf: &mut Vec<u8>, bytes: &[u8]) {
+    buf.extend_from_slice(Varint::new(bytes.len() as u64).as_ref());
     buf.extend_from_slice(bytes);
 }
 
@@ -566,6 +578,26 @@ mod tests {
         assert_eq!(Varint::new(128).as_ref(), [0x80, 0x01]);
         assert_eq!(Varint::new(300).as_ref(), [0xac, 0x02]);
         assert_eq!(Varint::new(u64::MAX).as_ref().len(), 10);
+    }
+
+    #[test]
+    fn lengths_of_128_bytes_and_more_take_a_longer_varint() {
+        for (len, prefix) in [
+            (0, &[0x00][..]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (1 << 14, &[0x80, 0x80, 0x01]),
+        ] {
+            let s = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let mut expected = vec![tag::STR];
+            expected.extend_from_slice(prefix);
+            expected.extend_from_slice(s.as_bytes());
+            assert_eq!(encode(&s), expected, "{len}");
+            let mut e = Encoder::default();
+            e.write_name(&s);
+            assert_eq!(e.bytes(), &expected[1..], "{len}");
+        }
     }
 
     /// A map whose entries come out in the order given, like a `preserve_order` JSON object.
