@@ -17,6 +17,7 @@
 //! depth, so nested maps allocate nothing of their own.
 
 use serde::ser::{self, Serialize};
+use std::cmp::Ordering;
 use std::fmt;
 
 /// How deeply an argument may nest (as deep as `serde_json` parses). Deeper values are refused
@@ -265,14 +266,14 @@ impl Encoder {
         let mine = &mut entries[base..];
         let out_of_order = mine
             .windows(2)
-            .any(|w| buf[w[0].0..w[0].1] > buf[w[1].0..w[1].1]);
+            .any(|w| cmp_bytes(&buf[w[0].0..w[0].1], &buf[w[1].0..w[1].1]).is_gt());
         if out_of_order && mine.len() == 2 {
             // Two entries, written one after the other to the end of the buffer: swap them.
             let (start, first_len) = (mine[0].0, mine[0].1 - mine[0].0);
             buf[start..].rotate_left(first_len);
         } else if out_of_order {
             let (start, end) = (mine[0].0, buf.len());
-            mine.sort_unstable_by(|a, b| buf[a.0..a.1].cmp(&buf[b.0..b.1]));
+            mine.sort_unstable_by(|a, b| cmp_bytes(&buf[a.0..a.1], &buf[b.0..b.1]));
             for &(s, e) in mine.iter() {
                 buf.extend_from_within(s..e);
             }
@@ -281,6 +282,20 @@ impl Encoder {
         }
         entries.truncate(base);
     }
+}
+
+/// Compares byte strings in byte order, deciding on their first eight bytes, read as one
+/// big-endian number, without a call when those differ (for map entries they usually do: the
+/// key's tag, length and first bytes).
+#[inline]
+fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.cmp(b)
 }
 
 macro_rules! fixed_width {
