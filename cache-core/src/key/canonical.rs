@@ -268,9 +268,12 @@ impl Encoder {
             .windows(2)
             .any(|w| cmp_bytes(&buf[w[0].0..w[0].1], &buf[w[1].0..w[1].1]).is_gt());
         if out_of_order && mine.len() == 2 {
-            // Two entries, written one after the other to the end of the buffer: swap them.
-            let (start, first_len) = (mine[0].0, mine[0].1 - mine[0].0);
-            buf[start..].rotate_left(first_len);
+            // Two entries, written one after the other to the end of the buffer: copy the first
+            // after the second, then move both back to where the first started.
+            let (start, end) = (mine[0].0, buf.len());
+            buf.extend_from_within(start..mine[0].1);
+            buf.copy_within(mine[0].1.., start);
+            buf.truncate(end);
         } else if out_of_order {
             let (start, end) = (mine[0].0, buf.len());
             mine.sort_unstable_by(|a, b| cmp_bytes(&buf[a.0..a.1], &buf[b.0..b.1]));
