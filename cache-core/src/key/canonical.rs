@@ -465,6 +465,31 @@ impl<'a> ser::Serializer for &'a mut Encoder {
             enc,
         })
     }
+    // What `HashMap`, `BTreeMap` and most maps call: each entry is written and recorded in one
+    // step, without `SerializeMap`'s key-then-value protocol to check. The same bytes as
+    // through `serialize_map`.
+    #[inline]
+    fn collect_map<K, V, I>(self, iter: I) -> Result<(), EncodeError>
+    where
+        K: Serialize,
+        V: Serialize,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let enc = self.open(tag::MAP)?;
+        if enc.entries.capacity() == 0 {
+            enc.entries.reserve(8);
+        }
+        let base = enc.entries.len();
+        for (key, value) in iter {
+            let start = enc.len();
+            key.serialize(&mut *enc)?;
+            value.serialize(&mut *enc)?;
+            enc.entries.push((start, enc.len()));
+        }
+        enc.sort_entries(base);
+        enc.close();
+        Ok(())
+    }
     #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, EncodeError> {
         self.open(tag::STRUCT)
@@ -662,6 +687,38 @@ mod tests {
         expected.extend(entry(3, 7));
         expected.extend([tag::END, tag::END]);
         assert_eq!(sorted, expected);
+    }
+
+    #[test]
+    fn collected_maps_are_written_as_maps_entry_by_entry_are() {
+        use std::collections::{BTreeMap, HashMap};
+        // `BTreeMap` and `HashMap` go through `collect_map`, `Ordered` through `serialize_map`.
+        let collected = BTreeMap::from([
+            ("status", HashMap::from([(2u8, 8u8), (1, 9), (3, 7)])),
+            ("channel", HashMap::from([(4, 6)])),
+            ("b", HashMap::new()),
+        ]);
+        let one_by_one = Ordered(&[
+            ("channel", vec![(4, 6)]),
+            ("status", vec![(3, 7), (1, 9), (2, 8)]),
+            ("b", vec![]),
+        ]);
+        assert_eq!(encode(&collected), encode(&one_by_one));
+        let entry = |k: u8, v: u8| [tag::U8, k, tag::U8, v];
+        let mut expected = vec![tag::MAP, tag::STR, 1, b'b', tag::MAP, tag::END];
+        expected.extend([tag::STR, 6]);
+        expected.extend(b"status\x0c");
+        expected.extend(entry(1, 9));
+        expected.extend(entry(2, 8));
+        expected.extend(entry(3, 7));
+        expected.extend([tag::END, tag::STR, 7]);
+        expected.extend(b"channel\x0c");
+        expected.extend(entry(4, 6));
+        expected.extend([tag::END, tag::END]);
+        assert_eq!(encode(&collected), expected);
+        let mut e = Encoder::default();
+        let bad = BTreeMap::from([(1u8, 1.0f64), (2, f64::NAN)]);
+        assert_eq!(e.encode(&(&collected, bad)), Err(EncodeError::NonFinite));
     }
 
     #[test]
