@@ -91,9 +91,7 @@ impl CacheKey {
         let mut s = String::with_capacity(prefix.len() + self.name.len() + digest.len() + 2);
         s.push_str(prefix);
         s.push(':');
-        // Braces are ASCII, and no byte of a multi-byte UTF-8 character is: a byte scan finds
-        // them, without decoding characters.
-        if self.name.bytes().any(|b| b == b'{' || b == b'}') {
+        if has_brace(self.name.as_bytes()) {
             s.extend(self.name.chars().map(|c| match c {
                 '{' => '(',
                 '}' => ')',
@@ -390,6 +388,26 @@ impl Drop for KeyBuilder {
     }
 }
 
+/// Whether `name` holds `{` or `}`. Braces are ASCII, and no byte of a multi-byte UTF-8
+/// character is, so a byte scan finds them without decoding characters; it looks at eight bytes
+/// at a time, testing each word for a byte equal to either brace.
+fn has_brace(name: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Exact: some byte of `x` is zero if and only if this is non-zero.
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+        if has_zero_byte(x ^ (ONES * u64::from(b'{')))
+            || has_zero_byte(x ^ (ONES * u64::from(b'}')))
+        {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'{' || b == b'}')
+}
+
 /// Compares argument names in byte order, deciding on the first byte without a call when it
 /// differs (it usually does).
 fn cmp_names(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
@@ -629,6 +647,24 @@ mod tests {
         );
         let k = KeyBuilder::from_static("crm.search").build();
         assert_eq!(k.with_prefix("p"), format!("p:crm.search:{}", k.digest()));
+    }
+
+    #[test]
+    fn braces_are_found_at_every_position() {
+        // Every byte value but the braces, then each brace at each position of each length.
+        let others: Vec<u8> = (0..=255u8).filter(|b| !b"{}".contains(b)).collect();
+        for start in 0..others.len() {
+            assert!(!has_brace(&others[start..]), "{start}");
+        }
+        for len in 1..40 {
+            for at in 0..len {
+                for brace in [b'{', b'}'] {
+                    let mut name = others[..len].to_vec();
+                    name[at] = brace;
+                    assert!(has_brace(&name), "{len} {at} {brace}");
+                }
+            }
+        }
     }
 
     #[test]
