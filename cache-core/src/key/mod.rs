@@ -316,15 +316,7 @@ impl KeyBuilder {
         let name_end = encoder.len();
         if let Err(e) = encoder.encode(value) {
             encoder.truncate(start);
-            return Err(match e {
-                EncodeError::NonFinite => KeyError::NonFiniteFloat {
-                    arg: name.to_string(),
-                },
-                EncodeError::Custom(message) => KeyError::Serialize {
-                    arg: name.to_string(),
-                    message,
-                },
-            });
+            return Err(refused(name, e));
         }
         let span = ArgSpan {
             start,
@@ -334,8 +326,12 @@ impl KeyBuilder {
         if args.capacity() == 0 {
             args.reserve(8);
         }
-        args.insert(at, span);
-        *shuffled |= !after_last;
+        if after_last {
+            args.push(span);
+        } else {
+            args.insert(at, span);
+            *shuffled = true;
+        }
         Ok(self)
     }
 
@@ -406,6 +402,22 @@ fn has_brace(name: &[u8]) -> bool {
         }
     }
     words.remainder().iter().any(|&b| b == b'{' || b == b'}')
+}
+
+/// The error for argument `name`, whose value could not be encoded. Out of line, so that the
+/// code of [`KeyBuilder::arg`] that runs when the value is fine stays short.
+#[cold]
+#[inline(never)]
+fn refused(name: &str, e: EncodeError) -> KeyError {
+    match e {
+        EncodeError::NonFinite => KeyError::NonFiniteFloat {
+            arg: name.to_string(),
+        },
+        EncodeError::Custom(message) => KeyError::Serialize {
+            arg: name.to_string(),
+            message,
+        },
+    }
 }
 
 /// Compares argument names in byte order, deciding on the first byte without a call when it
