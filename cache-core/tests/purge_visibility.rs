@@ -3,17 +3,20 @@
 //! of the cache under test at a gate, so the race the model hit by chance happens every time;
 //! each failed before its fix.
 
-use action_cache_core::store::{RedisStore, Store, Subscription};
+mod support;
+
+use action_cache_core::store::Store;
 use action_cache_core::{Cache, CacheKey, Outcome, Policy, StoreError};
 use action_cache_testing::RedisServer;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::hooked::{Hooked, Hooks};
 use tokio::sync::Notify;
 
 fn key(id: u32) -> CacheKey {
-    let mut b = CacheKey::builder("repro");
+    let mut b = CacheKey::builder("visibility");
     b.arg("id", &id).unwrap().tag(format!("t:{id}"));
     b.build()
 }
@@ -27,11 +30,10 @@ fn policy() -> Policy {
         .unwrap()
 }
 
-/// The real Redis store, with the next `get` or `set` of one chosen key held at a gate: a held
-/// `get` has already read Redis (its answer is what Redis held when the read reached it).
-#[derive(Debug)]
-struct Gated {
-    redis: RedisStore,
+/// Holds the next `get` or `set` of one chosen key at a gate: a held `get` has already read
+/// Redis (its answer is what Redis held when the read reached it); a held `set` is not sent yet.
+#[derive(Debug, Default)]
+struct Gate {
     /// (operation, full key) to hold once.
     armed: Mutex<Option<(&'static str, String)>>,
     reached: Notify,
@@ -39,119 +41,46 @@ struct Gated {
     gets: AtomicUsize,
 }
 
-impl Gated {
-    fn new(server: &RedisServer) -> Arc<Gated> {
-        Arc::new(Gated {
-            redis: RedisStore::open(&server.url()).unwrap(),
-            armed: Mutex::new(None),
-            reached: Notify::new(),
-            release: Notify::new(),
-            gets: AtomicUsize::new(0),
-        })
-    }
-
+impl Gate {
     fn arm(&self, op: &'static str, full: String) {
         *self.armed.lock().unwrap() = Some((op, full));
     }
 
-    fn take(&self, op: &str, key: &str) -> bool {
-        let mut armed = self.armed.lock().unwrap();
-        if armed.as_ref().is_some_and(|(o, k)| *o == op && k == key) {
-            *armed = None;
-            return true;
+    /// Holds this call if it is the armed one.
+    async fn hold_if_armed(&self, op: &str, key: &str) {
+        let armed = {
+            let mut armed = self.armed.lock().unwrap();
+            let hit = armed.as_ref().is_some_and(|(o, k)| *o == op && k == key);
+            if hit {
+                *armed = None;
+            }
+            hit
+        };
+        if armed {
+            let released = self.release.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            self.reached.notify_one();
+            released.await;
         }
-        false
-    }
-
-    async fn hold(&self) {
-        let released = self.release.notified();
-        tokio::pin!(released);
-        released.as_mut().enable();
-        self.reached.notify_one();
-        released.await;
     }
 }
 
 #[async_trait]
-impl Store for Gated {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl Hooks for Gate {
+    async fn before_get(&self, _key: &str) -> Option<Result<Option<Vec<u8>>, StoreError>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
-        let held = self.take("get", key);
-        let answer = self.redis.get(key).await;
-        if held {
-            self.hold().await;
-        }
-        answer
+        None
     }
-    async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<(), StoreError> {
-        if self.take("set", key) {
-            self.hold().await;
-        }
-        self.redis.set(key, value, ttl, tags).await
+    async fn after_get(&self, key: &str) {
+        self.hold_if_armed("get", key).await;
     }
-    async fn replace_if(
-        &self,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-    ) -> Result<bool, StoreError> {
-        self.redis.replace_if(key, expected, value, ttl, tags).await
-    }
-    async fn set_guarded(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl: Duration,
-        tags: &[String],
-        guards: &[(String, u64)],
-    ) -> Result<bool, StoreError> {
-        self.redis.set_guarded(key, value, ttl, tags, guards).await
-    }
-    async fn generations(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.redis.generations(keys).await
-    }
-    async fn bump_generations(&self, keys: &[String], ttl: Duration) -> Result<(), StoreError> {
-        self.redis.bump_generations(keys, ttl).await
-    }
-    async fn renew_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.renew_lock(key, token, ttl).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.redis.delete(key).await
-    }
-    async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.redis.try_lock(key, token, ttl).await
-    }
-    async fn unlock(&self, key: &str, token: &str) -> Result<(), StoreError> {
-        self.redis.unlock(key, token).await
-    }
-    async fn delete_tagged(&self, tag_key: &str) -> Result<u64, StoreError> {
-        self.redis.delete_tagged(tag_key).await
-    }
-    async fn tag_members(&self, tag_key: &str) -> Result<Vec<String>, StoreError> {
-        self.redis.tag_members(tag_key).await
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
-        self.redis.delete_prefix(prefix).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.redis.ping().await
-    }
-    async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), StoreError> {
-        self.redis.publish(channel, message).await
-    }
-    async fn subscribe(&self, channel: &str) -> Result<Option<Subscription>, StoreError> {
-        self.redis.subscribe(channel).await
+    async fn before_set(&self, key: &str) {
+        self.hold_if_armed("set", key).await;
     }
 }
+
+type Gated = Hooked<Gate>;
 
 fn gated_cache(store: &Arc<Gated>, near: bool) -> Cache {
     let b = Cache::builder()
@@ -194,7 +123,7 @@ async fn let_others_run() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_begun_after_its_own_purge_takes_no_older_read_and_keeps_none_near() {
     let server = RedisServer::start();
-    let store = Gated::new(&server);
+    let store = Arc::new(Gated::new(&server, Gate::default()));
     let a = gated_cache(&store, true);
     let writer = Cache::builder()
         .redis_url(server.url())
@@ -206,30 +135,30 @@ async fn a_read_begun_after_its_own_purge_takes_no_older_read_and_keeps_none_nea
     writer.put(&k, &policy(), &1u64).await.unwrap(); // Redis holds version 1
 
     // Call 1 reads k; its GET has reached Redis (version 1) and is held on the way back.
-    store.arm("get", a.full_key(&k));
+    store.hooks.arm("get", a.full_key(&k));
     let first = tokio::spawn({
         let (a, k) = (a.clone(), k.clone());
         async move { get(&a, &k, 99).await }
     });
-    store.reached.notified().await;
+    store.hooks.reached.notified().await;
 
     // Version 2 is the backend's now; this process purges k and the purge is acknowledged.
     assert!(a.invalidate(&k).await.unwrap());
     assert_eq!(server.cli(&["EXISTS", &a.full_key(&k)]), "0");
 
     // Call 2 begins after the acknowledged purge.
-    let gets = store.gets.load(Ordering::SeqCst);
+    let gets = store.hooks.gets.load(Ordering::SeqCst);
     let second = tokio::spawn({
         let (a, k) = (a.clone(), k.clone());
         async move { get(&a, &k, 2).await }
     });
     let_others_run().await;
     assert_eq!(
-        store.gets.load(Ordering::SeqCst),
+        store.hooks.gets.load(Ordering::SeqCst),
         gets,
         "call 2 joined call 1's read"
     );
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     assert_eq!(
         first.await.unwrap(),
         (1, Outcome::Fresh),
@@ -253,7 +182,7 @@ async fn a_read_begun_after_its_own_purge_takes_no_older_read_and_keeps_none_nea
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_begun_after_another_process_purge_takes_no_older_read() {
     let server = RedisServer::start();
-    let store = Gated::new(&server);
+    let store = Arc::new(Gated::new(&server, Gate::default()));
     let b = gated_cache(&store, false);
     let a = Cache::builder()
         .redis_url(server.url())
@@ -263,12 +192,12 @@ async fn a_read_begun_after_another_process_purge_takes_no_older_read() {
     let k = key(1);
     a.put(&k, &policy(), &1u64).await.unwrap();
 
-    store.arm("get", b.full_key(&k));
+    store.hooks.arm("get", b.full_key(&k));
     let first = tokio::spawn({
         let (b, k) = (b.clone(), k.clone());
         async move { get(&b, &k, 99).await }
     });
-    store.reached.notified().await;
+    store.hooks.reached.notified().await;
     assert!(a.invalidate(&k).await.unwrap());
 
     let second = tokio::spawn({
@@ -276,7 +205,7 @@ async fn a_read_begun_after_another_process_purge_takes_no_older_read() {
         async move { get(&b, &k, 2).await }
     });
     let_others_run().await;
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     assert_eq!(first.await.unwrap(), (1, Outcome::Fresh));
     let second = second.await.unwrap();
     assert_eq!(
@@ -293,21 +222,21 @@ async fn a_read_begun_after_another_process_purge_takes_no_older_read() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_put_that_raced_an_unrelated_purge_leaves_no_old_value_near() {
     let server = RedisServer::start();
-    let store = Gated::new(&server);
+    let store = Arc::new(Gated::new(&server, Gate::default()));
     let a = gated_cache(&store, true);
     let (k, unrelated) = (key(1), key(2));
     until_near_trusted(&a, &unrelated).await;
     assert_eq!(get(&a, &k, 1).await, (1, Outcome::Miss));
     assert_eq!(get(&a, &k, 99).await, (1, Outcome::Fresh)); // held near
 
-    store.arm("set", a.full_key(&k));
+    store.hooks.arm("set", a.full_key(&k));
     let put = tokio::spawn({
         let (a, k) = (a.clone(), k.clone());
         async move { a.put(&k, &policy(), &2u64).await }
     });
-    store.reached.notified().await;
+    store.hooks.reached.notified().await;
     a.invalidate(&unrelated).await.unwrap();
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     put.await.unwrap().unwrap();
 
     let stored = writer_read(&server, &k).await;
@@ -339,7 +268,7 @@ async fn writer_read(server: &RedisServer, k: &CacheKey) -> u64 {
 #[tokio::test(flavor = "current_thread")]
 async fn a_read_that_raced_its_own_process_put_does_not_keep_the_replaced_value_near() {
     let server = RedisServer::start();
-    let store = Gated::new(&server);
+    let store = Arc::new(Gated::new(&server, Gate::default()));
     let a = gated_cache(&store, true);
     let writer = Cache::builder()
         .redis_url(server.url())
@@ -350,14 +279,14 @@ async fn a_read_that_raced_its_own_process_put_does_not_keep_the_replaced_value_
     until_near_trusted(&a, &other).await;
     writer.put(&k, &policy(), &1u64).await.unwrap(); // Redis holds version 1; A holds nothing
 
-    store.arm("get", a.full_key(&k));
+    store.hooks.arm("get", a.full_key(&k));
     let first = tokio::spawn({
         let (a, k) = (a.clone(), k.clone());
         async move { get(&a, &k, 99).await }
     });
-    store.reached.notified().await; // its GET found version 1
+    store.hooks.reached.notified().await; // its GET found version 1
     a.put(&k, &policy(), &2u64).await.unwrap();
-    store.release.notify_one();
+    store.hooks.release.notify_one();
     assert_eq!(
         first.await.unwrap(),
         (1, Outcome::Fresh),

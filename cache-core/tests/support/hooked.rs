@@ -1,4 +1,4 @@
-//! The real Redis store with test hooks around two of its calls, so a test can hold an
+//! The real Redis store with test hooks around its reads and writes, so a test can hold an
 //! operation at a chosen moment or answer a read as a racing one would have. Every other call
 //! goes to Redis as it is.
 
@@ -15,6 +15,12 @@ pub trait Hooks: Send + Sync + std::fmt::Debug + 'static {
     async fn before_get(&self, _key: &str) -> Option<Result<Option<Vec<u8>>, StoreError>> {
         None
     }
+
+    /// Runs after each read, once Redis answered and before the cache hears the answer.
+    async fn after_get(&self, _key: &str) {}
+
+    /// Runs before each plain write (a put's), before it is sent to Redis.
+    async fn before_set(&self, _key: &str) {}
 
     /// Runs after each guarded write, once Redis applied it and before the cache hears back.
     async fn after_set_guarded(&self, _key: &str) {}
@@ -46,7 +52,9 @@ impl<H: Hooks> Store for Hooked<H> {
         if let Some(answer) = self.hooks.before_get(key).await {
             return answer;
         }
-        self.redis.get(key).await
+        let answer = self.redis.get(key).await;
+        self.hooks.after_get(key).await;
+        answer
     }
     async fn set(
         &self,
@@ -55,6 +63,7 @@ impl<H: Hooks> Store for Hooked<H> {
         ttl: Duration,
         tags: &[String],
     ) -> Result<(), StoreError> {
+        self.hooks.before_set(key).await;
         self.redis.set(key, value, ttl, tags).await
     }
     async fn replace_if(
