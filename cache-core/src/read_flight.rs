@@ -88,9 +88,18 @@ impl ReadFlights {
     /// Reads `key` now, or next (once the read in flight ended), or follows the next read.
     pub(crate) fn join<'a>(&'a self, key: &'a str) -> ReadRole<'a> {
         let mut map = self.lock();
-        let slot = Arc::new(Slot::default());
-        let after = match map.get_mut(key) {
+        // The slot is made only by a caller that reads: a follower shares the next one.
+        let (slot, after) = match map.get_mut(key) {
+            Some(Reads {
+                next: Some(next), ..
+            }) => return ReadRole::Follower(Arc::clone(next)),
+            Some(reads) => {
+                let slot = Arc::new(Slot::default());
+                reads.next = Some(Arc::clone(&slot));
+                (slot, Some(Arc::clone(&reads.sent)))
+            }
             None => {
+                let slot = Arc::new(Slot::default());
                 map.insert(
                     key.to_owned(),
                     Reads {
@@ -99,14 +108,7 @@ impl ReadFlights {
                         next: None,
                     },
                 );
-                None
-            }
-            Some(Reads {
-                next: Some(next), ..
-            }) => return ReadRole::Follower(Arc::clone(next)),
-            Some(reads) => {
-                reads.next = Some(Arc::clone(&slot));
-                Some(Arc::clone(&reads.sent))
+                (slot, None)
             }
         };
         ReadRole::Reader(ReadGuard {

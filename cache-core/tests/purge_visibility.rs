@@ -22,12 +22,7 @@ fn key(id: u32) -> CacheKey {
 }
 
 fn policy() -> Policy {
-    Policy::builder()
-        .fresh(Duration::from_secs(60))
-        .stale(Duration::from_secs(120))
-        .jitter(0.0)
-        .build()
-        .unwrap()
+    support::windows(60, 120)
 }
 
 /// Holds the next `get` or `set` of one chosen key at a gate: a held `get` has already read
@@ -125,11 +120,7 @@ async fn a_read_begun_after_its_own_purge_takes_no_older_read_and_keeps_none_nea
     let server = RedisServer::start();
     let store = Arc::new(Gated::new(&server, Gate::default()));
     let a = gated_cache(&store, true);
-    let writer = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let writer = support::on_redis(&server).build().unwrap();
     let (k, other) = (key(1), key(2));
     until_near_trusted(&a, &other).await;
     writer.put(&k, &policy(), &1u64).await.unwrap(); // Redis holds version 1
@@ -184,11 +175,7 @@ async fn a_read_begun_after_another_process_purge_takes_no_older_read() {
     let server = RedisServer::start();
     let store = Arc::new(Gated::new(&server, Gate::default()));
     let b = gated_cache(&store, false);
-    let a = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let a = support::on_redis(&server).build().unwrap();
     let k = key(1);
     a.put(&k, &policy(), &1u64).await.unwrap();
 
@@ -253,11 +240,7 @@ async fn a_put_that_raced_an_unrelated_purge_leaves_no_old_value_near() {
 
 /// What a cache without a near cache reads for `k` (Redis's view).
 async fn writer_read(server: &RedisServer, k: &CacheKey) -> u64 {
-    let plain = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let plain = support::on_redis(server).build().unwrap();
     get(&plain, k, 0).await.0
 }
 
@@ -270,11 +253,7 @@ async fn a_read_that_raced_its_own_process_put_does_not_keep_the_replaced_value_
     let server = RedisServer::start();
     let store = Arc::new(Gated::new(&server, Gate::default()));
     let a = gated_cache(&store, true);
-    let writer = Cache::builder()
-        .redis_url(server.url())
-        .op_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let writer = support::on_redis(&server).build().unwrap();
     let (k, other) = (key(1), key(2));
     until_near_trusted(&a, &other).await;
     writer.put(&k, &policy(), &1u64).await.unwrap(); // Redis holds version 1; A holds nothing
@@ -314,13 +293,7 @@ async fn a_read_that_raced_its_own_process_put_does_not_keep_the_replaced_value_
 #[tokio::test(flavor = "current_thread")]
 async fn a_tag_purge_racing_another_purge_of_the_tag_returns_only_once_the_entry_is_gone() {
     let server = RedisServer::start();
-    let cache = |_: ()| {
-        Cache::builder()
-            .redis_url(server.url())
-            .op_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap()
-    };
+    let cache = |_: ()| support::on_redis(&server).build().unwrap();
     let (a, b) = (cache(()), cache(()));
     let k = key(1);
     a.put(&k, &policy(), &1u64).await.unwrap();
