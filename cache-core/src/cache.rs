@@ -554,7 +554,7 @@ impl Cache {
         // which then paid for copying it. A miss pays one allocation instead.
         let loaded = match share {
             Some(share) => Box::pin(s.load_coalesced(&full, key, policy, load, share)).await,
-            None => Box::pin(s.load_and_store(&full, key, policy, load))
+            None => Box::pin(s.load_and_store(&full, key, policy, load, None))
                 .await
                 .map(|loaded| (loaded.value, Outcome::Miss))
                 .map_err(LoadError::Loader),

@@ -4,6 +4,12 @@
 //! is dropped (timeout, client gone) its guard tells the waiters the flight was abandoned and one
 //! of them becomes the next leader; if the loader panics, the guard tells them it panicked.
 //! Either way the key is free again.
+//!
+//! A waiter takes a value only from a store call its leader sent after the waiter joined (the
+//! guarded write that stored it, or the read that found it): an earlier call may have reached
+//! the store before a purge the waiter saw return, and its value is the one that purge removed.
+//! Each flight counts the calls its leader sends ([`FlightGuard::mark`]); a waiter notes the
+//! count when it joins, and a value marked no later than that sends it to a new flight.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -15,9 +21,10 @@ use tokio::sync::watch;
 /// What a finished flight gives its waiters.
 #[derive(Clone)]
 pub(crate) enum Outcome {
-    /// The leader's value, type-erased (the key's function fixes the type); each waiter takes a
-    /// clone, so a value that could not be stored is shared all the same.
-    Value(Arc<dyn Any + Send + Sync>),
+    /// The leader's value, type-erased (the key's function fixes the type), and the waiters it
+    /// is good for; each of those takes a clone, so a value that could not be stored is shared
+    /// all the same.
+    Value(Arc<dyn Any + Send + Sync>, Valid),
     /// The load began before a purge or a put of its entry: its value went to its own caller
     /// only, and the waiters start again, since any of them may have come after the purge.
     Superseded,
@@ -29,13 +36,34 @@ pub(crate) enum Outcome {
     Panicked,
 }
 
+/// Which of a flight's waiters its value is good for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Valid {
+    /// Every waiter: the value was not stored (the loader said not to, it could not be, or the
+    /// store failed), so no purge removed it; it is shared as the loader's answer.
+    ForAll,
+    /// The waiters that joined before the leader's store call with this mark was sent: that
+    /// call (the write that stored the value, or the read that found it) began after they
+    /// arrived, so it saw every purge they had seen return.
+    JoinedBefore(u64),
+}
+
 type Slot = watch::Receiver<Option<Outcome>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    /// Key -> (flight id, its outcome channel, when it started).
-    map: Mutex<HashMap<String, (u64, SlotDebug, Instant)>>,
+    /// Key -> the flight loading it.
+    map: Mutex<HashMap<String, Flight>>,
     next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Flight {
+    id: u64,
+    slot: SlotDebug,
+    started: Instant,
+    /// How many store calls whose answer it shares the leader has sent (see the module docs).
+    sent: Arc<AtomicU64>,
 }
 
 /// `watch::Receiver<Option<Outcome>>` with a `Debug` that does not need `Outcome: Debug`.
@@ -49,7 +77,24 @@ impl std::fmt::Debug for SlotDebug {
 
 pub(crate) enum Role {
     Leader(FlightGuard),
-    Waiter(Slot),
+    Waiter(Waiter),
+}
+
+/// A caller waiting on another's load.
+pub(crate) struct Waiter {
+    slot: Slot,
+    /// The flight's count of sent store calls when this caller joined.
+    joined: u64,
+}
+
+impl Waiter {
+    /// Whether a value the leader shared as `valid` may be this waiter's answer.
+    pub(crate) fn accepts(&self, valid: Valid) -> bool {
+        match valid {
+            Valid::ForAll => true,
+            Valid::JoinedBefore(mark) => self.joined < mark,
+        }
+    }
 }
 
 impl Flights {
@@ -58,25 +103,36 @@ impl Flights {
     /// caller must not wait on it again).
     pub(crate) fn join(self: &Arc<Self>, key: &str, max_age: Duration) -> Role {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, slot, started)) = map.get(key) {
-            if started.elapsed() <= max_age {
-                return Role::Waiter(slot.0.clone());
+        if let Some(flight) = map.get(key) {
+            if flight.started.elapsed() <= max_age {
+                return Role::Waiter(Waiter {
+                    slot: flight.slot.0.clone(),
+                    joined: flight.sent.load(Ordering::SeqCst),
+                });
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(key.to_string(), (id, SlotDebug(rx), Instant::now()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let flight = Flight {
+            id,
+            slot: SlotDebug(rx),
+            started: Instant::now(),
+            sent: Arc::clone(&sent),
+        };
+        map.insert(key.to_string(), flight);
         Role::Leader(FlightGuard {
             flights: Arc::clone(self),
             key: key.to_string(),
             id,
+            sent: Marks(sent),
             tx: Some(tx),
         })
     }
 
     fn leave(&self, key: &str, id: u64) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(key).is_some_and(|(held, _, _)| *held == id) {
+        if map.get(key).is_some_and(|flight| flight.id == id) {
             map.remove(key);
         }
     }
@@ -92,10 +148,28 @@ pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: String,
     id: u64,
+    sent: Marks,
     tx: Option<watch::Sender<Option<Outcome>>>,
 }
 
+/// A flight's count of the store calls its leader sent, for the leader to mark each one by.
+#[derive(Clone, Debug)]
+pub(crate) struct Marks(Arc<AtomicU64>);
+
+impl Marks {
+    /// Marks a store call about to be sent: a value it answers is good for the waiters that
+    /// joined before now.
+    pub(crate) fn mark(&self) -> Valid {
+        Valid::JoinedBefore(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+}
+
 impl FlightGuard {
+    /// The flight's marks, for the calls its leader sends.
+    pub(crate) fn marks(&self) -> &Marks {
+        &self.sent
+    }
+
     /// Ends the flight with an outcome for every waiter.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.flights.leave(&self.key, self.id);
@@ -118,8 +192,8 @@ impl Drop for FlightGuard {
 }
 
 /// Waits for a flight's outcome; `None` when the leader went away without one.
-pub(crate) async fn wait(mut slot: Slot) -> Option<Outcome> {
-    match slot.wait_for(Option::is_some).await {
+pub(crate) async fn wait(waiter: &mut Waiter) -> Option<Outcome> {
+    match waiter.slot.wait_for(Option::is_some).await {
         Ok(v) => v.clone(),
         Err(_) => None,
     }
@@ -135,12 +209,12 @@ mod tests {
         let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!("first is leader")
         };
-        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
+        let Role::Waiter(mut w) = f.join("k", Duration::MAX) else {
             panic!("second waits")
         };
-        guard.finish(Outcome::Value(Arc::new("v".to_string())));
+        guard.finish(Outcome::Value(Arc::new("v".to_string()), Valid::ForAll));
         assert!(
-            matches!(wait(w).await, Some(Outcome::Value(v)) if v.downcast_ref::<String>().unwrap() == "v")
+            matches!(wait(&mut w).await, Some(Outcome::Value(v, Valid::ForAll)) if v.downcast_ref::<String>().unwrap() == "v")
         );
         assert_eq!(f.len(), 0);
         assert!(matches!(f.join("k", Duration::MAX), Role::Leader(_)));
@@ -152,11 +226,11 @@ mod tests {
         let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!()
         };
-        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
+        let Role::Waiter(mut w) = f.join("k", Duration::MAX) else {
             panic!()
         };
         drop(guard);
-        assert!(wait(w).await.is_none());
+        assert!(wait(&mut w).await.is_none());
         assert!(matches!(f.join("k", Duration::MAX), Role::Leader(_)));
     }
 
@@ -166,7 +240,7 @@ mod tests {
         let Role::Leader(guard) = f.join("k", Duration::MAX) else {
             panic!()
         };
-        let Role::Waiter(w) = f.join("k", Duration::MAX) else {
+        let Role::Waiter(mut w) = f.join("k", Duration::MAX) else {
             panic!()
         };
         let h = tokio::spawn(async move {
@@ -174,7 +248,27 @@ mod tests {
             panic!("loader blew up");
         });
         assert!(h.await.unwrap_err().is_panic());
-        assert!(matches!(wait(w).await, Some(Outcome::Panicked)));
+        assert!(matches!(wait(&mut w).await, Some(Outcome::Panicked)));
         assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn a_waiter_takes_only_values_of_store_calls_sent_after_it_joined() {
+        let f = Arc::new(Flights::default());
+        let Role::Leader(guard) = f.join("k", Duration::MAX) else {
+            panic!()
+        };
+        let Role::Waiter(early) = f.join("k", Duration::MAX) else {
+            panic!()
+        };
+        let first = guard.marks().mark();
+        let Role::Waiter(late) = f.join("k", Duration::MAX) else {
+            panic!()
+        };
+        let second = guard.marks().mark();
+        assert!(early.accepts(first) && early.accepts(second));
+        assert!(!late.accepts(first), "that call may predate a purge it saw");
+        assert!(late.accepts(second));
+        assert!(late.accepts(Valid::ForAll));
     }
 }

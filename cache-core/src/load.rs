@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::entry::{self, Meta};
 use crate::error::{CacheError, LoadError, StoreError};
-use crate::flight::{self, Outcome, Role};
+use crate::flight::{self, Marks, Outcome, Role, Valid};
 use crate::key::CacheKey;
 use crate::keyspace::{Keyspace, GENERATION_TTL};
 use crate::lock::{release_in_background, LockGuard};
@@ -21,13 +21,15 @@ use crate::policy::Policy;
 
 impl Engine {
     /// Runs the loader and stores its value as it says ([`Loaded`]), unless its entry was purged
-    /// since the load began, or the value cannot be stored faithfully.
+    /// since the load began, or the value cannot be stored faithfully. A flight's leader passes
+    /// its `marks`, to mark the write its waiters' values hinge on.
     pub(crate) async fn load_and_store<T, E, L, LFut>(
         &self,
         full: &str,
         key: &CacheKey,
         policy: &Policy,
         load: L,
+        marks: Option<&Marks>,
     ) -> Result<Got<T>, E>
     where
         T: Serialize + DeserializeOwned,
@@ -77,6 +79,7 @@ impl Engine {
         let ttl = Duration::from_millis(meta.stale);
         let tag_keys = self.keys().tags(key);
         let epoch = self.near_epoch();
+        let valid = mark(marks);
         let op = self
             .store()
             .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
@@ -97,7 +100,11 @@ impl Engine {
             }
             Err(_) => Stored::No,
         };
-        Ok(Got::new(value, stored, Some(bytes)))
+        let got = Got::new(value, stored, Some(bytes));
+        Ok(match stored {
+            Stored::Yes => Got { valid, ..got },
+            _ => got,
+        })
     }
 
     /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it
@@ -160,16 +167,19 @@ impl Engine {
         loop {
             match self.flights().join(full, self.settings().lock_wait) {
                 Role::Leader(guard) => {
-                    return match self.load_locked(full, key, policy, load, deadline).await {
+                    let loaded = self
+                        .load_locked(full, key, policy, load, deadline, guard.marks())
+                        .await;
+                    return match loaded {
                         Ok(loaded) => {
                             let answer = loaded.answer();
+                            let valid = loaded.valid;
                             match (loaded.stored, share.value, loaded.bytes) {
                                 (Stored::Superseded, _, _) => guard.finish(Outcome::Superseded),
-                                (_, Some(clone), _) => {
-                                    guard.finish(Outcome::Value(Arc::new(clone(&loaded.value))))
-                                }
+                                (_, Some(clone), _) => guard
+                                    .finish(Outcome::Value(Arc::new(clone(&loaded.value)), valid)),
                                 (_, None, Some(bytes)) => {
-                                    guard.finish(Outcome::Value(Arc::new(bytes)))
+                                    guard.finish(Outcome::Value(Arc::new(bytes), valid))
                                 }
                                 // Nothing to share: the waiters load.
                                 (_, None, None) => drop(guard),
@@ -191,13 +201,13 @@ impl Engine {
                         }
                     };
                 }
-                Role::Waiter(slot) => {
+                Role::Waiter(mut waiter) => {
                     if !counted {
                         self.count(key.name(), |c| &c.coalesced_waits);
                         counted = true;
                     }
-                    let outcome = match tokio::time::timeout_at(deadline, flight::wait(slot)).await
-                    {
+                    let outcome = flight::wait(&mut waiter);
+                    let outcome = match tokio::time::timeout_at(deadline, outcome).await {
                         Ok(outcome) => outcome,
                         Err(_) if share.load_after_patience => {
                             return self.load_after_patience(full, key, policy, load).await
@@ -205,7 +215,14 @@ impl Engine {
                         Err(_) => return Err(timed_out()),
                     };
                     match outcome {
-                        Some(Outcome::Value(any)) => match share.value {
+                        // Stored, or found, by a call sent before this caller joined: it may
+                        // have reached the store before a purge this caller saw return. Start
+                        // again; the entry, if still there, is one read away.
+                        Some(Outcome::Value(_, valid)) if !waiter.accepts(valid) => {
+                            tracing::debug!(key = %full, "joined after the load's store call was sent; reading again");
+                            continue;
+                        }
+                        Some(Outcome::Value(any, _)) => match share.value {
                             Some(clone) => match any.downcast_ref::<T>() {
                                 Some(v) => return Ok((clone(v), Answer::Coalesced)),
                                 // Another type under the same key: load for ourselves.
@@ -254,14 +271,15 @@ impl Engine {
         LFut: Future<Output = Result<Loaded<T>, E>>,
     {
         tracing::warn!(key = %full, wait = ?self.settings().lock_wait, "another caller's load is taking longer than lock_wait; loading directly");
-        self.load_and_store(full, key, policy, load)
+        self.load_and_store(full, key, policy, load, None)
             .await
             .map(|loaded| (loaded.value, Answer::Miss))
             .map_err(LoadError::Loader)
     }
 
     /// Loads under the cross-process lock, or waits until `deadline` for the process that holds
-    /// it, taking over only when that holder is gone.
+    /// it, taking over only when that holder is gone. `marks` are the flight's, whose leader
+    /// this caller is.
     async fn load_locked<T, E, L, LFut>(
         self: &Arc<Self>,
         full: &str,
@@ -269,6 +287,7 @@ impl Engine {
         policy: &Policy,
         load: L,
         deadline: tokio::time::Instant,
+        marks: &Marks,
     ) -> Result<Got<T>, NotLoaded<E, L>>
     where
         T: Serialize + DeserializeOwned,
@@ -299,7 +318,7 @@ impl Engine {
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));
-            if let Some(found) = self.read_fresh::<T>(full, policy).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy, marks).await {
                 return Ok(found);
             }
             attempt = lock().await;
@@ -311,15 +330,19 @@ impl Engine {
             // Double-check under the lock: another caller, here or in another process, may have
             // stored the value after our read and released the lock before we asked for it.
             // One GET per genuine miss buys "one loader call per stampede".
-            if let Some(found) = self.read_fresh::<T>(full, policy).await {
+            if let Some(found) = self.read_fresh::<T>(full, policy, marks).await {
                 guard.release().await;
                 return Ok(found);
             }
-            let result = self.load_and_store(full, key, policy, load).await;
+            let result = self
+                .load_and_store(full, key, policy, load, Some(marks))
+                .await;
             guard.release().await;
             return result.map_err(NotLoaded::Failed);
         }
-        let result = self.load_and_store(full, key, policy, load).await;
+        let result = self
+            .load_and_store(full, key, policy, load, Some(marks))
+            .await;
         if uncertain {
             release_in_background(self, lock_key, token);
         }
@@ -328,13 +351,20 @@ impl Engine {
 
     /// A fresh entry (one that someone just loaded), as a load result. A stale entry does not
     /// count: it is what an inline refresh is replacing.
-    async fn read_fresh<T: DeserializeOwned>(&self, full: &str, policy: &Policy) -> Option<Got<T>> {
+    async fn read_fresh<T: DeserializeOwned>(
+        &self,
+        full: &str,
+        policy: &Policy,
+        marks: &Marks,
+    ) -> Option<Got<T>> {
+        let valid = marks.mark();
         let found = self
             .read_reporting::<T>(full, self.codec(policy), false)
             .await?;
         let age = self.clock().now_ms().saturating_sub(found.meta.at);
         (age < found.meta.fresh).then(|| Got {
             here: false,
+            valid,
             ..Got::new(found.value, Stored::Yes, Some(found.bytes))
         })
     }
@@ -366,6 +396,8 @@ pub(crate) struct Got<T> {
     bytes: Option<Arc<Vec<u8>>>,
     /// Whether this call's loader produced it (else it was found, stored by another caller).
     here: bool,
+    /// Which of a flight's waiters may take it.
+    valid: Valid,
 }
 
 impl<T> Got<T> {
@@ -375,6 +407,7 @@ impl<T> Got<T> {
             stored,
             bytes,
             here: true,
+            valid: Valid::ForAll,
         }
     }
 
@@ -386,6 +419,12 @@ impl<T> Got<T> {
             Answer::Coalesced
         }
     }
+}
+
+/// The mark of a store call a flight's leader is about to send; outside a flight there are no
+/// waiters to judge it.
+fn mark(marks: Option<&Marks>) -> Valid {
+    marks.map_or(Valid::ForAll, Marks::mark)
 }
 
 /// What became of a loaded value's entry.

@@ -358,6 +358,54 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
     );
 }
 
+/// A caller that arrives after a purge returned and joins, in its own process, a load whose
+/// write reached Redis just before that purge and which has not handed out its value yet: the
+/// purge removed that value, so the caller must not be given it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_joins_a_load_whose_write_a_purge_then_removed_gets_post_purge_data() {
+    let server = RedisServer::start();
+    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
+    let cache = Cache::builder()
+        .store(Arc::clone(&store) as Arc<dyn Store>)
+        .op_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let k = key("race.join.written", 5);
+    store.hooks.armed.store(true, Ordering::SeqCst);
+    let written = store.hooks.written.notified();
+    let load = {
+        let (cache, k) = (cache.clone(), k.clone());
+        tokio::spawn(async move {
+            cache
+                .get_or_load(&k, &policy(), || async {
+                    Ok::<_, String>("old".to_string())
+                })
+                .await
+                .unwrap()
+        })
+    };
+    bounded("the load's write", DEADLINE, written).await;
+    assert!(
+        cache.invalidate(&k).await.unwrap(),
+        "the load's entry was in Redis"
+    );
+
+    // This caller arrives after the purge returned, misses, and joins the load still in flight.
+    let late = {
+        let (cache, k) = (cache.clone(), k.clone());
+        tokio::spawn(async move { next_read(&cache, &k).await })
+    };
+    action_cache_testing::until_coalesced(&cache, 1, DEADLINE).await;
+    store.hooks.release.notify_one();
+    assert_eq!(bounded("the load", DEADLINE, load).await.unwrap(), "old");
+    let (v, loads) = bounded("the late caller", DEADLINE, late).await.unwrap();
+    assert_eq!(
+        (v.as_str(), loads),
+        ("new", 1),
+        "a caller that arrived after the purge got the value it removed"
+    );
+}
+
 /// The same moment for a background refresh: its compare-and-set write reached Redis, then a
 /// purge removed it before the refresh kept its value near.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
