@@ -1,7 +1,7 @@
-//! What a call begun after an acknowledged purge or put sees, at the moments a randomized
-//! model of the purge guarantee found it seeing the replaced value. Each test holds one store
-//! call of the cache under test at a gate, so the race the model hit by chance happens every
-//! time; each failed before its fix.
+//! What a call begun after an acknowledged purge or put sees, at the moments the randomized
+//! model (`purge_model.rs`) found it seeing the replaced value. Each test holds one store call
+//! of the cache under test at a gate, so the race the model hit by chance happens every time;
+//! each failed before its fix.
 
 mod support;
 
