@@ -39,8 +39,9 @@ pub(crate) enum Outcome {
 /// Which of a flight's waiters its value is good for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Valid {
-    /// Every waiter: the value was not stored (the loader said not to, it could not be, or the
-    /// store failed), so no purge removed it; it is shared as the loader's answer.
+    /// Every waiter: outside a flight, or a value that was not stored while the store could
+    /// not tell its purge generations (fail-open: the store is failing, and a purge cannot be
+    /// acknowledged then either).
     ForAll,
     /// The waiters that joined before the leader's store call with this mark was sent: that
     /// call (the write that stored the value, or the read that found it) began after they
@@ -62,8 +63,16 @@ struct Flight {
     id: u64,
     slot: SlotDebug,
     started: Instant,
-    /// How many store calls whose answer it shares the leader has sent (see the module docs).
-    sent: Arc<AtomicU64>,
+    /// The store calls its leader sent and the callers that joined (see the module docs).
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// How many store calls whose answer it shares the leader has sent.
+    sent: AtomicU64,
+    /// The count of sent calls when the latest waiter joined.
+    last_joined: AtomicU64,
 }
 
 /// `watch::Receiver<Option<Outcome>>` with a `Debug` that does not need `Outcome: Debug`.
@@ -105,27 +114,32 @@ impl Flights {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = map.get(key) {
             if flight.started.elapsed() <= max_age {
+                let joined = flight.counts.sent.load(Ordering::SeqCst);
+                flight
+                    .counts
+                    .last_joined
+                    .fetch_max(joined, Ordering::SeqCst);
                 return Role::Waiter(Waiter {
                     slot: flight.slot.0.clone(),
-                    joined: flight.sent.load(Ordering::SeqCst),
+                    joined,
                 });
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        let sent = Arc::new(AtomicU64::new(0));
+        let counts = Arc::new(Counts::default());
         let flight = Flight {
             id,
             slot: SlotDebug(rx),
             started: Instant::now(),
-            sent: Arc::clone(&sent),
+            counts: Arc::clone(&counts),
         };
         map.insert(key.to_string(), flight);
         Role::Leader(FlightGuard {
             flights: Arc::clone(self),
             key: key.to_string(),
             id,
-            sent: Marks(sent),
+            marks: Marks(counts),
             tx: Some(tx),
         })
     }
@@ -148,26 +162,35 @@ pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     key: String,
     id: u64,
-    sent: Marks,
+    marks: Marks,
     tx: Option<watch::Sender<Option<Outcome>>>,
 }
 
 /// A flight's count of the store calls its leader sent, for the leader to mark each one by.
 #[derive(Clone, Debug)]
-pub(crate) struct Marks(Arc<AtomicU64>);
+pub(crate) struct Marks(Arc<Counts>);
 
 impl Marks {
     /// Marks a store call about to be sent: a value it answers is good for the waiters that
     /// joined before now.
     pub(crate) fn mark(&self) -> Valid {
-        Valid::JoinedBefore(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+        Valid::JoinedBefore(self.0.sent.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Whether a caller joined once the call marked `valid` was sent, so that `valid` turns it
+    /// away (a caller joining as this is asked may be missed, and is turned away then).
+    pub(crate) fn joined_since(&self, valid: Valid) -> bool {
+        match valid {
+            Valid::ForAll => false,
+            Valid::JoinedBefore(mark) => self.0.last_joined.load(Ordering::SeqCst) >= mark,
+        }
     }
 }
 
 impl FlightGuard {
     /// The flight's marks, for the calls its leader sends.
     pub(crate) fn marks(&self) -> &Marks {
-        &self.sent
+        &self.marks
     }
 
     /// Ends the flight with an outcome for every waiter.
@@ -265,7 +288,9 @@ mod tests {
         let Role::Waiter(late) = f.join("k", Duration::MAX) else {
             panic!()
         };
+        assert!(guard.marks().joined_since(first));
         let second = guard.marks().mark();
+        assert!(!guard.marks().joined_since(second));
         assert!(early.accepts(first) && early.accepts(second));
         assert!(!late.accepts(first), "that call may predate a purge it saw");
         assert!(late.accepts(second));

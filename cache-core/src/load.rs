@@ -37,7 +37,9 @@ impl Engine {
         L: FnOnce() -> LFut,
         LFut: Future<Output = Result<Loaded<T>, E>>,
     {
-        // The generations before the loader starts: any purge after this point moves one.
+        // The generations before the loader starts: any purge after this point moves one. A
+        // waiter that joined before this read arrived before any purge the read misses.
+        let began = mark(marks);
         let guard_keys = self.keys().guards(full, key);
         let seen = self
             .store_op("generations", self.store().generations(&guard_keys))
@@ -54,57 +56,95 @@ impl Engine {
             }
         };
         let elapsed = started.elapsed();
-        // The loader's say: the call's windows, its own, or no entry at all.
-        let Some(policy) = keep.policy(policy) else {
-            tracing::debug!(key = %full, "the loader said not to store its value");
-            return Ok(Got::new(value, Stored::No, None));
+        let got = 'stored: {
+            // The loader's say: the call's windows, its own, or no entry at all.
+            let Some(policy) = keep.policy(policy) else {
+                tracing::debug!(key = %full, "the loader said not to store its value");
+                break 'stored Got::new(value, Stored::No, None);
+            };
+            let policy = &policy;
+            let Some((bytes, meta)) = self.encoded(full, &value, key.tags(), policy, elapsed)
+            else {
+                self.count(key.name(), |c| &c.unstorable_values);
+                break 'stored Got::new(value, Stored::No, None);
+            };
+            let bytes = Arc::new(bytes);
+            if let Err(e) = self.check_size(full, &bytes) {
+                // Too large for the store, but still handed to this load's coalesced waiters.
+                self.count(key.name(), |c| &c.unstorable_values);
+                tracing::warn!(key = %full, error = %e, "value not cached");
+                break 'stored Got::new(value, Stored::No, Some(bytes));
+            }
+            // Unknown generations (the store failed) or older than they are kept: do not store.
+            let Some(seen) = seen.as_ref().filter(|_| elapsed < GENERATION_TTL) else {
+                break 'stored Got::new(value, Stored::No, Some(bytes));
+            };
+            let guards: Vec<(String, u64)> = guard_keys
+                .iter()
+                .cloned()
+                .zip(seen.iter().copied())
+                .collect();
+            let ttl = Duration::from_millis(meta.stale);
+            let tag_keys = self.keys().tags(key);
+            let epoch = self.near_epoch();
+            let written = mark(marks);
+            let op = self
+                .store()
+                .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
+            // A failed write was counted and logged by `store_op`; the caller still gets its
+            // value.
+            match self.store_op("set", op).await {
+                Ok(true) => {
+                    // A lost announcement costs nothing here: no other process holds a fresh
+                    // copy of an entry that was missing, and a later purge announces again.
+                    let _ = self
+                        .written(key.name(), full, &bytes, &meta, &tag_keys, epoch)
+                        .await;
+                    Got {
+                        valid: written,
+                        ..Got::new(value, Stored::Yes, Some(bytes))
+                    }
+                }
+                Ok(false) => {
+                    self.count(key.name(), |c| &c.superseded_loads);
+                    tracing::debug!(key = %full, "purged or replaced while loading; value not cached");
+                    Got::new(value, Stored::Superseded, Some(bytes))
+                }
+                Err(_) => Got::new(value, Stored::No, Some(bytes)),
+            }
         };
-        let policy = &policy;
-        let Some((bytes, meta)) = self.encoded(full, &value, key.tags(), policy, elapsed) else {
-            self.count(key.name(), |c| &c.unstorable_values);
-            return Ok(Got::new(value, Stored::No, None));
-        };
-        let bytes = Arc::new(bytes);
-        if let Err(e) = self.check_size(full, &bytes) {
-            // Too large for the store, but still handed to this load's coalesced waiters.
-            self.count(key.name(), |c| &c.unstorable_values);
-            tracing::warn!(key = %full, error = %e, "value not cached");
-            return Ok(Got::new(value, Stored::No, Some(bytes)));
+        if got.stored != Stored::No {
+            return Ok(got);
         }
-        // Unknown generations (the store failed) or older than they are kept: do not store.
-        let Some(seen) = seen.filter(|_| elapsed < GENERATION_TTL) else {
-            return Ok(Got::new(value, Stored::No, Some(bytes)));
-        };
-        let guards: Vec<(String, u64)> = guard_keys.into_iter().zip(seen).collect();
-        let ttl = Duration::from_millis(meta.stale);
-        let tag_keys = self.keys().tags(key);
-        let epoch = self.near_epoch();
-        let valid = mark(marks);
-        let op = self
-            .store()
-            .set_guarded(full, &bytes, ttl, &tag_keys, &guards);
-        // A failed write was counted and logged by `store_op`; the caller still gets its value.
-        let stored = match self.store_op("set", op).await {
-            Ok(true) => {
-                // A lost announcement costs nothing here: no other process holds a fresh copy of
-                // an entry that was missing, and a later purge announces again.
-                let _ = self
-                    .written(key.name(), full, &bytes, &meta, &tag_keys, epoch)
-                    .await;
-                Stored::Yes
+        let valid = match (marks, seen) {
+            (Some(marks), Some(seen)) if elapsed < GENERATION_TTL => {
+                self.unstored(marks, began, &guard_keys, &seen).await
             }
-            Ok(false) => {
-                self.count(key.name(), |c| &c.superseded_loads);
-                tracing::debug!(key = %full, "purged or replaced while loading; value not cached");
-                Stored::Superseded
-            }
-            Err(_) => Stored::No,
+            // Generations older than they are kept prove nothing.
+            (Some(_), Some(_)) => began,
+            // The store failed before the load: fail-open, as for every caller then.
+            _ => Valid::ForAll,
         };
-        let got = Got::new(value, stored, Some(bytes));
-        Ok(match stored {
-            Stored::Yes => Got { valid, ..got },
-            _ => got,
-        })
+        Ok(Got { valid, ..got })
+    }
+
+    /// Which waiters a loaded value that was not stored is good for. No write checked it
+    /// against purges, so by default only those that joined before its load began (`began`):
+    /// a later one may have arrived after a purge during the load. If any such caller joined,
+    /// the purge generations are read again: unmoved, the value is good for everyone who
+    /// joined before that read; moved or unreadable, the late callers start again.
+    async fn unstored(&self, marks: &Marks, began: Valid, keys: &[String], seen: &[u64]) -> Valid {
+        if !marks.joined_since(began) {
+            return began;
+        }
+        let checked = marks.mark();
+        match self
+            .store_op("generations", self.store().generations(keys))
+            .await
+        {
+            Ok(now) if now == seen => checked,
+            _ => began,
+        }
     }
 
     /// The entry of a loaded value, or `None` (logged) when it cannot be stored faithfully: it

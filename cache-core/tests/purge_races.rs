@@ -6,7 +6,7 @@
 mod support;
 
 use action_cache_core::store::Store;
-use action_cache_core::{Cache, CacheKey, ManualClock, Policy};
+use action_cache_core::{Cache, CacheKey, Loaded, ManualClock, Policy, RefreshFuture};
 use action_cache_testing::{bounded, eventually, RedisServer};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -209,6 +209,68 @@ async fn a_caller_that_joins_a_load_after_a_purge_gets_post_purge_data() {
         v, "new",
         "a caller that arrived after the purge got the purged value"
     );
+}
+
+/// The same for a value its loader says not to store: it was never in Redis, but it was loaded
+/// before the purge, and a caller that arrived after the purge returned must not be given it.
+/// Without a purge, every caller that joined the load shares it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_joins_an_unstored_load_after_a_purge_gets_post_purge_data() {
+    let server = RedisServer::start();
+    let a = cache(&server);
+    for purged in [true, false] {
+        let k = key(&format!("race.join.no_store.{purged}"), 2);
+        let (started_tx, started_rx) = oneshot::channel();
+        let release = Arc::new(Notify::new());
+        let leader = {
+            let (a, k, release) = (a.clone(), k.clone(), Arc::clone(&release));
+            tokio::spawn(async move {
+                let load = move || async move {
+                    let _ = started_tx.send(());
+                    release.notified().await;
+                    Ok::<_, String>(Loaded::no_store("old".to_string()))
+                };
+                let refresh = || -> RefreshFuture<_, _> { unreachable!("no entry to refresh") };
+                a.get_or_load_with_loader_policy(&k, &policy(), load, refresh)
+                    .await
+                    .unwrap()
+            })
+        };
+        bounded("the load to start", DEADLINE, started_rx)
+            .await
+            .unwrap();
+        let waits = a.stats().coalesced_waits;
+        let early = {
+            let (a, k) = (a.clone(), k.clone());
+            tokio::spawn(async move { next_read(&a, &k).await })
+        };
+        action_cache_testing::until_coalesced(&a, waits + 1, DEADLINE).await;
+        if purged {
+            a.invalidate(&k).await.unwrap();
+        }
+        let late = {
+            let (a, k) = (a.clone(), k.clone());
+            tokio::spawn(async move { next_read(&a, &k).await })
+        };
+        action_cache_testing::until_coalesced(&a, waits + 2, DEADLINE).await;
+        release.notify_one();
+        let (v, _) = bounded("the load", DEADLINE, leader).await.unwrap();
+        assert_eq!(v, "old");
+        let early = bounded("the early caller", DEADLINE, early).await.unwrap();
+        let late = bounded("the late caller", DEADLINE, late).await.unwrap();
+        if purged {
+            // The early caller joined during the load too, before the purge: the value is one
+            // it may take, but nothing tells the two apart, so it may load again as well, and
+            // the late caller may share that load.
+            assert_eq!(
+                late.0, "new",
+                "a caller that arrived after the purge got a value loaded before it"
+            );
+        } else {
+            let old = ("old".to_string(), 0);
+            assert_eq!((early, late), (old.clone(), old), "nothing to reload for");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
