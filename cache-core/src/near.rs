@@ -16,8 +16,9 @@
 
 use futures_util::StreamExt;
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::entry::Meta;
@@ -53,6 +54,9 @@ pub(crate) struct Held {
     tag_keys: Box<[String]>,
     /// The counters of its key's name, so that a hit counts without looking the name up.
     pub(crate) named: Option<Arc<Counters>>,
+    /// The tier's epoch it was kept in: a tag or prefix purge applied in a later epoch that
+    /// names it refuses it ([`Purged`]).
+    born: u64,
 }
 
 /// Keeps each entry no longer than the fresh window it had left when it was filled.
@@ -124,8 +128,63 @@ fn compact(bytes: Arc<Vec<u8>>) -> Arc<Vec<u8>> {
     }
 }
 
+/// The tag and prefix purges applied to a tier, each with the epoch it moved the tier to, so
+/// that a lookup refuses an entry kept before a purge that names it.
+///
+/// moka's `invalidate_entries_if` alone does not promise that: its scan walks the entries whose
+/// writes its housekeeping has applied, skips those with a write still queued, and drops the
+/// predicate once the walk ends. An entry kept (or replaced) just before a purge, its write still
+/// queued, outlived the purge and was served. The tier still registers the predicate, to free
+/// the memory; these records decide what is answered.
+///
+/// A record is needed only while an entry kept before it may still be held: at most the longest
+/// time the tier keeps an entry. Older ones are dropped as purges arrive; past
+/// [`MAX_PURGE_RECORDS`] the tier is emptied instead (its `floor` moves to the current epoch).
+#[derive(Default)]
+struct Purged {
+    tags: HashMap<String, (u64, Instant)>,
+    prefixes: Vec<(String, u64, Instant)>,
+}
+
+/// At most this many tag and prefix purges are remembered; more, within the longest time an
+/// entry is kept, empty the tier.
+const MAX_PURGE_RECORDS: usize = 4_096;
+
+impl Purged {
+    fn len(&self) -> usize {
+        self.tags.len() + self.prefixes.len()
+    }
+
+    /// Whether a purge applied after epoch `born` names the entry `full` of `tag_keys`.
+    fn names(&self, full: &str, tag_keys: &[String], born: u64) -> bool {
+        tag_keys
+            .iter()
+            .any(|t| self.tags.get(t).is_some_and(|(at, _)| *at > born))
+            || self
+                .prefixes
+                .iter()
+                .any(|(p, at, _)| *at > born && full.starts_with(p.as_str()))
+    }
+
+    /// Drops the records older than `keep`: no entry kept before them is still held.
+    fn prune(&mut self, keep: Duration) {
+        self.tags.retain(|_, (_, when)| when.elapsed() <= keep);
+        self.prefixes.retain(|(_, _, when)| when.elapsed() <= keep);
+    }
+}
+
 pub(crate) struct Near {
     l1: moka::sync::Cache<String, Arc<Held>>,
+    /// Tag and prefix purges, for lookups to check entries against.
+    purged: RwLock<Purged>,
+    /// Whether `purged` holds a tag record, or a prefix record (a lookup skips its lock when
+    /// neither could name the entry).
+    any_tags: AtomicBool,
+    any_prefixes: AtomicBool,
+    /// Entries kept in an epoch below this are refused: the tier was emptied since.
+    floor: AtomicU64,
+    /// The longest time (ms) the tier was asked to keep an entry, for pruning `purged`.
+    longest_keep: AtomicU64,
     /// The byte bound: an entry heavier than all of it is not kept.
     max_bytes: Option<u64>,
     /// Identifies this cache's own events, which its subscriber skips.
@@ -194,6 +253,11 @@ impl Near {
             trusted: AtomicBool::new(trusted),
             epoch: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            purged: RwLock::new(Purged::default()),
+            any_tags: AtomicBool::new(false),
+            any_prefixes: AtomicBool::new(false),
+            floor: AtomicU64::new(0),
+            longest_keep: AtomicU64::new(0),
         }
     }
 
@@ -222,10 +286,24 @@ impl Near {
             return None;
         }
         let held = self.l1.get(full)?;
-        if held.until <= now {
+        if held.until <= now || self.purged_since(full, &held) {
             return None;
         }
         Some(held)
+    }
+
+    /// Whether the tier was emptied, or a tag or prefix purge naming it applied, since `held`
+    /// was kept.
+    fn purged_since(&self, full: &str, held: &Held) -> bool {
+        if held.born < self.floor.load(Ordering::Acquire) {
+            return true;
+        }
+        let tags = !held.tag_keys.is_empty() && self.any_tags.load(Ordering::Acquire);
+        if !tags && !self.any_prefixes.load(Ordering::Acquire) {
+            return false;
+        }
+        let purged = self.purged.read().unwrap_or_else(|p| p.into_inner());
+        purged.names(full, &held.tag_keys, held.born)
     }
 
     /// Keeps an entry until its fresh window ends, unless an event arrived since `epoch`.
@@ -255,6 +333,7 @@ impl Near {
             keep: Duration::from_millis(left),
             tag_keys: tag_keys.into(),
             named,
+            born: epoch,
         };
         self.insert(full, held, epoch);
     }
@@ -274,6 +353,7 @@ impl Near {
             keep: Duration::from_millis(left),
             tag_keys: held.tag_keys.clone(),
             named: held.named.clone(),
+            born: epoch,
         };
         self.insert(full, typed, epoch);
     }
@@ -281,8 +361,11 @@ impl Near {
     fn insert(&self, full: &str, held: Held, epoch: u64) {
         let held = Held {
             bytes: compact(held.bytes),
+            born: epoch,
             ..held
         };
+        let keep = u64::try_from(held.keep.as_millis()).unwrap_or(u64::MAX);
+        self.longest_keep.fetch_max(keep, Ordering::Relaxed);
         if self.max_bytes.is_some_and(|max| weight(full, &held) > max) {
             // Heavier than the whole bound: not kept (its caller still has the value), and what
             // was held for the key is older than it, so that goes too.
@@ -310,24 +393,52 @@ impl Near {
 
     /// Drops what `event` names from this process's tier.
     pub(crate) fn forget(&self, event: Event<'_>) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         match event {
+            // moka drops one key at once.
             Event::Key(k) => self.l1.invalidate(k),
             Event::Tag(t) => {
+                self.record(epoch, &self.any_tags, |purged, now| {
+                    purged.tags.insert(t.to_string(), (epoch, now));
+                });
                 let t = t.to_string();
                 self.invalidate_if(move |_, held| held.tag_keys.contains(&t));
             }
             Event::Prefix(p) => {
+                self.record(epoch, &self.any_prefixes, |purged, now| {
+                    purged.prefixes.retain(|(q, _, _)| q != p);
+                    purged.prefixes.push((p.to_string(), epoch, now));
+                });
                 let p = p.to_string();
                 self.invalidate_if(move |k, _| k.starts_with(&p));
             }
         }
     }
 
+    /// Records a tag or prefix purge applied in `epoch` (see [`Purged`]), before its entries
+    /// are dropped: a lookup from now on refuses what it names.
+    fn record(&self, epoch: u64, kind: &AtomicBool, add: impl FnOnce(&mut Purged, Instant)) {
+        let mut purged = self.purged.write().unwrap_or_else(|p| p.into_inner());
+        let keep = Duration::from_millis(self.longest_keep.load(Ordering::Relaxed));
+        // A second of margin over the longest keep: moka's expiry and our clock differ.
+        purged.prune(keep.saturating_add(Duration::from_secs(1)));
+        if purged.len() >= MAX_PURGE_RECORDS {
+            // Too many to check each hit against: empty the tier instead.
+            self.floor.fetch_max(epoch, Ordering::AcqRel);
+            *purged = Purged::default();
+            self.l1.invalidate_all();
+            return;
+        }
+        add(&mut purged, Instant::now());
+        kind.store(true, Ordering::Release);
+    }
+
     fn invalidate_if(&self, doomed: impl Fn(&String, &Arc<Held>) -> bool + Send + Sync + 'static) {
         // `get` never returns an entry a registered predicate matches. Closures are enabled at
         // build time, so this cannot fail; if it ever did, emptying the tier is the safe answer.
         if self.l1.invalidate_entries_if(doomed).is_err() {
+            self.floor
+                .fetch_max(self.epoch.load(Ordering::Acquire), Ordering::AcqRel);
             self.l1.invalidate_all();
         }
     }
@@ -366,7 +477,9 @@ impl Near {
     /// Empties and stops trusting the tier; returns whether it was trusted.
     fn reset(&self) -> bool {
         let was = self.trusted.swap(false, Ordering::AcqRel);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        // Nothing kept before now is answered again, whatever moka still holds.
+        self.floor.fetch_max(epoch, Ordering::AcqRel);
         self.l1.invalidate_all();
         was
     }
@@ -515,6 +628,84 @@ mod tests {
             assert_eq!(held.bytes, value_of(i, 2_500));
             assert_eq!(held.bytes.capacity(), 2_500, "{k}");
         }
+    }
+
+    fn fill_tagged(near: &Near, full: &str, tag: &str) {
+        let now = now();
+        let tags = [tag.to_string()];
+        near.fill(
+            full,
+            value_of(1, 64),
+            &meta(now),
+            None,
+            now,
+            &tags,
+            None,
+            near.epoch(),
+        );
+    }
+
+    /// moka's `invalidate_entries_if` misses an entry whose write is still queued when a
+    /// concurrent housekeeping run walks the entries, and then drops its predicate: the entry
+    /// outlived its tag purge. Other threads keep housekeeping running while one fills a tagged
+    /// entry, purges its tag, and looks it up.
+    #[test]
+    fn an_entry_kept_before_its_tag_or_prefix_purge_is_never_answered_after_it() {
+        let near = Arc::new(local(Bounds::entries(100_000)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let churn: Vec<_> = (0..3)
+            .map(|t| {
+                let (near, stop) = (Arc::clone(&near), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        fill(
+                            &near,
+                            &format!("churn{t}.{}", i % 512),
+                            value_of(1, 32),
+                            false,
+                        );
+                        near.get(&format!("churn{t}.{}", (i * 7) % 512));
+                        if i.is_multiple_of(64) {
+                            near.l1.run_pending_tasks();
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        let mut survived = 0;
+        for i in 0..20_000u32 {
+            let (full, tag) = (format!("k{i}"), format!("t{i}"));
+            fill_tagged(&near, &full, &tag);
+            if i.is_multiple_of(2) {
+                near.forget(Event::Tag(&tag));
+            } else {
+                near.forget(Event::Prefix(&full));
+            }
+            if near.get(&full).is_some() {
+                survived += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in churn {
+            t.join().unwrap();
+        }
+        assert_eq!(survived, 0, "entries answered after their purge returned");
+    }
+
+    #[test]
+    fn too_many_purges_to_remember_empty_the_tier() {
+        let near = local(Bounds::entries(100_000));
+        // Kept for an hour, so no record is old enough to drop.
+        fill_tagged(&near, "kept", "other");
+        for i in 0..=MAX_PURGE_RECORDS {
+            near.forget(Event::Tag(&format!("t{i}")));
+        }
+        assert!(near.get("kept").is_none(), "the tier was emptied");
+        assert_eq!(near.purged.read().unwrap().len(), 0);
+        fill_tagged(&near, "later", "other");
+        assert!(near.get("later").is_some(), "a later entry is kept");
     }
 
     #[test]
