@@ -380,16 +380,14 @@ async fn near_cache_on(store: &Arc<Hooked<HeldWrite>>, clock: Option<&ManualCloc
     cache
 }
 
-/// A purge that lands after a load's write reached Redis but before the load kept its value in
-/// the near cache: the write is undone by the purge in Redis, and must not live on in the near
-/// cache either (it would be served until its fresh window ended).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
-    let server = RedisServer::start();
-    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
-    let cache = near_cache_on(&store, None).await;
-
-    let k = key("race.near", 42);
+/// Starts a load of `k` that answers `"old"` and holds its write once Redis applied it, then
+/// purges `k` (the CRM says it changed): Redis no longer holds "old", but the load, still held,
+/// has not handed out its value. Returns the load; the caller releases it.
+async fn purge_a_held_write(
+    cache: &Cache,
+    store: &Hooked<HeldWrite>,
+    k: &CacheKey,
+) -> tokio::task::JoinHandle<String> {
     store.hooks.armed.store(true, Ordering::SeqCst);
     let written = store.hooks.written.notified();
     let load = {
@@ -404,11 +402,24 @@ async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_
         })
     };
     bounded("the load's write", DEADLINE, written).await;
-    // Redis holds "old" now; the CRM says it changed, and the purge removes it.
     assert!(
-        cache.invalidate(&k).await.unwrap(),
+        cache.invalidate(k).await.unwrap(),
         "the load's entry was in Redis"
     );
+    load
+}
+
+/// A purge that lands after a load's write reached Redis but before the load kept its value in
+/// the near cache: the write is undone by the purge in Redis, and must not live on in the near
+/// cache either (it would be served until its fresh window ended).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_between_a_loads_write_and_its_near_fill_keeps_the_value_out_of_the_near_cache() {
+    let server = RedisServer::start();
+    let store = Arc::new(Hooked::new(&server, HeldWrite::default()));
+    let cache = near_cache_on(&store, None).await;
+
+    let k = key("race.near", 42);
+    let load = purge_a_held_write(&cache, &store, &k).await;
     store.hooks.release.notify_one();
     assert_eq!(bounded("the load", DEADLINE, load).await.unwrap(), "old");
 
@@ -433,24 +444,7 @@ async fn a_caller_that_joins_a_load_whose_write_a_purge_then_removed_gets_post_p
         .build()
         .unwrap();
     let k = key("race.join.written", 5);
-    store.hooks.armed.store(true, Ordering::SeqCst);
-    let written = store.hooks.written.notified();
-    let load = {
-        let (cache, k) = (cache.clone(), k.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_load(&k, &policy(), || async {
-                    Ok::<_, String>("old".to_string())
-                })
-                .await
-                .unwrap()
-        })
-    };
-    bounded("the load's write", DEADLINE, written).await;
-    assert!(
-        cache.invalidate(&k).await.unwrap(),
-        "the load's entry was in Redis"
-    );
+    let load = purge_a_held_write(&cache, &store, &k).await;
 
     // This caller arrives after the purge returned, misses, and joins the load still in flight.
     let late = {
