@@ -8,8 +8,10 @@
 //! A waiter takes a value only from a store call its leader sent after the waiter joined (the
 //! guarded write that stored it, or the read that found it): an earlier call may have reached
 //! the store before a purge the waiter saw return, and its value is the one that purge removed.
-//! Each flight counts the calls its leader sends ([`FlightGuard::mark`]); a waiter notes the
-//! count when it joins, and a value marked no later than that sends it to a new flight.
+//! Each flight counts the calls its leader sends ([`Marks::mark`]); a waiter notes the count
+//! when it joins, and a value marked no later than that sends it to a new flight. A value that
+//! was not stored is marked by the read of the purge generations before its load, or, when a
+//! caller joined after that, by a second read once the load ended that found them unmoved.
 
 use std::any::Any;
 use std::collections::HashMap;
