@@ -196,6 +196,12 @@ pub(crate) struct Near {
     /// Bumped by every event applied and every reset; a fill whose read began in an older epoch
     /// is dropped, since an event may have overtaken it.
     epoch: AtomicU64,
+    /// Fills check the epoch and insert under its read side, events move the epoch and drop
+    /// entries under its write side: no event lands between a fill's check and its insert.
+    /// (Checking again after the insert, as the tier once did, left the overtaken value
+    /// visible until the second check, which a descheduled thread could make milliseconds
+    /// later, after the event's caller had returned.) Hits never take it.
+    gate: RwLock<()>,
     started: AtomicBool,
 }
 
@@ -252,6 +258,7 @@ impl Near {
             channel,
             trusted: AtomicBool::new(trusted),
             epoch: AtomicU64::new(0),
+            gate: RwLock::new(()),
             started: AtomicBool::new(false),
             purged: RwLock::new(Purged::default()),
             any_tags: AtomicBool::new(false),
@@ -366,6 +373,10 @@ impl Near {
         };
         let keep = u64::try_from(held.keep.as_millis()).unwrap_or(u64::MAX);
         self.longest_keep.fetch_max(keep, Ordering::Relaxed);
+        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        if !self.trusted.load(Ordering::Acquire) || self.epoch() != epoch {
+            return;
+        }
         if self.max_bytes.is_some_and(|max| weight(full, &held) > max) {
             // Heavier than the whole bound: not kept (its caller still has the value), and what
             // was held for the key is older than it, so that goes too.
@@ -373,11 +384,11 @@ impl Near {
             return;
         }
         self.l1.insert(full.to_string(), Arc::new(held));
-        // An event applied between the caller's epoch check and the insert may have missed this
-        // entry (events bump the epoch before they drop): drop it again, it may be what was purged.
-        if self.epoch() != epoch {
-            self.l1.invalidate(full);
-        }
+    }
+
+    /// The gate's write side, for an event to move the epoch and drop what it names.
+    fn event(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Before this process keeps its own write of `full`: drops what the tier holds for it (what
@@ -386,6 +397,7 @@ impl Near {
     /// refused. Returns the epoch to keep the write with, or `None` when an event arrived since
     /// `epoch` (taken before the write): then the write is not kept here either.
     pub(crate) fn own_write(&self, full: &str, epoch: u64) -> Option<u64> {
+        let _event = self.event();
         let before = self.epoch.fetch_add(1, Ordering::AcqRel);
         self.l1.invalidate(full);
         (before == epoch).then_some(before.wrapping_add(1))
@@ -393,6 +405,7 @@ impl Near {
 
     /// Drops what `event` names from this process's tier.
     pub(crate) fn forget(&self, event: Event<'_>) {
+        let _event = self.event();
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         match event {
             // moka drops one key at once.
@@ -476,6 +489,7 @@ impl Near {
 
     /// Empties and stops trusting the tier; returns whether it was trusted.
     fn reset(&self) -> bool {
+        let _event = self.event();
         let was = self.trusted.swap(false, Ordering::AcqRel);
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         // Nothing kept before now is answered again, whatever moka still holds.
@@ -485,6 +499,7 @@ impl Near {
     }
 
     fn trust(&self) {
+        let _event = self.event();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.trusted.store(true, Ordering::Release);
     }
