@@ -175,15 +175,13 @@ impl Purged {
 
 pub(crate) struct Near {
     l1: moka::sync::Cache<String, Arc<Held>>,
-    /// Tag and prefix purges, for lookups to check entries against.
-    purged: RwLock<Purged>,
-    /// Whether `purged` holds a tag record, or a prefix record (a lookup skips its lock when
-    /// neither could name the entry).
+    /// Whether the gate's [`Purged`] holds a tag record, or a prefix record (a lookup skips the
+    /// gate when neither could name the entry).
     any_tags: AtomicBool,
     any_prefixes: AtomicBool,
     /// Entries kept in an epoch below this are refused: the tier was emptied since.
     floor: AtomicU64,
-    /// The longest time (ms) the tier was asked to keep an entry, for pruning `purged`.
+    /// The longest time (ms) the tier was asked to keep an entry, for pruning [`Purged`].
     longest_keep: AtomicU64,
     /// The byte bound: an entry heavier than all of it is not kept.
     max_bytes: Option<u64>,
@@ -196,12 +194,13 @@ pub(crate) struct Near {
     /// Bumped by every event applied and every reset; a fill whose read began in an older epoch
     /// is dropped, since an event may have overtaken it.
     epoch: AtomicU64,
-    /// Fills check the epoch and insert under its read side, events move the epoch and drop
-    /// entries under its write side: no event lands between a fill's check and its insert.
-    /// (Checking again after the insert, as the tier once did, left the overtaken value
-    /// visible until the second check, which a descheduled thread could make milliseconds
-    /// later, after the event's caller had returned.) Hits never take it.
-    gate: RwLock<()>,
+    /// Fills check the epoch and insert under its read side, events move the epoch, record
+    /// tag and prefix purges and drop entries under its write side: no event lands between a
+    /// fill's check and its insert. (Checking again after the insert, as the tier once did,
+    /// left the overtaken value visible until the second check, which a descheduled thread
+    /// could make milliseconds later, after the event's caller had returned.) A hit takes its
+    /// read side only to check an entry against the purges it holds.
+    gate: RwLock<Purged>,
     started: AtomicBool,
 }
 
@@ -258,9 +257,8 @@ impl Near {
             channel,
             trusted: AtomicBool::new(trusted),
             epoch: AtomicU64::new(0),
-            gate: RwLock::new(()),
+            gate: RwLock::new(Purged::default()),
             started: AtomicBool::new(false),
-            purged: RwLock::new(Purged::default()),
             any_tags: AtomicBool::new(false),
             any_prefixes: AtomicBool::new(false),
             floor: AtomicU64::new(0),
@@ -309,8 +307,7 @@ impl Near {
         if !tags && !self.any_prefixes.load(Ordering::Acquire) {
             return false;
         }
-        let purged = self.purged.read().unwrap_or_else(|p| p.into_inner());
-        purged.names(full, &held.tag_keys, held.born)
+        self.fills().names(full, &held.tag_keys, held.born)
     }
 
     /// Keeps an entry until its fresh window ends, unless an event arrived since `epoch`.
@@ -368,12 +365,11 @@ impl Near {
     fn insert(&self, full: &str, held: Held, epoch: u64) {
         let held = Held {
             bytes: compact(held.bytes),
-            born: epoch,
             ..held
         };
         let keep = u64::try_from(held.keep.as_millis()).unwrap_or(u64::MAX);
         self.longest_keep.fetch_max(keep, Ordering::Relaxed);
-        let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.fills();
         if !self.trusted.load(Ordering::Acquire) || self.epoch() != epoch {
             return;
         }
@@ -386,8 +382,14 @@ impl Near {
         self.l1.insert(full.to_string(), Arc::new(held));
     }
 
-    /// The gate's write side, for an event to move the epoch and drop what it names.
-    fn event(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+    /// The gate's read side: for a fill, and for a lookup to check the purges it holds.
+    fn fills(&self) -> std::sync::RwLockReadGuard<'_, Purged> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The gate's write side, for an event to move the epoch, record a purge and drop what it
+    /// names.
+    fn event(&self) -> std::sync::RwLockWriteGuard<'_, Purged> {
         self.gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -405,45 +407,47 @@ impl Near {
 
     /// Drops what `event` names from this process's tier.
     pub(crate) fn forget(&self, event: Event<'_>) {
-        let _event = self.event();
+        let mut purged = self.event();
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         match event {
             // moka drops one key at once.
             Event::Key(k) => self.l1.invalidate(k),
             Event::Tag(t) => {
-                self.record(epoch, &self.any_tags, |purged, now| {
-                    purged.tags.insert(t.to_string(), (epoch, now));
-                });
+                if self.room(&mut purged, epoch) {
+                    purged.tags.insert(t.to_string(), (epoch, Instant::now()));
+                    self.any_tags.store(true, Ordering::Release);
+                }
                 let t = t.to_string();
                 self.invalidate_if(move |_, held| held.tag_keys.contains(&t));
             }
             Event::Prefix(p) => {
-                self.record(epoch, &self.any_prefixes, |purged, now| {
+                if self.room(&mut purged, epoch) {
                     purged.prefixes.retain(|(q, _, _)| q != p);
-                    purged.prefixes.push((p.to_string(), epoch, now));
-                });
+                    purged.prefixes.push((p.to_string(), epoch, Instant::now()));
+                    self.any_prefixes.store(true, Ordering::Release);
+                }
                 let p = p.to_string();
                 self.invalidate_if(move |k, _| k.starts_with(&p));
             }
         }
     }
 
-    /// Records a tag or prefix purge applied in `epoch` (see [`Purged`]), before its entries
-    /// are dropped: a lookup from now on refuses what it names.
-    fn record(&self, epoch: u64, kind: &AtomicBool, add: impl FnOnce(&mut Purged, Instant)) {
-        let mut purged = self.purged.write().unwrap_or_else(|p| p.into_inner());
+    /// Makes room in `purged` for the record of a tag or prefix purge applied in `epoch`, made
+    /// before its entries are dropped so that a lookup from then on refuses what it names:
+    /// drops the records no held entry predates, and if too many are left, empties the tier
+    /// instead (its floor moves to `epoch`) and returns `false`, no record needed.
+    fn room(&self, purged: &mut Purged, epoch: u64) -> bool {
         let keep = Duration::from_millis(self.longest_keep.load(Ordering::Relaxed));
         // A second of margin over the longest keep: moka's expiry and our clock differ.
         purged.prune(keep.saturating_add(Duration::from_secs(1)));
-        if purged.len() >= MAX_PURGE_RECORDS {
-            // Too many to check each hit against: empty the tier instead.
-            self.floor.fetch_max(epoch, Ordering::AcqRel);
-            *purged = Purged::default();
-            self.l1.invalidate_all();
-            return;
+        if purged.len() < MAX_PURGE_RECORDS {
+            return true;
         }
-        add(&mut purged, Instant::now());
-        kind.store(true, Ordering::Release);
+        // Too many to check each hit against: empty the tier instead.
+        self.floor.fetch_max(epoch, Ordering::AcqRel);
+        *purged = Purged::default();
+        self.l1.invalidate_all();
+        false
     }
 
     fn invalidate_if(&self, doomed: impl Fn(&String, &Arc<Held>) -> bool + Send + Sync + 'static) {
@@ -569,9 +573,22 @@ mod tests {
     }
 
     fn fill(near: &Near, full: &str, bytes: Arc<Vec<u8>>, typed: bool) {
+        fill_in(near, full, bytes, typed, &[]);
+    }
+
+    fn fill_in(near: &Near, full: &str, bytes: Arc<Vec<u8>>, typed: bool, tags: &[String]) {
         let now = now();
         let value = typed.then(|| Arc::new(bytes.len()) as Typed);
-        near.fill(full, bytes, &meta(now), value, now, &[], None, near.epoch());
+        near.fill(
+            full,
+            bytes,
+            &meta(now),
+            value,
+            now,
+            tags,
+            None,
+            near.epoch(),
+        );
     }
 
     fn local(bounds: Bounds) -> Near {
@@ -646,18 +663,7 @@ mod tests {
     }
 
     fn fill_tagged(near: &Near, full: &str, tag: &str) {
-        let now = now();
-        let tags = [tag.to_string()];
-        near.fill(
-            full,
-            value_of(1, 64),
-            &meta(now),
-            None,
-            now,
-            &tags,
-            None,
-            near.epoch(),
-        );
+        fill_in(near, full, value_of(1, 64), false, &[tag.to_string()]);
     }
 
     /// moka's `invalidate_entries_if` misses an entry whose write is still queued when a
@@ -718,7 +724,7 @@ mod tests {
             near.forget(Event::Tag(&format!("t{i}")));
         }
         assert!(near.get("kept").is_none(), "the tier was emptied");
-        assert_eq!(near.purged.read().unwrap().len(), 0);
+        assert_eq!(near.gate.read().unwrap().len(), 0);
         fill_tagged(&near, "later", "other");
         assert!(near.get("later").is_some(), "a later entry is kept");
     }
