@@ -25,8 +25,9 @@ const LATENCY_CALLS: usize = 8_000;
 const LOCAL_CALLS: usize = 50_000;
 /// Hits per throughput run.
 const BATCH: usize = 20_480;
-/// Throughput runs per figure; the best is reported.
-const RUNS: usize = 3;
+/// Throughput rounds per figure (each runs every subject of the figure once); medians over the
+/// rounds are reported.
+const RUNS: usize = 9;
 /// Stampedes per case; the most loader calls seen is reported.
 const STAMPEDES: u64 = 5;
 
@@ -96,9 +97,12 @@ fn main() {
         format!("{:.2}×", ratio_of(crate_p50, raw_p50)),
     ));
 
-    // 2 and 3: throughput at 1, 64 and 256 tasks.
+    // 2 and 3: throughput at 1, 64 and 256 tasks, the three kinds side by side.
     for n in [1, 64, 256] {
-        let raw_ops = best_ops(&rt, n, {
+        // At one task a run takes about a second; fewer calls keep the report short.
+        let batch = if n == 1 { BATCH / 4 } else { BATCH };
+        let mut runs = SideBySide::new(&rt, n);
+        runs.add(batch, {
             let raw = raw.clone();
             move |i| {
                 let raw = raw.clone();
@@ -107,7 +111,7 @@ fn main() {
                 }
             }
         });
-        let macro_ops = best_ops(&rt, n, {
+        runs.add(batch, {
             let ids = Arc::clone(&ids);
             move |i| {
                 let ids = Arc::clone(&ids);
@@ -116,7 +120,7 @@ fn main() {
                 }
             }
         });
-        let crate_ops = best_ops(&rt, n, {
+        runs.add(batch, {
             let ids = Arc::clone(&ids);
             move |i| {
                 let ids = Arc::clone(&ids);
@@ -129,13 +133,15 @@ fn main() {
                 }
             }
         });
+        let rounds = runs.measure::<3>();
+        let [raw_ops, macro_ops, crate_ops] = rounds.medians();
         let figures = format!(
             "{} (raw `GET` {}, `cached` crate {})",
             ops(macro_ops),
             ops(raw_ops),
             ops(crate_ops)
         );
-        let of_raw = format!("{:.2}× raw", macro_ops / raw_ops);
+        let of_raw = format!("{:.2}× raw", rounds.ratio(1, 0));
         if n == 256 {
             rows.push(Row::new(
                 "Hit throughput, 256 tasks, one `Cache`: `#[cached_action]`",
@@ -168,8 +174,9 @@ fn main() {
             raw_mp.get_nth(0).await.len(),
         )
     });
-    let tasks = 256;
-    let raw_get = best_ops(&rt, tasks, {
+    // The seven kinds side by side, each round running every one in turn.
+    let mut runs = SideBySide::new(&rt, 256);
+    runs.add(BATCH, {
         let raw = raw_json.clone();
         move |i| {
             let raw = raw.clone();
@@ -178,7 +185,7 @@ fn main() {
             }
         }
     });
-    let raw_get_json = best_ops(&rt, tasks, {
+    runs.add(BATCH, {
         let raw = raw_json.clone();
         move |i| {
             let raw = raw.clone();
@@ -187,7 +194,7 @@ fn main() {
             }
         }
     });
-    let raw_get_mp = best_ops(&rt, tasks, {
+    runs.add(BATCH, {
         let raw = raw_mp.clone();
         move |i| {
             let raw = raw.clone();
@@ -197,22 +204,25 @@ fn main() {
         }
     });
     let page = support::catalog_page;
-    let macro_json = best_ops(&rt, tasks, move |i| async move {
+    runs.add(BATCH, move |i| async move {
         black_box(support::catalog(page(i)).await.expect("hit"));
     });
-    let macro_mp = best_ops(&rt, tasks, move |i| async move {
+    runs.add(BATCH, move |i| async move {
         black_box(support::catalog_mp(page(i)).await.expect("hit"));
     });
     // In-process hits run 10× the calls: a batch of 20,480 takes only ~20 ms at these rates, and
     // spawning the 256 tasks and the warm-up of each run weigh on so short a run.
-    let macro_near = best_ops_of(&rt, tasks, 10 * BATCH, move |i| async move {
+    runs.add(10 * BATCH, move |i| async move {
         black_box(support::catalog_near(page(i)).await.expect("hit"));
     });
-    let macro_near_shared = best_ops_of(&rt, tasks, 10 * BATCH, move |i| async move {
+    runs.add(10 * BATCH, move |i| async move {
         black_box(support::catalog_near_shared(page(i)).await.expect("hit"));
     });
+    let rounds = runs.measure::<7>();
+    let [raw_get, raw_get_json, raw_get_mp, macro_json, macro_mp, macro_near, macro_near_shared] =
+        rounds.medians();
     let label = "Hits/s, 10,000 keys, a 25-struct value, 256 tasks";
-    let r = macro_json / raw_get_json;
+    let r = rounds.ratio(3, 1);
     rows.push(Row::new(
         &format!("{label}, JSON: `#[cached_action]` vs raw `GET` + JSON decode"),
         format!("{} vs {}", ops(macro_json), ops(raw_get_json)),
@@ -220,7 +230,7 @@ fn main() {
         "≥ 0.95×",
         r >= 0.95,
     ));
-    let r = macro_mp / raw_get_mp;
+    let r = rounds.ratio(4, 2);
     rows.push(Row::new(
         &format!("{label}, MessagePack: `#[cached_action]` vs raw `GET` + MessagePack decode"),
         format!("{} vs {}", ops(macro_mp), ops(raw_get_mp)),
@@ -228,7 +238,7 @@ fn main() {
         "≥ 0.95×",
         r >= 0.95,
     ));
-    let r = macro_near / raw_get;
+    let r = rounds.ratio(5, 0);
     rows.push(Row::new(
         &format!("{label}, near cache (typed): `#[cached_action]` vs raw `GET`"),
         format!("{} vs {}", ops(macro_near), ops(raw_get)),
@@ -236,7 +246,7 @@ fn main() {
         "≥ 5×",
         r >= 5.0,
     ));
-    let r = macro_near_shared / raw_get;
+    let r = rounds.ratio(6, 0);
     rows.push(Row::new(
         &format!(
             "{label}, near cache (typed), the value returned as an `Arc`: `#[cached_action]` vs raw `GET`"
@@ -252,7 +262,7 @@ fn main() {
             sizes.1, sizes.0
         ),
         format!("{} vs {}", ops(macro_mp), ops(macro_json)),
-        format!("{:.2}×", macro_mp / macro_json),
+        format!("{:.2}×", rounds.ratio(4, 3)),
     ));
 
     // 4: in-process figures.
@@ -554,30 +564,76 @@ where
     p50(samples)
 }
 
-/// The best of [`RUNS`] runs of [`BATCH`] operations over `tasks` tasks, in operations per second.
-fn best_ops<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    // At one task a run takes about a second; fewer calls keep the report short.
-    let batch = if tasks == 1 { BATCH / 4 } else { BATCH };
-    best_ops_of(rt, tasks, batch, op)
+/// Throughput figures measured side by side: each of [`RUNS`] rounds runs every subject once,
+/// in turn (starting one further each round), so a busy moment of the machine (or of
+/// `redis-server`, on the same two cores) falls on all of them alike rather than on whichever
+/// ran then.
+struct SideBySide<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    tasks: usize,
+    /// One run of each subject: its calls per second.
+    subjects: Vec<Box<dyn Fn() -> f64 + 'a>>,
 }
 
-/// The best of [`RUNS`] runs of `batch` calls of `op` over `tasks` tasks, in calls per second.
-fn best_ops_of<F, Fut>(rt: &tokio::runtime::Runtime, tasks: usize, batch: usize, op: F) -> f64
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    (0..RUNS)
-        .map(|_| {
+impl<'a> SideBySide<'a> {
+    fn new(rt: &'a tokio::runtime::Runtime, tasks: usize) -> SideBySide<'a> {
+        SideBySide {
+            rt,
+            tasks,
+            subjects: Vec::new(),
+        }
+    }
+
+    /// Adds a subject: `batch` calls of `op(i)` spread over the tasks.
+    fn add<F, Fut>(&mut self, batch: usize, op: F)
+    where
+        F: Fn(usize) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (rt, tasks) = (self.rt, self.tasks);
+        self.subjects.push(Box::new(move || {
             let t = Instant::now();
             rt.block_on(support::spread(tasks, batch, op.clone()));
             batch as f64 / t.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+        }));
+    }
+
+    /// Runs the rounds: every subject's calls per second in each.
+    fn measure<const N: usize>(self) -> Rounds<N> {
+        assert_eq!(self.subjects.len(), N, "one figure per subject");
+        let rounds = (0..RUNS)
+            .map(|round| {
+                let mut ops = [0.0; N];
+                for k in 0..N {
+                    let i = (round + k) % N;
+                    ops[i] = (self.subjects[i])();
+                }
+                ops
+            })
+            .collect();
+        Rounds(rounds)
+    }
+}
+
+/// What [`SideBySide::measure`] saw: calls per second of every subject, round by round.
+struct Rounds<const N: usize>(Vec<[f64; N]>);
+
+impl<const N: usize> Rounds<N> {
+    /// Each subject's median over the rounds.
+    fn medians(&self) -> [f64; N] {
+        std::array::from_fn(|i| median(self.0.iter().map(|r| r[i]).collect()))
+    }
+
+    /// The median over the rounds of subject `a`'s rate over subject `b`'s in the same round:
+    /// each ratio compares runs made moments apart.
+    fn ratio(&self, a: usize, b: usize) -> f64 {
+        median(self.0.iter().map(|r| r[a] / r[b]).collect())
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_unstable_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 fn p50(mut samples: Vec<Duration>) -> Duration {
