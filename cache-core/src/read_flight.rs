@@ -23,10 +23,15 @@ use crate::error::StoreError;
 /// What a shared read gives its followers: the bytes under the key, or the store's error.
 pub(crate) type ReadResult = Result<Option<Arc<Vec<u8>>>, StoreError>;
 
+/// The map of reads in flight. Every store read hashes its key four times here (join: look up,
+/// insert; leave: look up, remove), so it takes foldhash, seeded per map, over SipHash: about a
+/// thousand instructions less per hit for a 60-byte key.
+type ReadMap = HashMap<String, Reads, foldhash::fast::RandomState>;
+
 /// The store reads in flight, by full key.
 #[derive(Default)]
 pub(crate) struct ReadFlights {
-    map: Mutex<HashMap<String, Reads>>,
+    map: Mutex<ReadMap>,
 }
 
 /// The reads of one key: the one sent last, and the one that waits for it to end.
@@ -120,7 +125,7 @@ impl ReadFlights {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Reads>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadMap> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
