@@ -202,6 +202,10 @@ pub(crate) struct Near {
     /// read side only to check an entry against the purges it holds.
     gate: RwLock<Purged>,
     started: AtomicBool,
+    /// Runs inside a fill's gate, between its epoch check and its insert: where a test holds a
+    /// fill to show that no event lands there.
+    #[cfg(test)]
+    before_insert: std::sync::Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 impl std::fmt::Debug for Near {
@@ -263,6 +267,8 @@ impl Near {
             any_prefixes: AtomicBool::new(false),
             floor: AtomicU64::new(0),
             longest_keep: AtomicU64::new(0),
+            #[cfg(test)]
+            before_insert: std::sync::Mutex::new(None),
         }
     }
 
@@ -378,6 +384,10 @@ impl Near {
             // was held for the key is older than it, so that goes too.
             self.l1.invalidate(full);
             return;
+        }
+        #[cfg(test)]
+        if let Some(hook) = &*self.before_insert.lock().unwrap_or_else(|p| p.into_inner()) {
+            hook();
         }
         self.l1.insert(full.to_string(), Arc::new(held));
     }
@@ -713,6 +723,47 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(survived, 0, "entries answered after their purge returned");
+    }
+
+    /// A fill checks the epoch, then inserts. An event (here a key purge) that arrived between
+    /// the two used to return at once, and the fill then kept the value the purge removed. The
+    /// fill is held between its check and its insert while the purge is issued: the purge must
+    /// wait for it (it is given 200 ms to return, which it did at once before the gate), and
+    /// once both are done the key is not held.
+    #[test]
+    fn a_purge_issued_while_a_fill_inserts_waits_for_it_and_drops_what_it_kept() {
+        let near = Arc::new(local(Bounds::entries(100)));
+        let (reached, at_insert) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        *near.before_insert.lock().unwrap() = Some(Box::new(move || {
+            let _ = reached.send(());
+            let _ = released.recv();
+        }));
+        let filler = {
+            let near = Arc::clone(&near);
+            std::thread::spawn(move || fill(&near, "k", value_of(1, 32), true))
+        };
+        at_insert.recv().unwrap();
+        let purger = {
+            let near = Arc::clone(&near);
+            std::thread::spawn(move || near.forget(Event::Key("k")))
+        };
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while !purger.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let returned_early = purger.is_finished();
+        release.send(()).unwrap();
+        filler.join().unwrap();
+        purger.join().unwrap();
+        assert!(
+            !returned_early,
+            "the purge returned while a fill was inserting"
+        );
+        assert!(
+            near.get("k").is_none(),
+            "the fill kept what the purge removed"
+        );
     }
 
     #[test]
