@@ -102,7 +102,7 @@ fn main() {
         // At one task a run takes about a second; fewer calls keep the report short.
         let batch = if n == 1 { BATCH / 4 } else { BATCH };
         let mut runs = SideBySide::new(&rt, n);
-        runs.add(batch, {
+        let raw_s = runs.add(batch, {
             let raw = raw.clone();
             move |i| {
                 let raw = raw.clone();
@@ -111,7 +111,7 @@ fn main() {
                 }
             }
         });
-        runs.add(batch, {
+        let macro_s = runs.add(batch, {
             let ids = Arc::clone(&ids);
             move |i| {
                 let ids = Arc::clone(&ids);
@@ -120,7 +120,7 @@ fn main() {
                 }
             }
         });
-        runs.add(batch, {
+        let crate_s = runs.add(batch, {
             let ids = Arc::clone(&ids);
             move |i| {
                 let ids = Arc::clone(&ids);
@@ -133,15 +133,15 @@ fn main() {
                 }
             }
         });
-        let rounds = runs.measure::<3>();
-        let [raw_ops, macro_ops, crate_ops] = rounds.medians();
+        let rounds = runs.measure();
+        let [raw_ops, macro_ops, crate_ops] = [raw_s, macro_s, crate_s].map(|s| rounds.median(s));
         let figures = format!(
             "{} (raw `GET` {}, `cached` crate {})",
             ops(macro_ops),
             ops(raw_ops),
             ops(crate_ops)
         );
-        let of_raw = format!("{:.2}× raw", rounds.ratio(1, 0));
+        let of_raw = format!("{:.2}× raw", rounds.ratio(macro_s, raw_s));
         if n == 256 {
             rows.push(Row::new(
                 "Hit throughput, 256 tasks, one `Cache`: `#[cached_action]`",
@@ -176,7 +176,7 @@ fn main() {
     });
     // The seven kinds side by side, each round running every one in turn.
     let mut runs = SideBySide::new(&rt, 256);
-    runs.add(BATCH, {
+    let raw_get_s = runs.add(BATCH, {
         let raw = raw_json.clone();
         move |i| {
             let raw = raw.clone();
@@ -185,7 +185,7 @@ fn main() {
             }
         }
     });
-    runs.add(BATCH, {
+    let raw_json_s = runs.add(BATCH, {
         let raw = raw_json.clone();
         move |i| {
             let raw = raw.clone();
@@ -194,7 +194,7 @@ fn main() {
             }
         }
     });
-    runs.add(BATCH, {
+    let raw_mp_s = runs.add(BATCH, {
         let raw = raw_mp.clone();
         move |i| {
             let raw = raw.clone();
@@ -204,25 +204,28 @@ fn main() {
         }
     });
     let page = support::catalog_page;
-    runs.add(BATCH, move |i| async move {
+    let json_s = runs.add(BATCH, move |i| async move {
         black_box(support::catalog(page(i)).await.expect("hit"));
     });
-    runs.add(BATCH, move |i| async move {
+    let mp_s = runs.add(BATCH, move |i| async move {
         black_box(support::catalog_mp(page(i)).await.expect("hit"));
     });
     // In-process hits run 10× the calls: a batch of 20,480 takes only ~20 ms at these rates, and
     // spawning the 256 tasks and the warm-up of each run weigh on so short a run.
-    runs.add(10 * BATCH, move |i| async move {
+    let near_s = runs.add(10 * BATCH, move |i| async move {
         black_box(support::catalog_near(page(i)).await.expect("hit"));
     });
-    runs.add(10 * BATCH, move |i| async move {
+    let near_arc_s = runs.add(10 * BATCH, move |i| async move {
         black_box(support::catalog_near_shared(page(i)).await.expect("hit"));
     });
-    let rounds = runs.measure::<7>();
+    let rounds = runs.measure();
     let [raw_get, raw_get_json, raw_get_mp, macro_json, macro_mp, macro_near, macro_near_shared] =
-        rounds.medians();
+        [
+            raw_get_s, raw_json_s, raw_mp_s, json_s, mp_s, near_s, near_arc_s,
+        ]
+        .map(|s| rounds.median(s));
     let label = "Hits/s, 10,000 keys, a 25-struct value, 256 tasks";
-    let r = rounds.ratio(3, 1);
+    let r = rounds.ratio(json_s, raw_json_s);
     rows.push(Row::new(
         &format!("{label}, JSON: `#[cached_action]` vs raw `GET` + JSON decode"),
         format!("{} vs {}", ops(macro_json), ops(raw_get_json)),
@@ -230,7 +233,7 @@ fn main() {
         "≥ 0.95×",
         r >= 0.95,
     ));
-    let r = rounds.ratio(4, 2);
+    let r = rounds.ratio(mp_s, raw_mp_s);
     rows.push(Row::new(
         &format!("{label}, MessagePack: `#[cached_action]` vs raw `GET` + MessagePack decode"),
         format!("{} vs {}", ops(macro_mp), ops(raw_get_mp)),
@@ -238,7 +241,7 @@ fn main() {
         "≥ 0.95×",
         r >= 0.95,
     ));
-    let r = rounds.ratio(5, 0);
+    let r = rounds.ratio(near_s, raw_get_s);
     rows.push(Row::new(
         &format!("{label}, near cache (typed): `#[cached_action]` vs raw `GET`"),
         format!("{} vs {}", ops(macro_near), ops(raw_get)),
@@ -246,7 +249,7 @@ fn main() {
         "≥ 5×",
         r >= 5.0,
     ));
-    let r = rounds.ratio(6, 0);
+    let r = rounds.ratio(near_arc_s, raw_get_s);
     rows.push(Row::new(
         &format!(
             "{label}, near cache (typed), the value returned as an `Arc`: `#[cached_action]` vs raw `GET`"
@@ -262,7 +265,7 @@ fn main() {
             sizes.1, sizes.0
         ),
         format!("{} vs {}", ops(macro_mp), ops(macro_json)),
-        format!("{:.2}×", rounds.ratio(4, 3)),
+        format!("{:.2}×", rounds.ratio(mp_s, json_s)),
     ));
 
     // 4: in-process figures.
@@ -585,7 +588,7 @@ impl<'a> SideBySide<'a> {
     }
 
     /// Adds a subject: `batch` calls of `op(i)` spread over the tasks.
-    fn add<F, Fut>(&mut self, batch: usize, op: F)
+    fn add<F, Fut>(&mut self, batch: usize, op: F) -> Subject
     where
         F: Fn(usize) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = ()> + Send,
@@ -596,16 +599,17 @@ impl<'a> SideBySide<'a> {
             rt.block_on(support::spread(tasks, batch, op.clone()));
             batch as f64 / t.elapsed().as_secs_f64()
         }));
+        Subject(self.subjects.len() - 1)
     }
 
     /// Runs the rounds: every subject's calls per second in each.
-    fn measure<const N: usize>(self) -> Rounds<N> {
-        assert_eq!(self.subjects.len(), N, "one figure per subject");
+    fn measure(self) -> Rounds {
+        let n = self.subjects.len();
         let rounds = (0..RUNS)
             .map(|round| {
-                let mut ops = [0.0; N];
-                for k in 0..N {
-                    let i = (round + k) % N;
+                let mut ops = vec![0.0; n];
+                for k in 0..n {
+                    let i = (round + k) % n;
                     ops[i] = (self.subjects[i])();
                 }
                 ops
@@ -615,19 +619,23 @@ impl<'a> SideBySide<'a> {
     }
 }
 
-/// What [`SideBySide::measure`] saw: calls per second of every subject, round by round.
-struct Rounds<const N: usize>(Vec<[f64; N]>);
+/// One subject of a [`SideBySide`], as [`SideBySide::add`] returned it.
+#[derive(Clone, Copy)]
+struct Subject(usize);
 
-impl<const N: usize> Rounds<N> {
-    /// Each subject's median over the rounds.
-    fn medians(&self) -> [f64; N] {
-        std::array::from_fn(|i| median(self.0.iter().map(|r| r[i]).collect()))
+/// What [`SideBySide::measure`] saw: calls per second of every subject, round by round.
+struct Rounds(Vec<Vec<f64>>);
+
+impl Rounds {
+    /// The subject's median over the rounds.
+    fn median(&self, s: Subject) -> f64 {
+        median(self.0.iter().map(|r| r[s.0]).collect())
     }
 
-    /// The median over the rounds of subject `a`'s rate over subject `b`'s in the same round:
-    /// each ratio compares runs made moments apart.
-    fn ratio(&self, a: usize, b: usize) -> f64 {
-        median(self.0.iter().map(|r| r[a] / r[b]).collect())
+    /// The median over the rounds of `a`'s rate over `b`'s in the same round: each ratio
+    /// compares runs made moments apart.
+    fn ratio(&self, a: Subject, b: Subject) -> f64 {
+        median(self.0.iter().map(|r| r[a.0] / r[b.0]).collect())
     }
 }
 
