@@ -629,23 +629,19 @@ struct Rounds(Vec<Vec<f64>>);
 impl Rounds {
     /// The subject's median over the rounds.
     fn median(&self, s: Subject) -> f64 {
-        median(self.0.iter().map(|r| r[s.0]).collect())
+        p50(self.0.iter().map(|r| r[s.0]).collect())
     }
 
     /// The median over the rounds of `a`'s rate over `b`'s in the same round: each ratio
     /// compares runs made moments apart.
     fn ratio(&self, a: Subject, b: Subject) -> f64 {
-        median(self.0.iter().map(|r| r[a.0] / r[b.0]).collect())
+        p50(self.0.iter().map(|r| r[a.0] / r[b.0]).collect())
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_unstable_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-fn p50(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
+/// The median of per-call timings or of per-round rates (never NaN).
+fn p50<T: PartialOrd + Copy>(mut samples: Vec<T>) -> T {
+    samples.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     samples[samples.len() / 2]
 }
 
